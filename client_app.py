@@ -1,0 +1,6 @@
+"""CA client: see `python client_app.py --help`."""
+
+from pki_soap.cli.client import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

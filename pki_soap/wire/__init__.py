@@ -1,0 +1,1 @@
+"""Everything IRIS-specific about the bytes on the wire."""
