@@ -1,0 +1,580 @@
+"""The Certificate Authority: its files (``.cer``, ``.key``, ``.srl``) and signing certificates."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pki_soap import keys, names
+from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
+from pki_soap.keys import KeyType, PrivateKey
+from pki_soap.serial import MAX_SERIAL, SerialCounter
+
+# Issued certificates start a little in the past so that a relying party whose
+# clock is slightly behind ours does not see a "not yet valid" certificate.
+CLOCK_SKEW = datetime.timedelta(minutes=1)
+# Far enough for any CA; keeps dates well inside what X.509 GeneralizedTime holds.
+MAX_DAYS = 100 * 366
+
+
+class Usage(enum.Enum):
+    """What an issued certificate is for (the original's "Certificate Usage", certType 1..3)."""
+
+    TLS = "tls"
+    INTERMEDIATE = "intermediate"
+    CODESIGN = "codesign"
+
+    @property
+    def label(self) -> str:
+        """The original's portal label."""
+        return _USAGE_LABELS[self]
+
+    @property
+    def cert_type(self) -> int:
+        """The original's ``certType`` number (1 TLS, 2 intermediate CA, 3 code signing)."""
+        return list(Usage).index(self) + 1
+
+    @classmethod
+    def from_cert_type(cls, number: int) -> Usage:
+        """The usage with the original's ``certType`` number.
+
+        Raises:
+            InvalidInput: not 1, 2 or 3.
+        """
+        if number not in (1, 2, 3):
+            raise InvalidInput(f"certificate usage {number} is not 1, 2 or 3")
+        return list(cls)[number - 1]
+
+
+_USAGE_LABELS = {
+    Usage.TLS: "TLS/SSL and XML security",
+    Usage.INTERMEDIATE: "Intermediate Certificate Authority",
+    Usage.CODESIGN: "Code signing",
+}
+
+
+@dataclass(frozen=True)
+class CAPaths:
+    """Where a CA's files live: ``<directory>/<root>.cer``, ``.key`` and ``.srl``.
+
+    ``directory`` is used as given; making a relative one relative to the data
+    directory is the caller's job.
+
+    Raises:
+        InvalidRoot: ``root`` breaks the file-name root rules (names.check_root).
+    """
+
+    directory: Path
+    root: str
+
+    def __post_init__(self) -> None:
+        names.check_root(self.root)
+        object.__setattr__(self, "directory", Path(self.directory))
+
+    @property
+    def cer(self) -> Path:
+        """The PEM CA certificate."""
+        return self.directory / f"{self.root}.cer"
+
+    @property
+    def key(self) -> Path:
+        """The PEM (normally encrypted PKCS#8) CA private key, mode 0600."""
+        return self.directory / f"{self.root}.key"
+
+    @property
+    def srl(self) -> Path:
+        """The serial counter file."""
+        return self.directory / f"{self.root}.srl"
+
+    def old(self, path: Path) -> Path:
+        """Where a lone ``path`` is moved aside: ``<name>.old`` (``.old.1``, ... if taken)."""
+        candidate = path.with_name(path.name + ".old")
+        counter = 0
+        while candidate.exists() or candidate.is_symlink():
+            counter += 1
+            candidate = path.with_name(f"{path.name}.old.{counter}")
+        return candidate
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One extension ``sign`` will add, and how it reads for a person."""
+
+    value: x509.ExtensionType
+    critical: bool
+    text: str
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def _check_days(days: int, what: str) -> None:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"{what} must be a whole number of days from 1 to {MAX_DAYS}")
+
+
+def _ski_text(ski: x509.SubjectKeyIdentifier) -> str:
+    return ":".join(f"{byte:02X}" for byte in ski.digest)
+
+
+class CertificateAuthority:
+    """A CA backed by its three files; signs CSRs for the three usages of the original.
+
+    The private key stays on disk, encrypted; :meth:`private_key` decrypts it
+    for one operation when the administrator gives the password.
+    """
+
+    def __init__(self, paths: CAPaths, certificate: x509.Certificate) -> None:
+        self.paths = paths
+        self.certificate = certificate
+        self.serials = SerialCounter(paths.srl)
+
+    def __repr__(self) -> str:
+        return f"CertificateAuthority({self.subject_text!r}, {str(self.paths.cer)!r})"
+
+    # -- the CA files -------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        paths: CAPaths,
+        *,
+        subject: x509.Name,
+        password: bytes,
+        ca_days: int,
+        key_type: KeyType = KeyType.RSA2048,
+    ) -> CertificateAuthority:
+        """Make a new CA: key (encrypted, 0600), self-signed certificate, serial file.
+
+        The directory is created with mode 0700 if missing.  An existing serial
+        file is kept, so numbers never restart.
+
+        Raises:
+            InvalidInput: empty password, empty subject, or ``ca_days`` out of range.
+            CAFileError: ``<root>.cer`` or ``<root>.key`` already exists (a CA key
+                is never overwritten), or the directory cannot be written.
+        """
+        if not password:
+            raise InvalidInput("the CA key password is required")
+        if len(subject) == 0:
+            raise InvalidInput("the CA subject needs at least one attribute")
+        _check_days(ca_days, "the CA certificate's validity")
+        for existing in (paths.cer, paths.key):
+            if existing.exists() or existing.is_symlink():
+                raise CAFileError(f"{existing} already exists; it is never overwritten")
+        _make_private_directory(paths.directory)
+
+        key = keys.generate_key(key_type)
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        now = _now()
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(now + datetime.timedelta(days=ca_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                critical=False,
+            )
+            .sign(key, keys.signature_hash(key))
+        )
+        try:
+            # Key first: a crash between the two writes leaves a lone key, which the
+            # next configure moves aside to <root>.key.old rather than losing.
+            keys.write_private_file(paths.key, keys.key_pem(key, password))
+            keys.write_public_file(paths.cer, keys.cert_pem(certificate).encode("ascii"))
+        except OSError as exc:
+            raise CAFileError(f"cannot write the CA files in {paths.directory}: {exc}") from exc
+        authority = cls(paths, certificate)
+        authority.serials.create()
+        return authority
+
+    @classmethod
+    def load(cls, paths: CAPaths, *, password: bytes | None = None) -> CertificateAuthority:
+        """Open an existing CA from ``<root>.cer`` and ``<root>.key``; create ``.srl`` if absent.
+
+        The certificate must be a CA certificate.  When ``password`` is given (or
+        the key is unencrypted) the key is decrypted and must match the certificate.
+
+        Raises:
+            CAFileError: a file is missing or unreadable, the certificate is not a CA
+                certificate, or the key and certificate do not belong together.
+            WrongPassword: ``password`` does not decrypt the key.
+        """
+        certificate = _read_ca_certificate(paths.cer)
+        key_pem = _read_key_file(paths.key)
+        if password is not None or not keys.key_is_encrypted(key_pem):
+            key = keys.load_key(key_pem, password)
+            _check_pair(paths, certificate, key)
+        authority = cls(paths, certificate)
+        authority.serials.create()
+        return authority
+
+    @classmethod
+    def configure(
+        cls,
+        paths: CAPaths,
+        *,
+        password: bytes,
+        subject: x509.Name | None = None,
+        ca_days: int | None = None,
+        key_type: KeyType = KeyType.RSA2048,
+    ) -> tuple[CertificateAuthority, bool]:
+        """Use the CA files in ``paths`` if both exist, else make a new pair.
+
+        If only one of ``<root>.cer`` / ``<root>.key`` exists it is renamed to
+        ``<name>.old`` first (see :meth:`CAPaths.old`).
+
+        Returns:
+            (the CA, True if new files were created).
+
+        Raises:
+            InvalidInput: a new pair is needed and ``subject`` or ``ca_days`` is missing
+                or invalid, or the password is empty (checked before anything is renamed).
+            CAFileError, WrongPassword: as for :meth:`load` and :meth:`create`.
+        """
+        cer_exists, key_exists = paths.cer.exists(), paths.key.exists()
+        if cer_exists and key_exists:
+            return cls.load(paths, password=password), False
+        if not password:
+            raise InvalidInput("the CA key password is required")
+        if subject is None or len(subject) == 0:
+            raise InvalidInput("a new CA certificate needs a subject (C, ST, L, O, OU, CN)")
+        if ca_days is None:
+            raise InvalidInput("a new CA certificate needs its validity in days")
+        _check_days(ca_days, "the CA certificate's validity")
+        for lone, exists in ((paths.cer, cer_exists), (paths.key, key_exists)):
+            if exists:
+                try:
+                    os.rename(lone, paths.old(lone))
+                except OSError as exc:
+                    raise CAFileError(f"cannot move {lone} aside: {exc}") from exc
+        authority = cls.create(
+            paths, subject=subject, password=password, ca_days=ca_days, key_type=key_type
+        )
+        return authority, True
+
+    def private_key(self, password: bytes | None) -> PrivateKey:
+        """Decrypt the CA key with ``password`` (None for an unencrypted key file).
+
+        Raises:
+            WrongPassword: the password does not decrypt the key.
+            CAFileError: the key file is missing, unreadable or not the certificate's key.
+        """
+        key = keys.load_key(_read_key_file(self.paths.key), password)
+        _check_pair(self.paths, self.certificate, key)
+        return key
+
+    # -- facts about the CA -------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-1 fingerprint of the CA certificate, ``E3:FB:...``."""
+        return names.fingerprint(self.certificate)
+
+    @property
+    def subject_text(self) -> str:
+        """The CA's subject as ``/C=US/O=Example/CN=Example CA``."""
+        return names.subject_text(self.certificate.subject)
+
+    @property
+    def certificate_pem(self) -> str:
+        """The CA certificate as PEM text."""
+        return keys.cert_pem(self.certificate)
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        """When the CA certificate expires (UTC); no issued certificate outlives it."""
+        return self.certificate.not_valid_after_utc
+
+    # -- signing ------------------------------------------------------------------------
+
+    def sign(
+        self,
+        csr: x509.CertificateSigningRequest,
+        usage: Usage,
+        *,
+        key: PrivateKey,
+        days: int,
+        serial_number: int,
+    ) -> x509.Certificate:
+        """Issue a certificate for ``csr`` with the extensions of ``usage``.
+
+        Only the subject and the public key come from the CSR (plus, for TLS, its
+        requested DNS/IP subjectAltNames after validation); every other extension is
+        decided here.  Validity starts a minute ago and lasts ``days`` days, but never
+        past the CA certificate's own end.
+
+        Raises:
+            InvalidCsr: bad CSR signature, empty subject, or an invalid requested DNS name.
+            UnacceptableKey: the CSR's key is not one the CA certifies.
+            InvalidInput: ``days`` or ``serial_number`` out of range, or an intermediate
+                CA requested from a CA whose path length forbids it.
+            CAFileError: ``key`` is not this CA's key, or the CA certificate has expired.
+        """
+        _check_days(days, "the certificate's validity")
+        if not 1 <= serial_number <= MAX_SERIAL:
+            raise InvalidInput(f"serial number {serial_number} is out of range")
+        if not keys.same_public_key(key.public_key(), self.certificate.public_key()):
+            raise CAFileError("the private key given is not the CA certificate's key")
+        planned = self._plan(csr, usage)
+        now = _now()
+        not_before = max(now - CLOCK_SKEW, self.certificate.not_valid_before_utc)
+        not_after = min(now + datetime.timedelta(days=days), self.not_after)
+        if not_after <= now:
+            raise CAFileError(f"the CA certificate expired on {self.not_after:%Y-%m-%d}")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(csr.public_key())
+            .serial_number(serial_number)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+        )
+        for extension in planned:
+            builder = builder.add_extension(extension.value, critical=extension.critical)
+        return builder.sign(key, keys.signature_hash(key))
+
+    def preview_extensions(self, csr: x509.CertificateSigningRequest, usage: Usage) -> list[str]:
+        """What :meth:`sign` would put in a certificate for ``csr`` and ``usage``, one line each.
+
+        Raises:
+            InvalidCsr, UnacceptableKey, InvalidInput: as :meth:`sign` would.
+        """
+        lines = [item.text for item in self._plan(csr, usage)]
+        ignored = [name for name in keys.requested_sans(csr) if not _copyable_san(name)]
+        if usage is Usage.TLS and ignored:
+            lines.append(f"Not copied from the request: {names.sans_text(ignored)}")
+        return lines
+
+    def _plan(self, csr: x509.CertificateSigningRequest, usage: Usage) -> list[_Planned]:
+        keys.check_csr(csr)
+        public_key = csr.public_key()
+        planned: list[_Planned] = []
+        if usage is Usage.INTERMEDIATE:
+            own = self._basic_constraints()
+            if own is not None and own.path_length == 0:
+                raise InvalidInput(
+                    "this CA's path length constraint is 0: it cannot issue intermediate CAs"
+                )
+            planned.append(
+                _Planned(
+                    x509.BasicConstraints(ca=True, path_length=0),
+                    True,
+                    "Basic constraints (critical): CA:TRUE, pathlen:0",
+                )
+            )
+            planned.append(
+                _Planned(
+                    _key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
+                    True,
+                    "Key usage (critical): Digital Signature, Certificate Sign, CRL Sign",
+                )
+            )
+        else:
+            planned.append(
+                _Planned(
+                    x509.BasicConstraints(ca=False, path_length=None),
+                    True,
+                    "Basic constraints (critical): CA:FALSE",
+                )
+            )
+            if usage is Usage.TLS:
+                encipherment = isinstance(public_key, rsa.RSAPublicKey)
+                planned.append(
+                    _Planned(
+                        _key_usage(digital_signature=True, key_encipherment=encipherment),
+                        True,
+                        "Key usage (critical): Digital Signature"
+                        + (", Key Encipherment" if encipherment else ""),
+                    )
+                )
+                planned.append(
+                    _Planned(
+                        x509.ExtendedKeyUsage(
+                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                        ),
+                        False,
+                        "Extended key usage: TLS Web Server Authentication, "
+                        "TLS Web Client Authentication",
+                    )
+                )
+                sans = _tls_sans(csr)
+                if sans:
+                    planned.append(
+                        _Planned(
+                            x509.SubjectAlternativeName(sans),
+                            False,
+                            f"Subject alternative name: {names.sans_text(sans)}",
+                        )
+                    )
+            else:
+                planned.append(
+                    _Planned(
+                        _key_usage(digital_signature=True),
+                        True,
+                        "Key usage (critical): Digital Signature",
+                    )
+                )
+                planned.append(
+                    _Planned(
+                        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+                        False,
+                        "Extended key usage: Code Signing",
+                    )
+                )
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+        planned.append(_Planned(ski, False, f"Subject key identifier: {_ski_text(ski)}"))
+        aki, aki_text = self._authority_key_identifier()
+        planned.append(_Planned(aki, False, f"Authority key identifier: {aki_text}"))
+        return planned
+
+    def _basic_constraints(self) -> x509.BasicConstraints | None:
+        try:
+            return self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            return None
+
+    def _authority_key_identifier(self) -> tuple[x509.AuthorityKeyIdentifier, str]:
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            ).value
+        except x509.ExtensionNotFound:
+            # A CA certificate from elsewhere without an SKI: derive the usual one.
+            ski = x509.SubjectKeyIdentifier.from_public_key(self.certificate.public_key())
+        return (
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+            _ski_text(ski),
+        )
+
+
+def _key_usage(
+    *,
+    digital_signature: bool = False,
+    key_encipherment: bool = False,
+    key_cert_sign: bool = False,
+    crl_sign: bool = False,
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _copyable_san(name: x509.GeneralName) -> bool:
+    return isinstance(name, x509.DNSName | x509.IPAddress)
+
+
+def _tls_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    """The CSR's DNS and IP names (validated), else one for the CN if it is a host or IP."""
+    sans: list[x509.GeneralName] = []
+    for name in keys.requested_sans(csr):
+        if isinstance(name, x509.DNSName) and not names.is_hostname(name.value):
+            raise InvalidCsr(f"requested subjectAltName DNS:{name.value!r} is not a host name")
+        if isinstance(name, x509.IPAddress) and not isinstance(
+            name.value, ipaddress.IPv4Address | ipaddress.IPv6Address
+        ):
+            # IP networks are for name constraints, never for a subjectAltName.
+            raise InvalidCsr(f"requested subjectAltName IP:{name.value} is not an address")
+        if _copyable_san(name) and name not in sans:
+            sans.append(name)
+    if sans:
+        return sans
+    cn = names.common_name(csr.subject)
+    if cn:
+        try:
+            return [x509.IPAddress(ipaddress.ip_address(cn))]
+        except ValueError:
+            pass
+        if names.is_hostname(cn):
+            return [x509.DNSName(cn)]
+    return []
+
+
+def _make_private_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise CAFileError(f"{directory} exists and is not a directory") from None
+        return
+    except OSError as exc:
+        raise CAFileError(f"cannot create the CA directory {directory}: {exc}") from exc
+    # mkdir's mode is narrowed by the umask; make it exactly owner-only.
+    directory.chmod(0o700)
+
+
+def _read_ca_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CAFileError(f"the CA certificate {path} does not exist") from exc
+    except OSError as exc:
+        raise CAFileError(f"cannot read the CA certificate {path}: {exc}") from exc
+    try:
+        # A file from a commercial CA may carry its chain after it; the first one counts.
+        certificate = x509.load_pem_x509_certificates(data)[0]
+    except ValueError as exc:
+        raise CAFileError(f"{path} is not a PEM certificate: {exc}") from exc
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = constraints.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    except ValueError as exc:
+        raise CAFileError(f"{path} has unreadable extensions: {exc}") from exc
+    if not is_ca:
+        raise CAFileError(f"{path} is not a CA certificate (basicConstraints CA:TRUE is missing)")
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            raise CAFileError(f"{path} may not sign certificates (keyUsage lacks keyCertSign)")
+    except x509.ExtensionNotFound:
+        pass
+    return certificate
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CAFileError(f"the CA private key {path} does not exist") from exc
+    except OSError as exc:
+        raise CAFileError(f"cannot read the CA private key {path}: {exc}") from exc
+    try:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            # A key placed by hand may be readable by others; it is ours now.
+            path.chmod(0o600)
+    except OSError:
+        pass  # not our file to change (another owner); reading it was allowed
+    return data
+
+
+def _check_pair(paths: CAPaths, certificate: x509.Certificate, key: PrivateKey) -> None:
+    if not keys.same_public_key(key.public_key(), certificate.public_key()):
+        raise CAFileError(f"{paths.key} is not the private key of {paths.cer}")
