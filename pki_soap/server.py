@@ -1,0 +1,474 @@
+"""The CA server's tasks (IRIS ``PKI.CAServer``): configure, submit, issue, delete, list, get.
+
+The SOAP service, the portal and the command line all call :class:`CAServer`; it owns the
+rules (what a valid submission is, how an issue is made atomic) so that every front end
+behaves the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import socket
+import unicodedata
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+
+from pki_soap import keys, messages, names
+from pki_soap.ca import MAX_DAYS, CAPaths, CertificateAuthority, Usage
+from pki_soap.errors import InvalidField, InvalidInput, MissingField, NotConfigured
+from pki_soap.keys import KeyType
+from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INSTANCE = "PKI"
+"""The CA's instance name when none is configured (an IRIS instance has one; we have none)."""
+
+# PKI.CSR / PKI.Certificate MAXLEN values (wire-protocol.md §4.1, §4.2).
+MAX_LENGTHS = {
+    "Name": 200,
+    "Hostname": 100,
+    "Instance": 50,
+    "Filename": 50,
+    "Contents": 5000,
+    "Subject": 200,
+    "ContactName": 50,
+    "ContactPhone": 50,
+    "ContactEmail": 50,
+}
+# A certificate Number is at most 20 octets: 49 decimal digits.
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,48}")
+
+
+class Notifications(Protocol):
+    """What the CA server tells people (pki_soap.notify.Notifier implements it)."""
+
+    def ca_configured(self, cfg: ServerConfig, fingerprint: str) -> str | None:
+        """Confirm a configuration to the administrator; return the recipient or None."""
+
+    def request_received(self, req: PendingRequest, fingerprint: str) -> None:
+        """Tell the administrator a CSR arrived (``fingerprint``: the CSR's SHA-1)."""
+
+    def certificate_issued(self, cert: IssuedCertificate, req: PendingRequest) -> None:
+        """Tell the request's contact the certificate is ready."""
+
+    def request_deleted(self, req: PendingRequest) -> None:
+        """Tell the request's contact the request was deleted."""
+
+
+class _Silent:
+    """No notifications at all (no notifier available or wanted)."""
+
+    def ca_configured(self, cfg: ServerConfig, fingerprint: str) -> str | None:
+        return None
+
+    def request_received(self, req: PendingRequest, fingerprint: str) -> None:
+        return None
+
+    def certificate_issued(self, cert: IssuedCertificate, req: PendingRequest) -> None:
+        return None
+
+    def request_deleted(self, req: PendingRequest) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    """What :meth:`CAServer.configure` did (messages.server_configured prints it)."""
+
+    created: bool
+    paths: CAPaths
+    fingerprint: str
+    mailed_to: str | None
+
+
+def _has_control(text: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text)
+
+
+def _check_text(field: str, value: str, *, allowed: str = "") -> None:
+    """Refuse a value longer than its MAXLEN or holding control characters.
+
+    Raises:
+        InvalidField: too long, or a control character (other than ``allowed``).
+    """
+    limit = MAX_LENGTHS[field]
+    if len(value) > limit:
+        raise InvalidField(f"{field} is longer than {limit} characters ({len(value)})")
+    if _has_control(value, allowed):
+        raise InvalidField(f"{field} holds a control character")
+
+
+def _present(value: str | None) -> bool:
+    return value is not None and value.strip() != ""
+
+
+def _optional(value: str | None) -> str | None:
+    return value if _present(value) else None
+
+
+class CAServer:
+    """The Certificate Authority server of one data directory."""
+
+    def __init__(self, store: Store, data_dir: Path, notifier: Notifications | None = None) -> None:
+        """Serve from ``store``; CA files in relative directories live under ``data_dir``.
+
+        ``notifier`` receives the notices; None sends none.  A notifier that raises never
+        fails the operation (the failure is logged).
+        """
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.notifier: Notifications = notifier if notifier is not None else _Silent()
+
+    @classmethod
+    def open(cls, data_dir: Path) -> CAServer:
+        """Open the store of ``data_dir`` with the e-mail notifier of pki_soap.notify.
+
+        Raises:
+            PkiError: the store cannot be opened.
+        """
+        store = Store.open(data_dir)
+        notifier: Notifications | None
+        try:
+            from pki_soap.notify import Notifier
+        except ImportError:  # a build without notifications
+            notifier = None
+        else:
+            notifier = Notifier(store)
+        return cls(store, data_dir, notifier)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> CAServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _notify(self, what: str, call: Callable[[], object]) -> object:
+        try:
+            return call()
+        except Exception as exc:
+            # Only the kind and text of the failure: never the message body or SMTP settings.
+            log.warning("notification %s failed: %s: %s", what, type(exc).__name__, exc)
+            return None
+
+    # -- configuration ------------------------------------------------------------------
+
+    def ca_paths(self, cfg: ServerConfig) -> CAPaths:
+        """Where the CA files of ``cfg`` are (a relative directory is under the data directory).
+
+        Raises:
+            InvalidRoot: the configured root is not valid.
+        """
+        directory = Path(cfg.directory).expanduser()
+        if not directory.is_absolute():
+            directory = self.data_dir / directory
+        return CAPaths(directory, cfg.root)
+
+    def configure(
+        self,
+        *,
+        root: str,
+        directory: str,
+        password: bytes,
+        days: int,
+        subject: x509.Name | None = None,
+        ca_days: int | None = None,
+        key_type: KeyType = KeyType.RSA2048,
+        smtp_server: str | None = None,
+        smtp_port: int | None = None,
+        smtp_user: str | None = None,
+        smtp_password: str | None = None,
+        admin_email: str | None = None,
+        instance: str | None = None,
+        node: str | None = None,
+    ) -> ConfigureResult:
+        """Configure the CA: use ``<root>.cer``/``.key`` in ``directory`` or create them.
+
+        Every setting is checked before any file is touched.  The configuration is stored
+        and the CA certificate saved as certificate number 0 (Filename = root, Hostname =
+        node, Instance = instance).  ``instance`` defaults to the one configured before, else
+        :data:`DEFAULT_INSTANCE`; ``node`` to the one configured before, else this host's
+        name.  Configuring again with the same files keeps them and updates the days and
+        e-mail settings.
+
+        Raises:
+            InvalidRoot: ``root`` breaks the file-name root rules.
+            MissingField: ``directory`` is empty.
+            InvalidInput: ``days``/``ca_days``/``smtp_port`` out of range, a new CA without
+                subject or validity, an empty password for a new CA.
+            InvalidField: a setting too long or holding control characters.
+            WrongPassword: the password does not decrypt the existing key.
+            CAFileError: the existing files are unusable or the directory is not writable.
+        """
+        names.check_root(root)
+        if not _present(directory):
+            raise MissingField("the CA directory is required")
+        if _has_control(directory):
+            raise InvalidField("the CA directory holds a control character")
+        _check_days(days, "the validity of issued certificates")
+        if ca_days is not None:
+            _check_days(ca_days, "the validity of the CA certificate")
+        if smtp_port is not None and not 1 <= smtp_port <= 65535:
+            raise InvalidInput(f"SMTP port {smtp_port} is not between 1 and 65535")
+        for label, value in (
+            ("SMTP server", smtp_server),
+            ("SMTP user", smtp_user),
+            ("SMTP password", smtp_password),
+            ("administrator e-mail", admin_email),
+        ):
+            # A line break here would let a value add mail headers.
+            if value is not None and _has_control(value):
+                raise InvalidField(f"the {label} holds a control character")
+        previous = self.store.server_config()
+        instance = instance or (previous.instance if previous else DEFAULT_INSTANCE)
+        node = node or (previous.node if previous else socket.gethostname())
+        _check_text("Instance", instance)
+        _check_text("Hostname", node)
+        cfg = ServerConfig(
+            root=root,
+            directory=directory,
+            days=days,
+            instance=instance,
+            node=node,
+            smtp_server=_optional(smtp_server),
+            smtp_port=smtp_port,
+            smtp_user=_optional(smtp_user),
+            smtp_password=smtp_password or None,
+            admin_email=_optional(admin_email),
+        )
+        paths = self.ca_paths(cfg)
+        authority, created = CertificateAuthority.configure(
+            paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
+        )
+        with self.store.transaction():
+            self.store.save_server_config(cfg)
+            self.store.add_certificate(
+                IssuedCertificate(
+                    number=0,
+                    hostname=node,
+                    instance=instance,
+                    filename=root,
+                    contents=authority.certificate_pem,
+                    subject=authority.subject_text,
+                    usage=None,
+                    issued=authority.certificate.not_valid_before_utc,
+                    not_after=authority.not_after,
+                ),
+                replace=True,
+            )
+        mailed_to = self._notify(
+            "ca_configured", lambda: self.notifier.ca_configured(cfg, authority.fingerprint)
+        )
+        return ConfigureResult(
+            created=created,
+            paths=paths,
+            fingerprint=authority.fingerprint,
+            mailed_to=mailed_to if isinstance(mailed_to, str) else None,
+        )
+
+    def config(self) -> ServerConfig:
+        """The stored configuration.
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+        """
+        cfg = self.store.server_config()
+        if cfg is None:
+            raise NotConfigured("the Certificate Authority server is not configured")
+        return cfg
+
+    def authority(self) -> CertificateAuthority:
+        """The configured CA, loaded from its files (the key stays encrypted on disk).
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+            CAFileError: the CA files are missing or unusable.
+        """
+        return CertificateAuthority.load(self.ca_paths(self.config()))
+
+    def reinitialize(self) -> None:
+        """Forget the configuration, pending CSRs and certificates; the CA files stay.
+
+        The serial file is untouched, so numbering continues after a new configuration.
+        """
+        self.store.reinitialize()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def submit(self, req: PendingRequest) -> str:
+        """Check and store a CSR as a pending request; notify the administrator.
+
+        ``Name`` defaults to ``Hostname:Instance:Filename``; CR LF in ``Contents`` become
+        LF and the CSR is stored as canonical PEM.  Nothing is stored unless everything
+        is valid.
+
+        Returns:
+            The original's sentence: 'Certificate Signing Request "<Filename>" successfully
+            submitted to the Certificate Authority at instance <instance> on node <node>'.
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+            MissingField: Hostname, Instance, Filename, Contents or ContactName is empty.
+            InvalidField: a field longer than its MAXLEN, or holding a control character.
+            InvalidRoot: Filename breaks the file-name root rules.
+            InvalidCsr: Contents is not exactly one PEM CSR with a valid signature.
+            UnacceptableKey: the CSR's key is not one the CA certifies.
+            DuplicateRequest: a pending CSR with the same Name exists.
+        """
+        cfg = self.config()
+        for field, value in (
+            ("Hostname", req.hostname),
+            ("Instance", req.instance),
+            ("Filename", req.filename),
+            ("Contents", req.contents),
+            ("ContactName", req.contact_name),
+        ):
+            if not _present(value):
+                raise MissingField(f"{field} is required")
+        contents = req.contents.replace("\r\n", "\n")
+        checks = {
+            "Hostname": req.hostname,
+            "Instance": req.instance,
+            "Filename": req.filename,
+            "Subject": req.subject or "",
+            "ContactName": req.contact_name,
+            "ContactPhone": req.contact_phone or "",
+            "ContactEmail": req.contact_email or "",
+        }
+        for field, value in checks.items():
+            _check_text(field, value)
+        _check_text("Contents", contents, allowed="\n")
+        names.check_root(req.filename)
+        name = req.name if _present(req.name) else f"{req.hostname}:{req.instance}:{req.filename}"
+        _check_text("Name", name)
+        csr = keys.load_csr(contents)
+        stored = self.store.add_request(
+            dataclasses.replace(
+                req,
+                name=name,
+                contents=keys.csr_pem(csr),
+                subject=req.subject or "",
+                contact_phone=_optional(req.contact_phone),
+                contact_email=_optional(req.contact_email),
+                received=datetime.now(UTC),
+            )
+        )
+        fingerprint = names.fingerprint(csr)
+        self._notify(
+            "request_received", lambda: self.notifier.request_received(stored, fingerprint)
+        )
+        return messages.submission_sentence(req.filename, cfg.instance, cfg.node)
+
+    def pending(self) -> list[PendingRequest]:
+        """The pending CSRs, oldest first."""
+        return self.store.requests()
+
+    def request(self, name: str) -> PendingRequest:
+        """The pending CSR called ``name``.
+
+        Raises:
+            UnknownRequest: no pending CSR has that name.
+        """
+        return self.store.request(name)
+
+    def delete_request(self, name: str) -> PendingRequest:
+        """Delete (reject) the pending CSR ``name``, notify its contact, return it.
+
+        Raises:
+            UnknownRequest: no pending CSR has that name.
+        """
+        removed = self.store.remove_request(name)
+        self._notify("request_deleted", lambda: self.notifier.request_deleted(removed))
+        return removed
+
+    def issue(self, name: str, usage: Usage, password: bytes) -> IssuedCertificate:
+        """Issue a certificate for the pending CSR ``name``; notify the request's contact.
+
+        The CA key is decrypted first, so a wrong password consumes nothing.  Then one
+        store transaction reads the request, takes the next serial number, signs, stores
+        the certificate and removes the request.  The serial file is written durably
+        before the number is used, so a crash anywhere leaves at most a gap in the
+        numbers: never a number used twice, never a request both issued and pending.
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+            WrongPassword: ``password`` does not decrypt the CA key.
+            CAFileError: the CA files are unusable, or the serial file is behind the store.
+            UnknownRequest: no pending CSR has that name.
+            InvalidCsr, UnacceptableKey, InvalidInput: the CSR cannot be signed for ``usage``
+                (checked before a number is taken).
+        """
+        cfg = self.config()
+        authority = self.authority()
+        key = authority.private_key(password)
+        with self.store.transaction():
+            req = self.store.request(name)
+            csr = keys.load_csr(req.contents)
+            # Every refusal sign() could make, made before a number is spent.
+            authority.preview_extensions(csr, usage)
+            number = authority.serials.take()
+            certificate = authority.sign(csr, usage, key=key, days=cfg.days, serial_number=number)
+            issued = IssuedCertificate(
+                number=number,
+                hostname=req.hostname,
+                instance=req.instance,
+                filename=req.filename,
+                contents=keys.cert_pem(certificate),
+                subject=names.subject_text(certificate.subject),
+                usage=usage.value,
+                issued=datetime.now(UTC),
+                not_after=certificate.not_valid_after_utc,
+            )
+            self.store.add_certificate(issued)
+            self.store.remove_request(name)
+        self._notify("certificate_issued", lambda: self.notifier.certificate_issued(issued, req))
+        return issued
+
+    # -- certificates -------------------------------------------------------------------
+
+    def certificates(
+        self, hostname: str | None = "", instance: str | None = ""
+    ) -> Generator[IssuedCertificate, None, None]:
+        """ListCertificates' rows (wire-protocol.md §3.2), in number order, never number 0.
+
+        Both empty (or None) lists every certificate; otherwise both must match exactly,
+        so one empty and one given lists nothing (IRIS SQL compares with NULL).  The rows
+        stream from the store; ``close()`` the generator to stop early.
+        """
+        hostname, instance = hostname or "", instance or ""
+        if not hostname and not instance:
+            return self.store.certificates()
+        if not hostname or not instance:
+            return _no_certificates()
+        return self.store.certificates(hostname, instance)
+
+    def certificate(self, number: str | int) -> IssuedCertificate | None:
+        """GetCertificate (wire-protocol.md §3.3): the certificate whose Number is ``number``.
+
+        ``number`` is matched as IRIS's ``%OpenId`` matches the stored decimal string:
+        ``"0"`` is the CA certificate; ``"00"``, ``" 0"``, ``"+1"`` or ``"abc"`` match nothing.
+        """
+        text = str(number)
+        if not _NUMBER.fullmatch(text):
+            return None
+        return self.store.certificate(int(text))
+
+
+def _no_certificates() -> Generator[IssuedCertificate, None, None]:
+    yield from ()
+
+
+def _check_days(days: int, what: str) -> None:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"{what} must be a whole number of days from 1 to {MAX_DAYS}")

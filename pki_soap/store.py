@@ -1,0 +1,747 @@
+"""The one SQLite database: server and client configuration, pending CSRs, certificates, mail.
+
+``pki.sqlite3`` in the data directory (mode 0600: it holds the SMTP password), in WAL mode with
+foreign keys on and a busy timeout, its schema version kept in ``PRAGMA user_version`` and
+brought up to date by :func:`_migrate` when the store opens.
+
+Connections come from a small pool inside each :class:`Store`, so that a threaded WSGI server
+can read while another thread writes, and a listing can stream from its own cursor.  Processes
+(gunicorn workers, a CLI next to the server) each open their own store; SQLite's locking and the
+busy timeout serialise their writers.
+
+Times are stored as UTC ISO-8601 text with microseconds, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownRequest
+
+DATABASE_NAME = "pki.sqlite3"
+BUSY_TIMEOUT_SECONDS = 30.0
+_IDLE_CONNECTIONS = 4
+
+
+@dataclass
+class ServerConfig:
+    """The CA server's configuration (IRIS ``PKI.CAServer``); one row at most."""
+
+    root: str
+    directory: str
+    days: int
+    instance: str
+    node: str
+    smtp_server: str | None = None
+    smtp_port: int | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    admin_email: str | None = None
+
+
+@dataclass
+class ClientConfig:
+    """The CA client's configuration (IRIS ``PKI.CAClient``); one row at most."""
+
+    server: str
+    port: int
+    path: str
+    contact_name: str
+    contact_phone: str | None
+    contact_email: str | None
+    hostname: str
+    instance: str
+
+
+@dataclass
+class PendingRequest:
+    """A CSR received and neither issued nor deleted yet (IRIS ``PKI.CSR``), keyed by ``name``."""
+
+    name: str
+    hostname: str
+    instance: str
+    filename: str
+    contents: str
+    subject: str
+    contact_name: str
+    contact_phone: str | None = None
+    contact_email: str | None = None
+    received: datetime | None = None
+
+
+@dataclass
+class IssuedCertificate:
+    """A certificate the CA issued (IRIS ``PKI.Certificate``); number 0 is the CA's own."""
+
+    number: int
+    hostname: str
+    instance: str
+    filename: str
+    contents: str
+    subject: str
+    usage: str | None
+    issued: datetime
+    not_after: datetime | None
+
+
+@dataclass
+class Mail:
+    """One message of the outbox and its delivery state."""
+
+    id: int
+    recipient: str
+    subject: str
+    body: str
+    created: datetime
+    attempts: int
+    next_attempt: datetime | None
+    last_error: str | None
+    sent: datetime | None
+
+
+def _to_text(moment: datetime) -> str:
+    # Naive datetimes are taken as UTC: every caller in the package passes aware UTC times.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _from_text(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, and migrations must stay inside our transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _schema_v1(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        CREATE TABLE server_config (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            root          TEXT NOT NULL,
+            directory     TEXT NOT NULL,
+            days          INTEGER NOT NULL,
+            instance      TEXT NOT NULL,
+            node          TEXT NOT NULL,
+            smtp_server   TEXT,
+            smtp_port     INTEGER,
+            smtp_user     TEXT,
+            smtp_password TEXT,
+            admin_email   TEXT
+        );
+        CREATE TABLE client_config (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            server        TEXT NOT NULL,
+            port          INTEGER NOT NULL,
+            path          TEXT NOT NULL,
+            contact_name  TEXT NOT NULL,
+            contact_phone TEXT,
+            contact_email TEXT,
+            hostname      TEXT NOT NULL,
+            instance      TEXT NOT NULL
+        );
+        CREATE TABLE requests (
+            name          TEXT PRIMARY KEY,
+            hostname      TEXT NOT NULL,
+            instance      TEXT NOT NULL,
+            filename      TEXT NOT NULL,
+            contents      TEXT NOT NULL,
+            subject       TEXT NOT NULL,
+            contact_name  TEXT NOT NULL,
+            contact_phone TEXT,
+            contact_email TEXT,
+            received      TEXT NOT NULL
+        );
+        CREATE TABLE certificates (
+            number        INTEGER PRIMARY KEY CHECK (number >= 0),
+            hostname      TEXT NOT NULL,
+            instance      TEXT NOT NULL,
+            filename      TEXT NOT NULL,
+            contents      TEXT NOT NULL,
+            subject       TEXT NOT NULL,
+            usage         TEXT,
+            issued        TEXT NOT NULL,
+            not_after     TEXT
+        );
+        CREATE INDEX certificates_by_owner ON certificates (hostname, instance, number);
+        CREATE TABLE mail (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient     TEXT NOT NULL,
+            subject       TEXT NOT NULL,
+            body          TEXT NOT NULL,
+            created       TEXT NOT NULL,
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            next_attempt  TEXT,
+            last_error    TEXT,
+            sent          TEXT
+        );
+        CREATE INDEX mail_due ON mail (sent, next_attempt);
+        """,
+    )
+
+
+# Migration i brings the schema from version i to i + 1; never edit one that has shipped.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; return the version found before.
+
+    Runs inside ``BEGIN IMMEDIATE`` so two processes opening a fresh store do not both create
+    the tables.
+
+    Raises:
+        PkiError: the database was written by a newer pki-soap (a higher schema version).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise PkiError(
+                f"the database schema version {found} is newer than this program's "
+                f"({SCHEMA_VERSION}); upgrade pki-soap"
+            )
+        for version in range(found, SCHEMA_VERSION):
+            _MIGRATIONS[version](conn)
+        if found != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` 0600 if absent and tighten it if someone loosened it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The SQLite store of one data directory.
+
+    Every public method is atomic.  :meth:`transaction` groups several of them into one
+    ``BEGIN IMMEDIATE`` transaction; it is reentrant: a nested ``transaction()`` in the same
+    thread becomes a SAVEPOINT inside the outer one (rolled back alone if its block raises,
+    committed only when the outermost block commits).  All store calls a thread makes inside a
+    transaction use the transaction's connection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open (and create or migrate) the database file ``path``.
+
+        Raises:
+            PkiError: the file cannot be created, is not a usable SQLite database, or its
+                schema is newer.
+        """
+        self.path = path
+        self._pool: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+        try:
+            _create_private_file(path)
+        except OSError as exc:
+            raise PkiError(f"cannot create the database {path}: {exc}") from exc
+        conn = self._connect()
+        try:
+            _migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise PkiError(f"cannot use the database {path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._pool.append(conn)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Store:
+        """Open ``data_dir/pki.sqlite3``, creating the directory (0700) and database if needed.
+
+        Raises:
+            PkiError: the database cannot be opened or has a newer schema.
+        """
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(data_dir / DATABASE_NAME)
+
+    def close(self) -> None:
+        """Close the idle connections; connections still in use close when given back."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._pool = self._pool, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.  A pooled connection moves
+            # between threads but is used by one thread at a time, hence check_same_thread=False.
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise PkiError(f"cannot open the database {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed issue survives power loss; the SRL file is fsynced as well.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise PkiError(f"cannot use the database {self.path}: {exc}") from exc
+        return conn
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._closed:
+                raise PkiError("the store is closed")
+            if self._pool:
+                return self._pool.pop()
+        return self._connect()
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            # Only an abandoned cursor can leave one open (autocommit otherwise): end it.
+            conn.execute("ROLLBACK")
+        with self._pool_lock:
+            if not self._closed and len(self._pool) < _IDLE_CONNECTIONS:
+                self._pool.append(conn)
+                return
+        conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        current: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises.
+
+        Nested use in the same thread makes a SAVEPOINT (see the class docstring).  The write
+        lock is taken at once, so two processes doing read-then-write never deadlock; a
+        writer waits up to :data:`BUSY_TIMEOUT_SECONDS` for another.
+
+        Raises:
+            PkiError: the database stayed locked longer than the busy timeout.
+        """
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            depth: int = self._local.depth
+            savepoint = f"nested_{depth}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            self._local.depth = depth + 1
+            try:
+                yield
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+                raise
+            else:
+                conn.execute(f"RELEASE {savepoint}")
+            finally:
+                self._local.depth = depth
+            return
+        conn = self._checkout()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise PkiError(f"cannot start a database transaction: {exc}") from exc
+            self._local.conn, self._local.depth = conn, 1
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._local.conn = None
+        finally:
+            self._checkin(conn)
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self.transaction(), self._connection() as conn:
+            return conn.execute(sql, params)
+
+    def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._connection() as conn:
+            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            return row
+
+    def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def server_config(self) -> ServerConfig | None:
+        """The CA server's configuration, or None before it is configured."""
+        row = self._fetchone(
+            "SELECT root, directory, days, instance, node, smtp_server, smtp_port, smtp_user,"
+            " smtp_password, admin_email FROM server_config WHERE id = 1"
+        )
+        return None if row is None else ServerConfig(*row)
+
+    def save_server_config(self, cfg: ServerConfig) -> None:
+        """Store ``cfg`` as the CA server's configuration, replacing any previous one."""
+        self._execute(
+            "INSERT OR REPLACE INTO server_config (id, root, directory, days, instance, node,"
+            " smtp_server, smtp_port, smtp_user, smtp_password, admin_email)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cfg.root,
+                cfg.directory,
+                cfg.days,
+                cfg.instance,
+                cfg.node,
+                cfg.smtp_server,
+                cfg.smtp_port,
+                cfg.smtp_user,
+                cfg.smtp_password,
+                cfg.admin_email,
+            ),
+        )
+
+    def client_config(self) -> ClientConfig | None:
+        """The CA client's configuration, or None before it is configured."""
+        row = self._fetchone(
+            "SELECT server, port, path, contact_name, contact_phone, contact_email, hostname,"
+            " instance FROM client_config WHERE id = 1"
+        )
+        return None if row is None else ClientConfig(*row)
+
+    def save_client_config(self, cfg: ClientConfig) -> None:
+        """Store ``cfg`` as the CA client's configuration, replacing any previous one."""
+        self._execute(
+            "INSERT OR REPLACE INTO client_config (id, server, port, path, contact_name,"
+            " contact_phone, contact_email, hostname, instance) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cfg.server,
+                cfg.port,
+                cfg.path,
+                cfg.contact_name,
+                cfg.contact_phone,
+                cfg.contact_email,
+                cfg.hostname,
+                cfg.instance,
+            ),
+        )
+
+    # -- pending requests ---------------------------------------------------------------------
+
+    _REQUEST_COLUMNS = (
+        "name, hostname, instance, filename, contents, subject, contact_name, contact_phone,"
+        " contact_email, received"
+    )
+
+    @staticmethod
+    def _request(row: tuple[Any, ...]) -> PendingRequest:
+        return PendingRequest(
+            name=row[0],
+            hostname=row[1],
+            instance=row[2],
+            filename=row[3],
+            contents=row[4],
+            subject=row[5],
+            contact_name=row[6],
+            contact_phone=row[7],
+            contact_email=row[8],
+            received=_from_text(row[9]),
+        )
+
+    def add_request(self, req: PendingRequest) -> PendingRequest:
+        """Store a pending CSR; ``received`` is set to now when None.  Returns what was stored.
+
+        Raises:
+            DuplicateRequest: a pending CSR with the same name exists (IRIS's wording).
+            MissingField: a required field is None.
+        """
+        received = req.received or _now()
+        try:
+            self._execute(
+                f"INSERT INTO requests ({self._REQUEST_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    req.name,
+                    req.hostname,
+                    req.instance,
+                    req.filename,
+                    req.contents,
+                    req.subject,
+                    req.contact_name,
+                    req.contact_phone,
+                    req.contact_email,
+                    _to_text(received),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise MissingField(f"pending request {req.name!r} lacks a required field") from exc
+            raise DuplicateRequest(
+                f"ID key not unique for extent 'PKI.CSR' : '{req.name}' exists."
+            ) from exc
+        return dataclasses.replace(req, received=received)
+
+    def request(self, name: str) -> PendingRequest:
+        """The pending CSR called ``name``.
+
+        Raises:
+            UnknownRequest: no pending CSR has that name.
+        """
+        row = self._fetchone(
+            f"SELECT {self._REQUEST_COLUMNS} FROM requests WHERE name = ?", (name,)
+        )
+        if row is None:
+            raise UnknownRequest(f'no pending Certificate Signing Request "{name}"')
+        return self._request(row)
+
+    def requests(self) -> list[PendingRequest]:
+        """All pending CSRs, oldest first (ties by name)."""
+        rows = self._fetchall(
+            f"SELECT {self._REQUEST_COLUMNS} FROM requests ORDER BY received, name"
+        )
+        return [self._request(row) for row in rows]
+
+    def remove_request(self, name: str) -> PendingRequest:
+        """Remove the pending CSR called ``name`` and return it.
+
+        Raises:
+            UnknownRequest: no pending CSR has that name.
+        """
+        with self.transaction():
+            req = self.request(name)
+            self._execute("DELETE FROM requests WHERE name = ?", (name,))
+        return req
+
+    def count_requests(self) -> int:
+        """How many CSRs are pending."""
+        row = self._fetchone("SELECT count(*) FROM requests")
+        return int(row[0]) if row else 0
+
+    # -- certificates -------------------------------------------------------------------------
+
+    _CERTIFICATE_COLUMNS = (
+        "number, hostname, instance, filename, contents, subject, usage, issued, not_after"
+    )
+
+    @staticmethod
+    def _certificate(row: tuple[Any, ...]) -> IssuedCertificate:
+        issued = _from_text(row[7])
+        assert issued is not None  # NOT NULL column
+        return IssuedCertificate(
+            number=row[0],
+            hostname=row[1],
+            instance=row[2],
+            filename=row[3],
+            contents=row[4],
+            subject=row[5],
+            usage=row[6],
+            issued=issued,
+            not_after=_from_text(row[8]),
+        )
+
+    def add_certificate(self, cert: IssuedCertificate, *, replace: bool = False) -> None:
+        """Store an issued certificate under ``cert.number``.
+
+        ``replace=True`` overwrites an existing row with that number (used for the CA's own
+        certificate, number 0, when the CA is configured again).
+
+        Raises:
+            PkiError: the number is already taken (the SRL file was reset or edited by hand)
+                or negative.
+        """
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            self._execute(
+                f"{verb} INTO certificates ({self._CERTIFICATE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cert.number,
+                    cert.hostname,
+                    cert.instance,
+                    cert.filename,
+                    cert.contents,
+                    cert.subject,
+                    cert.usage,
+                    _to_text(cert.issued),
+                    None if cert.not_after is None else _to_text(cert.not_after),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise PkiError(
+                f"certificate number {cert.number} already exists; is the serial file"
+                " behind the database?"
+            ) from exc
+
+    def certificate(self, number: int) -> IssuedCertificate | None:
+        """The certificate numbered ``number`` (0 is the CA's own), or None."""
+        row = self._fetchone(
+            f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates WHERE number = ?", (number,)
+        )
+        return None if row is None else self._certificate(row)
+
+    def certificates(
+        self, hostname: str | None = None, instance: str | None = None
+    ) -> Generator[IssuedCertificate, None, None]:
+        """Issued certificates in number order, never number 0, streamed from one cursor.
+
+        ``None`` leaves that column unfiltered; a string must match exactly.  The iterator
+        holds a pooled connection (a consistent snapshot) until it is exhausted or closed.
+        """
+        where = ["number <> 0"]
+        params: list[str] = []
+        if hostname is not None:
+            where.append("hostname = ?")
+            params.append(hostname)
+        if instance is not None:
+            where.append("instance = ?")
+            params.append(instance)
+        sql = (
+            f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates"
+            f" WHERE {' AND '.join(where)} ORDER BY number"
+        )
+        with self._connection() as conn:
+            cursor = conn.execute(sql, tuple(params))
+            try:
+                for row in cursor:
+                    yield self._certificate(row)
+            finally:
+                cursor.close()
+
+    def count_certificates(self) -> int:
+        """How many certificates were issued (the CA's own, number 0, not counted)."""
+        row = self._fetchone("SELECT count(*) FROM certificates WHERE number <> 0")
+        return int(row[0]) if row else 0
+
+    def reinitialize(self) -> None:
+        """Delete the server configuration, every pending CSR and every certificate (0 too).
+
+        One transaction.  The client configuration and the mail outbox stay; the CA files are
+        not the store's business (numbering continues from the SRL file).
+        """
+        with self.transaction():
+            self._execute("DELETE FROM server_config")
+            self._execute("DELETE FROM requests")
+            self._execute("DELETE FROM certificates")
+
+    # -- mail outbox --------------------------------------------------------------------------
+
+    _MAIL_COLUMNS = (
+        "id, recipient, subject, body, created, attempts, next_attempt, last_error, sent"
+    )
+
+    @staticmethod
+    def _mail(row: tuple[Any, ...]) -> Mail:
+        created = _from_text(row[4])
+        assert created is not None  # NOT NULL column
+        return Mail(
+            id=row[0],
+            recipient=row[1],
+            subject=row[2],
+            body=row[3],
+            created=created,
+            attempts=row[5],
+            next_attempt=_from_text(row[6]),
+            last_error=row[7],
+            sent=_from_text(row[8]),
+        )
+
+    def queue_mail(self, recipient: str, subject: str, body: str) -> int:
+        """Put a message in the outbox, due at once; return its id."""
+        now = _to_text(_now())
+        cursor = self._execute(
+            "INSERT INTO mail (recipient, subject, body, created, next_attempt)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (recipient, subject, body, now, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def due_mail(self, now: datetime) -> list[Mail]:
+        """Unsent messages whose next attempt is at or before ``now``, oldest first."""
+        rows = self._fetchall(
+            f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL"
+            " AND next_attempt IS NOT NULL AND next_attempt <= ? ORDER BY id",
+            (_to_text(now),),
+        )
+        return [self._mail(row) for row in rows]
+
+    def claim_mail(self, id: int, until: datetime) -> None:
+        """Hide unsent message ``id`` from :meth:`due_mail` until ``until`` (a sender's lease).
+
+        Call it inside the :meth:`transaction` that read the message as due, so two senders
+        never claim the same one.
+        """
+        self._execute(
+            "UPDATE mail SET next_attempt = ? WHERE id = ? AND sent IS NULL",
+            (_to_text(until), id),
+        )
+
+    def mail_sent(self, id: int) -> None:
+        """Record that message ``id`` was delivered (one more attempt, no next one)."""
+        self._execute(
+            "UPDATE mail SET sent = ?, attempts = attempts + 1, next_attempt = NULL,"
+            " last_error = NULL WHERE id = ?",
+            (_to_text(_now()), id),
+        )
+
+    def mail_failed(self, id: int, error: str, next_attempt: datetime | None) -> None:
+        """Record a failed attempt for message ``id``; ``next_attempt=None`` gives up on it."""
+        self._execute(
+            "UPDATE mail SET attempts = attempts + 1, last_error = ?, next_attempt = ?"
+            " WHERE id = ?",
+            (error, None if next_attempt is None else _to_text(next_attempt), id),
+        )
+
+    def undelivered(self) -> list[Mail]:
+        """Every message not delivered yet (pending retries and given-up ones), oldest first."""
+        rows = self._fetchall(
+            f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
+        )
+        return [self._mail(row) for row in rows]
