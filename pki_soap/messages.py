@@ -63,3 +63,11 @@ def ca_certificate_saved(fingerprint: str, path: Path) -> str:
 
 def certificate_saved(number: int, fingerprint: str, path: Path) -> str:
     return f'Certificate number {number} (SHA-1 Fingerprint: {fingerprint}) saved in file "{path}"'
+
+
+def confirmation_queued(recipient: str, reason: str) -> str:
+    """Instead of "Confirmation email sent to": the message waits in the outbox."""
+    return (
+        f"Confirmation email to {recipient} not delivered yet ({reason}); "
+        "it stays queued and is retried."
+    )

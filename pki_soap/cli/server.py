@@ -1,0 +1,755 @@
+"""``server_app.py``: the CA administrator's commands (configure, review, issue, serve, ...).
+
+Passwords never come from argv: ``--password-file FILE``, the ``PKI_CA_PASSWORD``
+environment variable (``PKI_SMTP_PASSWORD`` for the SMTP password), or a prompt
+when stdin is a terminal.  Questions (reinitialize, delete) need a terminal or
+``--yes``.  Errors print one ``error: <message>`` line on stderr and exit with
+the error's code (errors.py); argparse usage errors exit 2.
+
+Other command modules plug in through :data:`EXTRA_COMMANDS`: each entry names a
+module and its ``add_*_parser(subparsers)`` and ``run_*(args) -> int``
+functions; a module that does not exist (yet) is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import importlib.util
+import os
+import stat
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from pki_soap import keys, messages, names
+from pki_soap.ca import CAPaths, Usage
+from pki_soap.errors import InvalidInput, NotConfigured, PkiError
+from pki_soap.keys import KeyType
+from pki_soap.notify import SMTP_CAFILE_ENV, Notifier
+from pki_soap.server import CAServer
+from pki_soap.store import DATABASE_NAME, IssuedCertificate, Mail, PendingRequest, Store
+
+PROG = "server_app.py"
+DEFAULT_DATA_DIR = Path("pki-data")
+CA_PASSWORD_ENV = "PKI_CA_PASSWORD"
+SMTP_PASSWORD_ENV = "PKI_SMTP_PASSWORD"
+
+
+@dataclass(frozen=True)
+class ExtraCommand:
+    """A subcommand kept in another module, imported only when it is the one run."""
+
+    name: str
+    help: str
+    module: str
+    add_parser: str  # function(subparsers) adding the ``name`` subparser
+    run: str  # function(args) -> exit code
+
+
+EXTRA_COMMANDS: list[ExtraCommand] = [
+    ExtraCommand(
+        "serve",
+        "serve the CA over SOAP (and the portal) with gunicorn",
+        "pki_soap.cli.serve",
+        "add_serve_parser",
+        "run_serve",
+    ),
+    ExtraCommand(
+        "portal-password",
+        "set the web portal's administrator password",
+        "pki_soap.cli.portal_password",
+        "add_parser",
+        "run",
+    ),
+]
+"""Commands of other modules; a module that does not exist (yet) is left out."""
+
+_USAGES = {usage.value: usage for usage in Usage}
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``server_app.py`` command; return the process exit code.
+
+    Raises:
+        SystemExit: only from argparse (``--help``: 0, usage errors: 2).
+    """
+    # The administration commands parse without importing the service (spyne, gunicorn):
+    # a first pass only finds out which command is wanted.
+    parser, runners = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    extra = next((c for c in EXTRA_COMMANDS if c.name == args.command), None)
+    if extra is not None:
+        parser, runners = build_parser(load=extra)
+    if extra is not None or unknown:
+        args = parser.parse_args(argv)  # exits 2 on anything unknown
+    run = runners[args.command]
+    try:
+        return run(args)
+    except PkiError as exc:
+        _error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        _error("interrupted")
+        return 130
+    except EOFError:
+        _error("no answer (end of input); nothing was changed")
+        return 1
+    except OSError as exc:
+        _error(str(exc) or type(exc).__name__)
+        return 1
+    except Exception as exc:  # a bug: still one line, never a traceback
+        _error(f"unexpected {type(exc).__name__}: {exc}")
+        return 1
+
+
+def build_parser(
+    load: ExtraCommand | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    """The argparse parser and, for each subcommand name, the function that runs it.
+
+    Commands of :data:`EXTRA_COMMANDS` are placeholders (listed in the help, taking any
+    arguments) except ``load``, whose module is imported and whose real parser is added.
+
+    Raises:
+        ImportError: the module of ``load`` fails to import.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Certificate Authority server: administration and the SOAP service.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help="data directory (default: ./pki-data)",
+    )
+    # Every subcommand accepts --data-dir too; SUPPRESS keeps the global value when absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    configure = sub.add_parser(
+        "configure",
+        parents=[common],
+        help="configure the CA with a new or an existing key and certificate",
+        description=(
+            "Configure the CA server. If <root>.cer and <root>.key both exist in the "
+            "directory they are used (then only --days and the e-mail settings matter); "
+            "otherwise a new key and self-signed CA certificate are created."
+        ),
+    )
+    configure.add_argument("--root", required=True, help="file name root of <root>.cer/.key")
+    configure.add_argument(
+        "--dir",
+        required=True,
+        dest="directory",
+        metavar="DIR",
+        help="directory of the CA files (relative: inside the data directory)",
+    )
+    configure.add_argument("--subject", help='CA subject, e.g. "/C=US/O=Example/CN=Example CA"')
+    for flag, help_text in (
+        ("--country", "two-letter country code (C)"),
+        ("--state", "state or province (ST)"),
+        ("--locality", "locality (L)"),
+        ("--organization", "organization (O)"),
+        ("--org-unit", "organizational unit (OU)"),
+        ("--common-name", "common name (CN)"),
+    ):
+        configure.add_argument(flag, help=help_text)
+    configure.add_argument("--ca-days", type=int, help="validity of a new CA certificate (days)")
+    configure.add_argument(
+        "--days", type=int, required=True, help="validity of issued certificates (days)"
+    )
+    configure.add_argument(
+        "--key-type",
+        choices=[kind.value for kind in KeyType],
+        default=KeyType.RSA2048.value,
+        help="key type of a new CA key (default: rsa2048)",
+    )
+    _add_password_file(configure, "the CA key password")
+    configure.add_argument("--smtp-server", metavar="HOST[:PORT]", help="SMTP server for e-mail")
+    configure.add_argument("--smtp-user", help="SMTP user name (login after STARTTLS)")
+    configure.add_argument(
+        "--smtp-password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"file holding the SMTP password (or ${SMTP_PASSWORD_ENV}, or a prompt)",
+    )
+    configure.add_argument("--admin-email", help="the CA administrator's e-mail address")
+    configure.add_argument("--instance", help="instance name the CA reports (default: PKI)")
+    configure.add_argument("--node", help="node name the CA reports (default: this host)")
+    runners["configure"] = _configure
+
+    reinitialize = sub.add_parser(
+        "reinitialize",
+        parents=[common],
+        help="forget the configuration, pending CSRs and certificate records (files stay)",
+    )
+    _add_yes(reinitialize)
+    runners["reinitialize"] = _reinitialize
+
+    sub.add_parser("pending", parents=[common], help="list the pending CSRs")
+    runners["pending"] = _pending
+
+    show = sub.add_parser(
+        "show", parents=[common], help="show a pending CSR and what each usage would issue"
+    )
+    show.add_argument("name", metavar="NAME", help="the request's Name (see `pending`)")
+    runners["show"] = _show
+
+    issue = sub.add_parser(
+        "issue", parents=[common], help="issue a certificate for a pending CSR (or all of them)"
+    )
+    issue.add_argument("name", metavar="NAME", nargs="?", help="the request's Name")
+    issue.add_argument("--all", action="store_true", help="issue every pending CSR")
+    issue.add_argument(
+        "--usage",
+        required=True,
+        choices=list(_USAGES),
+        help="tls: TLS/SSL and XML security; intermediate: intermediate CA; codesign",
+    )
+    _add_password_file(issue, "the CA key password")
+    runners["issue"] = _issue
+
+    delete = sub.add_parser("delete", parents=[common], help="delete (reject) a pending CSR")
+    delete.add_argument("name", metavar="NAME", help="the request's Name")
+    _add_yes(delete)
+    runners["delete"] = _delete
+
+    sub.add_parser("certificates", parents=[common], help="list the issued certificates")
+    runners["certificates"] = _certificates
+
+    status = sub.add_parser(
+        "status", parents=[common], help="configuration, counts, serial counter, e-mail outbox"
+    )
+    status.add_argument(
+        "--retry", action="store_true", help="try to send every undelivered e-mail now"
+    )
+    runners["status"] = _status
+
+    for extra in EXTRA_COMMANDS:
+        if extra == load:
+            module = importlib.import_module(extra.module)
+            getattr(module, extra.add_parser)(sub)
+            runners[extra.name] = getattr(module, extra.run)
+        elif importlib.util.find_spec(extra.module) is not None:
+            sub.add_parser(extra.name, help=extra.help, add_help=False)
+    return parser, runners
+
+
+def _add_password_file(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"file holding {what} (or ${CA_PASSWORD_ENV}, or a prompt on a terminal)",
+    )
+
+
+def _add_yes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def _configure(args: argparse.Namespace) -> int:
+    subject = _subject(args)
+    smtp_server, smtp_port = _smtp_address(args.smtp_server)
+    # Check the root first: a bad one must not cost the administrator a password prompt.
+    paths = CAPaths(_ca_directory(args.data_dir, args.directory), names.check_root(args.root))
+    existing = paths.cer.exists() and paths.key.exists()
+    if existing and subject is not None:
+        _warn(f"{paths.cer} and .key exist and are used; the subject given is ignored")
+    password = _password(
+        args.password_file,
+        env=CA_PASSWORD_ENV,
+        what="CA key password" if existing else "new CA key password",
+        confirm=not existing,
+    )
+    smtp_password: str | None = None
+    if args.smtp_user:
+        raw = _password(
+            args.smtp_password_file, env=SMTP_PASSWORD_ENV, what="SMTP password", confirm=True
+        )
+        try:
+            smtp_password = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("the SMTP password is not UTF-8 text") from exc
+    elif args.smtp_password_file is not None:
+        raise InvalidInput("--smtp-password-file needs --smtp-user")
+    with _open_server(args.data_dir, create=True) as (server, notifier):
+        result = server.configure(
+            root=args.root,
+            directory=args.directory,
+            password=password,
+            days=args.days,
+            subject=subject,
+            ca_days=args.ca_days,
+            key_type=KeyType(args.key_type),
+            smtp_server=smtp_server,
+            smtp_port=smtp_port,
+            smtp_user=args.smtp_user,
+            smtp_password=smtp_password,
+            admin_email=args.admin_email,
+            instance=args.instance,
+            node=args.node,
+        )
+        undelivered = result.mailed_to is not None and notifier.last_error is not None
+        print(
+            messages.server_configured(
+                created=result.created,
+                cer=result.paths.cer,
+                fingerprint=result.fingerprint,
+                mailed_to=None if undelivered else result.mailed_to,
+            )
+        )
+        if undelivered and result.mailed_to is not None:
+            print(messages.confirmation_queued(result.mailed_to, notifier.last_error or ""))
+    return 0
+
+
+def _reinitialize(args: argparse.Namespace) -> int:
+    with _open_server(args.data_dir) as (server, _):
+        pending = server.store.count_requests()
+        issued = server.store.count_certificates()
+        question = (
+            f"Reinitialize the CA server in {args.data_dir}? This deletes its configuration, "
+            f"{pending} pending CSR(s) and the records of {issued} issued certificate(s); "
+            "the key, certificate and serial files stay."
+        )
+        if not _confirm(question, args.yes):
+            print("Cancelled; nothing was changed.")
+            return 1
+        server.reinitialize()
+    print(messages.server_reinitialized())
+    return 0
+
+
+def _pending(args: argparse.Namespace) -> int:
+    with _open_server(args.data_dir) as (server, _):
+        requests = server.pending()
+    if not requests:
+        print("No pending Certificate Signing Requests.")
+        return 0
+    print(
+        _table(
+            ("Name", "Hostname", "Instance", "Filename", "Contact", "Received"),
+            [
+                (r.name, r.hostname, r.instance, r.filename, _contact(r), _when(r.received))
+                for r in requests
+            ],
+        )
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open_server(args.data_dir) as (server, _):
+        req = server.request(args.name)
+        print(_describe_request(server, req))
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    if args.all == (args.name is not None):
+        raise InvalidInput("give either one request NAME or --all")
+    usage = _USAGES[args.usage]
+    with _open_server(args.data_dir) as (server, _):
+        server.config()
+        names_to_issue = [r.name for r in server.pending()] if args.all else [args.name]
+        if not names_to_issue:
+            print("No pending Certificate Signing Requests.")
+            return 0
+        if not args.all:
+            server.request(args.name)  # an unknown NAME fails before the password prompt
+        password = _password(
+            args.password_file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False
+        )
+        if args.all:
+            # One check up front: a wrong password must not print an error per request.
+            server.authority().private_key(password)
+        failures: list[PkiError] = []
+        for name in names_to_issue:
+            try:
+                issued = server.issue(name, usage, password)
+            except PkiError as exc:
+                if not args.all:
+                    raise
+                _error(f'"{name}": {exc.message}')
+                failures.append(exc)
+                continue
+            print(messages.certificate_issued(issued.number, name))
+    if failures:
+        return failures[0].exit_code
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _open_server(args.data_dir) as (server, _):
+        req = server.request(args.name)
+        question = (
+            f'Delete Certificate Signing Request "{req.name}" (host {req.hostname}, '
+            f"instance {req.instance}, file {req.filename})? "
+            + (
+                f"Its contact ({req.contact_email}) is told it was not approved."
+                if req.contact_email
+                else "It has no contact e-mail to notify."
+            )
+        )
+        if not _confirm(question, args.yes):
+            print("Cancelled; nothing was changed.")
+            return 1
+        server.delete_request(req.name)
+    print(messages.request_deleted(req.name))
+    return 0
+
+
+def _certificates(args: argparse.Namespace) -> int:
+    with _open_server(args.data_dir) as (server, _):
+        rows = [_certificate_row(cert) for cert in server.certificates()]
+    if not rows:
+        print("No certificates issued.")
+        return 0
+    print(
+        _table(
+            ("Number", "Hostname", "Instance", "Filename", "Subject", "Usage", "Not after"), rows
+        )
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    exit_code = 0
+    with _open_server(args.data_dir) as (server, notifier):
+        if args.retry:
+            delivered = notifier.deliver_due(everything=True)
+            print(f"Delivered {delivered} queued e-mail message(s).")
+            print()
+        cfg = server.store.server_config()
+        lines: list[tuple[str, str]] = [("Data directory", str(args.data_dir))]
+        if cfg is None:
+            lines.append(("Configuration", "not configured (run `configure`)"))
+        else:
+            paths = server.ca_paths(cfg)
+            lines += [
+                ("CA certificate", str(paths.cer)),
+                ("Instance", cfg.instance),
+                ("Node", cfg.node),
+                ("Issued certificates valid", f"{cfg.days} days"),
+            ]
+            try:
+                authority = server.authority()
+            except PkiError as exc:
+                lines.append(("CA files", f"UNUSABLE: {exc.message}"))
+                exit_code = exc.exit_code
+            else:
+                lines += [
+                    ("CA subject", authority.subject_text),
+                    ("CA SHA-1 fingerprint", authority.fingerprint),
+                    ("CA valid until", _when(authority.not_after)),
+                    ("CA key", keys.describe_key(authority.certificate.public_key())),
+                    ("Serial counter (.srl)", _serial_text(authority.serials.current)),
+                ]
+            lines += _smtp_lines(cfg.smtp_server, cfg.smtp_port, cfg.smtp_user, cfg.smtp_password)
+            lines.append(("Administrator e-mail", cfg.admin_email or "(none)"))
+        lines += [
+            ("Pending CSRs", str(server.store.count_requests())),
+            ("Issued certificates", str(server.store.count_certificates())),
+        ]
+        waiting = server.store.undelivered()
+    width = max(len(label) for label, _ in lines) + 2
+    for label, value in lines:
+        print(f"{label + ':':<{width}}{value}")
+    print()
+    if not waiting:
+        print("Undelivered e-mail: none")
+    else:
+        print(f"Undelivered e-mail: {len(waiting)}")
+        print(
+            _table(
+                ("Id", "To", "Subject", "Attempts", "Next attempt", "Last error"),
+                _mail_rows(waiting),
+            )
+        )
+    if exit_code:
+        _error("the CA files are unusable (see above)")
+    return exit_code
+
+
+# -- what the commands show ---------------------------------------------------------------
+
+
+def _describe_request(server: CAServer, req: PendingRequest) -> str:
+    lines: list[tuple[str, str]] = [
+        ("Name", req.name),
+        ("Received", _when(req.received)),
+        ("Host name", req.hostname),
+        ("Instance", req.instance),
+        ("File name", req.filename),
+        ("Subject (as sent)", req.subject or "(empty)"),
+        ("Contact name", req.contact_name),
+        ("Contact phone", req.contact_phone or "(none)"),
+        ("Contact e-mail", req.contact_email or "(none)"),
+    ]
+    previews: list[str] = []
+    try:
+        csr = keys.load_csr(req.contents)
+    except PkiError as exc:
+        lines.append(("Request", f"UNUSABLE: {exc.message}"))
+    else:
+        sans = keys.requested_sans(csr)
+        lines += [
+            ("Subject (in the CSR)", names.subject_text(csr.subject) or "(empty)"),
+            ("Requested subjectAltNames", names.sans_text(sans) if sans else "(none)"),
+            ("Key", keys.describe_key(csr.public_key())),
+            ("SHA-1 fingerprint", names.fingerprint(csr)),
+        ]
+        previews = _previews(server, csr)
+        if req.subject and req.subject != names.subject_text(csr.subject):
+            # The certificate gets the CSR's subject; a differing label could mislead.
+            lines.append(("Note", "the subject sent differs from the CSR's, which is used"))
+    width = max(len(label) for label, _ in lines) + 2
+    text = [f"{label + ':':<{width}}{value}" for label, value in lines]
+    if previews:
+        text += ["", *previews]
+    text += [
+        "",
+        "Verify the fingerprint and the requester's identity with the contact before issuing.",
+    ]
+    return "\n".join(text)
+
+
+def _previews(server: CAServer, csr: x509.CertificateSigningRequest) -> list[str]:
+    try:
+        authority = server.authority()
+    except PkiError as exc:
+        return [f"Cannot preview the certificate: {exc.message}"]
+    text: list[str] = []
+    for usage in Usage:
+        text.append(f"--usage {usage.value} ({usage.label}) would issue:")
+        try:
+            text += [f"  {line}" for line in authority.preview_extensions(csr, usage)]
+        except PkiError as exc:
+            text.append(f"  REFUSED: {exc.message}")
+    return text
+
+
+def _certificate_row(cert: IssuedCertificate) -> tuple[str, ...]:
+    usage = _USAGES[cert.usage].label if cert.usage in _USAGES else (cert.usage or "")
+    return (
+        str(cert.number),
+        cert.hostname,
+        cert.instance,
+        cert.filename,
+        cert.subject,
+        usage,
+        _when(cert.not_after, date_only=True),
+    )
+
+
+def _mail_rows(mails: list[Mail]) -> list[tuple[str, ...]]:
+    return [
+        (
+            str(m.id),
+            m.recipient,
+            m.subject,
+            str(m.attempts),
+            _when(m.next_attempt) if m.next_attempt else "never",
+            m.last_error or "(not tried yet)",
+        )
+        for m in mails
+    ]
+
+
+def _smtp_lines(
+    server: str | None, port: int | None, user: str | None, password: str | None
+) -> list[tuple[str, str]]:
+    if not server:
+        return [("SMTP server", "(none: no e-mail is sent)")]
+    return [
+        ("SMTP server", f"{server}:{port}" if port else server),
+        ("SMTP user", user or "(none)"),
+        ("SMTP password", "set" if password else "not set"),
+    ]
+
+
+def _serial_text(current: Callable[[], int]) -> str:
+    try:
+        value = current()
+    except PkiError as exc:
+        return f"UNUSABLE: {exc.message}"
+    return f"{value:02X} (next certificate number {value + 1})"
+
+
+def _contact(req: PendingRequest) -> str:
+    details = ", ".join(x for x in (req.contact_phone, req.contact_email) if x)
+    return f"{req.contact_name} ({details})" if details else req.contact_name
+
+
+def _when(moment: datetime | None, *, date_only: bool = False) -> str:
+    if moment is None:
+        return ""
+    return moment.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns under a header and a rule; the last column is not padded."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+# -- input: subject, SMTP address, passwords, confirmations --------------------------------
+
+
+def _subject(args: argparse.Namespace) -> x509.Name | None:
+    fields = {
+        "country": args.country,
+        "state": args.state,
+        "locality": args.locality,
+        "organization": args.organization,
+        "org_unit": args.org_unit,
+        "common_name": args.common_name,
+    }
+    given = {key: value for key, value in fields.items() if value is not None}
+    if args.subject is not None and given:
+        raise InvalidInput("give the subject either as --subject or as separate fields, not both")
+    if args.subject is not None:
+        return names.subject_from_text(args.subject)
+    if given:
+        return names.subject_from_fields(**given)
+    return None
+
+
+def _smtp_address(text: str | None) -> tuple[str | None, int | None]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port or None)."""
+    if text is None or not text.strip():
+        return None, None
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise InvalidInput(f"SMTP server {text!r}: missing ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise InvalidInput(f"SMTP server {text!r} is not HOST[:PORT]")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise InvalidInput(f"SMTP server {text!r} has no host name")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise InvalidInput(f"SMTP port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _password(file: Path | None, *, env: str, what: str, confirm: bool) -> bytes:
+    """A password from ``file``, the environment variable ``env``, or a prompt.
+
+    Raises:
+        InvalidInput: the file is unreadable or empty, the prompt answers differ or are
+            empty, or there is no file, no variable and no terminal to ask on.
+    """
+    if file is not None:
+        try:
+            data = file.read_bytes()
+            mode = file.stat().st_mode
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the password file {file}: {exc.strerror}") from exc
+        if stat.S_IMODE(mode) & 0o077:
+            _warn(f"the password file {file} is readable by other users")
+        password = data.removesuffix(b"\n").removesuffix(b"\r")
+        if not password:
+            raise InvalidInput(f"the password file {file} is empty")
+        return password
+    from_env = os.environb.get(env.encode())
+    if from_env:
+        return from_env
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"the {what} is needed: use --password-file FILE or ${env}, "
+            "or run on a terminal to be asked"
+        )
+    password = getpass.getpass(f"{what[0].upper()}{what[1:]}: ").encode("utf-8")
+    if not password:
+        raise InvalidInput(f"the {what} may not be empty")
+    if confirm and getpass.getpass(f"{what[0].upper()}{what[1:]} (again): ").encode() != password:
+        raise InvalidInput(f"the two {what}s differ")
+    return password
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """True if ``yes`` or the administrator answers y.
+
+    Raises:
+        InvalidInput: no ``--yes`` and no terminal to ask on.
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InvalidInput("confirmation needed: run on a terminal or add --yes")
+    answer = input(f"{question}\nContinue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+# -- the server and its data directory ----------------------------------------------------
+
+
+class _OpenServer:
+    """``with _open_server(dir) as (server, notifier)``: the CA server with our notifier."""
+
+    def __init__(self, data_dir: Path, create: bool) -> None:
+        if not create and not (data_dir / DATABASE_NAME).exists():
+            raise NotConfigured(
+                f"no CA server data in {data_dir} (configure it first, or give --data-dir)"
+            )
+        cafile = os.environ.get(SMTP_CAFILE_ENV) or None
+        self.store = Store.open(data_dir)
+        self.notifier = Notifier(self.store, cafile=cafile)
+        self.server = CAServer(self.store, data_dir, self.notifier)
+
+    def __enter__(self) -> tuple[CAServer, Notifier]:
+        return self.server, self.notifier
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.store.close()
+
+
+def _open_server(data_dir: Path, *, create: bool = False) -> _OpenServer:
+    return _OpenServer(data_dir, create)
+
+
+def _ca_directory(data_dir: Path, directory: str) -> Path:
+    path = Path(directory).expanduser()
+    return path if path.is_absolute() else data_dir / path
+
+
+def _error(message: str) -> None:
+    one_line = " ".join(message.splitlines())
+    print(f"error: {one_line}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
