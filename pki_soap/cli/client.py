@@ -1,0 +1,295 @@
+"""``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get).
+
+Prints the original's messages; on failure prints one ``error: <message>`` line on stderr and
+returns the error's exit code (2 for usage errors), never a traceback.  The key password comes
+from ``--password-file``, the ``PKI_KEY_PASSWORD`` environment variable, or a prompt with
+confirmation when stdin is a terminal -- never from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from pki_soap import client_tasks, messages
+from pki_soap.client import DEFAULT_PATH
+from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.keys import KeyType
+from pki_soap.names import check_root, parse_sans, subject_from_fields, subject_from_text
+from pki_soap.store import Store
+
+PASSWORD_ENV = "PKI_KEY_PASSWORD"
+DEFAULT_DATA_DIR = Path("pki-data")
+_SUBJECT_FIELDS = ("country", "state", "locality", "organization", "org_unit", "common_name")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a terminal: server-supplied values could carry escape sequences."""
+    return _UNPRINTABLE.sub("?", text)
+
+
+def _one_line(text: str) -> str:
+    return _printable(" ".join(text.split()))
+
+
+def _read_password_file(path: Path) -> bytes:
+    data = path.read_bytes()
+    # One trailing line end is the file's, not the password's (echo "pw" > file).
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise InvalidInput(f'password file "{path}" is empty')
+    return data
+
+
+def _key_password(args: argparse.Namespace) -> bytes | None:
+    """The key password, or None for an unencrypted key."""
+    if args.password_file is not None:
+        return _read_password_file(args.password_file)
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env.encode("utf-8")
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password for the private key (empty for none): ")
+        if not first:
+            return None
+        if getpass.getpass("Confirm the password: ") != first:
+            raise InvalidInput("the passwords do not match")
+        return first.encode("utf-8")
+    return None
+
+
+def _subject(args: argparse.Namespace, parser: argparse.ArgumentParser) -> x509.Name:
+    fields = {name: getattr(args, name) for name in _SUBJECT_FIELDS}
+    if args.subject is not None:
+        if any(value is not None for value in fields.values()):
+            parser.error("give either --subject or the attribute options, not both")
+        return subject_from_text(args.subject)
+    return subject_from_fields(**fields)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store.open(args.data_dir)
+
+
+def _configure(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        client_tasks.configure(
+            store,
+            server=args.server,
+            port=args.port,
+            path=args.path,
+            contact_name=args.contact_name,
+            contact_phone=args.contact_phone,
+            contact_email=args.contact_email,
+            hostname=args.hostname,
+            instance=args.instance,
+        )
+    print(messages.client_configured())
+    return 0
+
+
+def _get_ca(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        path, fp = client_tasks.get_ca_certificate(
+            store, args.data_dir, force=args.force, client=client
+        )
+    print(messages.ca_certificate_saved(fp, path))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    # Everything that can be refused is checked before the password is asked for.
+    subject = _subject(args, args.parser)
+    sans = parse_sans(",".join(args.san)) if args.san else []
+    check_root(args.root)
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        password = _key_password(args)
+        text = client_tasks.submit(
+            store,
+            args.data_dir,
+            root=args.root,
+            subject=subject,
+            password=password,
+            key_type=KeyType(args.key_type),
+            sans=sans,
+            client=client,
+        )
+    print("\n".join(_printable(line) for line in text.split("\n")))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        rows = client_tasks.list_certificates(store, all=args.all, client=client)
+    header: tuple[str, ...]
+    table: list[tuple[str, ...]]
+    if args.all:
+        header = ("Serial Number", "Hostname", "Instance", "Filename")
+        table = [
+            (str(row.number), row.hostname or "", row.instance or "", row.filename) for row in rows
+        ]
+    else:
+        header = ("Serial Number", "Filename")
+        table = [(str(row.number), row.filename) for row in rows]
+    if not table:
+        where = "" if args.all else f" for host {cfg.hostname}, instance {cfg.instance}"
+        print(_printable(f"No certificates{where}."))
+        return 0
+    cells = [tuple(_printable(cell) for cell in line) for line in [header, *table]]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    cells.insert(1, tuple("-" * width for width in widths))
+    for line in cells:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        path, fp, number = client_tasks.get_certificate(
+            store, args.data_dir, args.number, force=args.force, client=client
+        )
+    print(messages.certificate_saved(number, fp, path))
+    return 0
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("the timeout must be between 0 and 3600 seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``client_app.py``."""
+    parser = argparse.ArgumentParser(
+        prog="client_app.py",
+        description="CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="directory of the client's files and database (default: ./pki-data)",
+    )
+    # Each subcommand accepts --data-dir too; SUPPRESS keeps the global value when it is absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    network = argparse.ArgumentParser(add_help=False, parents=[common])
+    network.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=client_tasks.DEFAULT_TIMEOUT,
+        help="seconds to wait for the CA server (default: %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, parents=[network if net else common])
+        sub.set_defaults(run=run, parser=sub)
+        return sub
+
+    sub = command("configure", _configure, "store the CA server and contact", net=False)
+    sub.add_argument("--server", required=True, help="CA server host name or IP address")
+    sub.add_argument("--port", required=True, type=_port, help="CA web server port")
+    sub.add_argument("--path", default=DEFAULT_PATH, help="CA server path (default: %(default)s)")
+    sub.add_argument("--contact-name", required=True, help="local technical contact")
+    sub.add_argument("--contact-phone")
+    sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
+    sub.add_argument("--hostname", help="this host's name (default: the node name)")
+    sub.add_argument(
+        "--instance", help=f"this instance's name (default: {client_tasks.DEFAULT_INSTANCE})"
+    )
+
+    sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
+    sub.add_argument("--force", action="store_true", help="replace a different <CA root>.cer")
+
+    sub = command("submit", _submit, "generate a key and CSR and submit the CSR")
+    sub.add_argument("--root", required=True, help="file name root of <root>.key/.csr/.cer")
+    sub.add_argument("--subject", help='e.g. "/C=US/O=Example/CN=host.example.com"')
+    sub.add_argument("--country")
+    sub.add_argument("--state")
+    sub.add_argument("--locality")
+    sub.add_argument("--organization")
+    sub.add_argument("--org-unit")
+    sub.add_argument("--common-name")
+    sub.add_argument(
+        "--password-file",
+        type=Path,
+        help=f"file holding the key password (else ${PASSWORD_ENV}, else a prompt on a terminal;"
+        " no password: the key is stored unencrypted, mode 0600)",
+    )
+    sub.add_argument(
+        "--key-type",
+        choices=[kind.value for kind in KeyType],
+        default=KeyType.RSA2048.value,
+        help="default: %(default)s",
+    )
+    sub.add_argument(
+        "--san", action="append", default=[], help="subjectAltNames, e.g. DNS:x,IP:1.2.3.4"
+    )
+
+    sub = command("list", _list, "list this instance's certificates (--all: every one)")
+    sub.add_argument("--all", action="store_true", help="every certificate the CA issued")
+
+    sub = command("get", _get, "save certificate NUMBER as <Filename>.cer")
+    sub.add_argument("number", metavar="NUMBER", help="certificate (serial) number")
+    sub.add_argument("--force", action="store_true", help="replace a different existing file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``client_app.py``; returns the exit code.
+
+    Raises:
+        SystemExit: only from argparse (usage errors exit 2, ``--help`` exits 0).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
+    except PkiError as exc:
+        print(f"error: {_one_line(exc.message)}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        print(f"error: internal error: {type(exc).__name__}", file=sys.stderr)
+        return 1
