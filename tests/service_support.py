@@ -1,0 +1,342 @@
+"""Helpers for tests that talk to the SOAP service over real HTTP.
+
+* ``with live_server(data_dir) as base_url:`` runs ``make_app(data_dir)`` in werkzeug's
+  threaded server on 127.0.0.1, port 0 (a free one), in a background thread, and yields
+  ``"http://127.0.0.1:<port>"``; the WSDL's ``soap:address`` points there, so zeep works.
+  Extra keyword arguments go to ``make_app`` (``portal=False`` skips the web pages,
+  ``max_body=...`` sets the body limit).  The server stops when the block ends.
+* ``configure_ca(data_dir)`` configures a CA (root ``CA_Server``, node ``caserver``,
+  instance ``IRIS``: the names of wire-protocol.md's examples) and returns its password.
+* ``soap_post(base_url, body, action)`` sends one POST with exactly the headers given
+  (``action=None`` sends no SOAPAction) and returns an :class:`Answer`;
+  ``raw_request(base_url, data)`` sends raw bytes over a socket (chunked bodies, lies).
+* ``wget_*`` build the requests of the real wget client (../shared/real-clients/01, 02)
+  and ``iris_*`` those of InterSystems' own client (SOAP-ENV prefix, ``xsi:type``,
+  omitted elements); ``submitted``, ``cut_pem`` and ``last_number`` parse answers exactly
+  as the wget client does.
+* ``assert_valid_response(body)`` validates the Body's element against the XSD embedded in
+  ``wsdl/CAServer.wsdl`` (stack-notes Appendix C).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+from werkzeug.serving import make_server
+
+from pki_soap import names
+from pki_soap.server import CAServer
+from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
+
+REAL_CLIENTS = Path(__file__).resolve().parents[2] / "shared" / "real-clients"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+CA_ROOT = "CA_Server"
+CA_NODE = "caserver"
+CA_INSTANCE = "IRIS"
+CA_PASSWORD = b"demo CA password for tests"
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+XS = "http://www.w3.org/2001/XMLSchema"
+TNS = "http://pki.intersystems.com"
+ACTION = "http://pki.intersystems.com/PKI.CAServer."
+TIMEOUT = 10.0
+
+
+@contextmanager
+def live_server(data_dir: Path, **app_options: Any) -> Iterator[str]:
+    """Serve ``make_app(data_dir, **app_options)`` on 127.0.0.1:<free port>; yield the base URL."""
+    server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
+    base_url = f"http://127.0.0.1:{server.server_port}"
+    app_options.setdefault("public_url", base_url)
+    server.app = make_app(data_dir, **app_options)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield base_url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+def _not_ready(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting\n"]
+
+
+def configure_ca(data_dir: Path, *, days: int = 30) -> bytes:
+    """Configure the CA server of ``data_dir`` as in the spec's examples; return its password."""
+    with CAServer.open(data_dir) as server:
+        server.configure(
+            root=CA_ROOT,
+            directory="CAServer",
+            password=CA_PASSWORD,
+            days=days,
+            subject=names.subject_from_text("/C=US/O=pki-soap tests/CN=Test CA"),
+            ca_days=3650,
+            instance=CA_INSTANCE,
+            node=CA_NODE,
+        )
+    return CA_PASSWORD
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer: status code, headers (lower-case names), raw body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def soap_post(
+    base_url: str,
+    body: bytes,
+    action: str | None,
+    *,
+    method: str = "POST",
+    path: str = SERVICE_PATH,
+    content_type: str | None = "text/xml; charset=utf-8",
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """Send one request with exactly these headers (plus Host and Content-Length)."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        sent = dict(headers or {})
+        if content_type is not None:
+            sent["Content-Type"] = content_type
+        if action is not None:
+            sent["SOAPAction"] = action
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        return Answer(
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        connection.close()
+
+
+def raw_request(base_url: str, data: bytes) -> Answer:
+    """Send ``data`` (a whole HTTP/1.1 request) over a socket; read the answer to the end."""
+    parts = urlsplit(base_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading everything
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return Answer(
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            response.read(),
+        )
+
+
+def chunked(body: bytes, size: int = 8192) -> bytes:
+    """``body`` in HTTP/1.1 chunked transfer coding."""
+    out = bytearray()
+    for start in range(0, len(body), size):
+        piece = body[start : start + size]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    return bytes(out + b"0\r\n\r\n")
+
+
+# -- requests as the real clients send them ---------------------------------------------------
+
+
+def _exchange_body(exchange: str) -> bytes:
+    """The body of exchange B or C in 01-*, as the file gives it (LF line ends)."""
+    lines = (REAL_CLIENTS / "01-lscalese-wget-client-exchanges.txt").read_text().splitlines()
+    start = lines.index(f"SOAPAction: {ACTION}{exchange}")
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("<?xml"))
+    last = next(i for i in range(first, len(lines)) if lines[i] == "</soap:Envelope>")
+    return ("\n".join(lines[first : last + 1]) + "\n").encode()
+
+
+def wget_get_certificate(number: str) -> bytes:
+    """Exchange B of the wget client: GetCertificate ``number``."""
+    return _exchange_body("GetCertificate").replace(b"{certificate_number}", number.encode())
+
+
+def wget_list_certificates(hostname: str) -> bytes:
+    """Exchange C of the wget client: ListCertificates(``hostname``, "webgateway")."""
+    return _exchange_body("ListCertificates").replace(b"{MYHOSTNAME}", hostname.encode())
+
+
+def wget_submit(hostname: str, filename: str, csr_pem: str) -> bytes:
+    """Exchange A: template 02 with the wget client's substitutions (Subject left empty)."""
+    template = (REAL_CLIENTS / "02-lscalese-template-submitcsr.xml.txt").read_text()
+    text = template.split("\n", 1)[1]  # line 1 names the source
+    text = text.replace("hostname", hostname).replace("CertificateFileName", filename)
+    text = text.replace("TheRequestCertificate", csr_pem)
+    text = text.replace("ContactNameToReplace", "ContactPerson")
+    text = text.replace("PhoneToReplace", "ContactPhone").replace("EmailToReplace", "ContactPerson")
+    return text.replace("CsrSubject", "").encode()
+
+
+WGET_HEADERS = {
+    "Cookie": (
+        "CSPSESSIONID-SP-81-UP-isc-pki-=000000000000B8x0QrAT4PN6gCSV2SDi4i5u1s81uzT4Uvxkxz;"
+        " CSPWSERVERID=hzYoK7sO"
+    )
+}
+
+_IRIS_START = (
+    '<?xml version="1.0" encoding="UTF-8" ?>\r\n'
+    "<SOAP-ENV:Envelope xmlns:SOAP-ENV='http://schemas.xmlsoap.org/soap/envelope/'"
+    " xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance'"
+    " xmlns:s='http://www.w3.org/2001/XMLSchema'>\r\n  <SOAP-ENV:Body>"
+)
+_IRIS_END = "</SOAP-ENV:Body>\r\n</SOAP-ENV:Envelope>\r\n"
+
+
+def _iris_field(name: str, value: str | None) -> str:
+    if value is None:  # IRIS null: the element is omitted
+        return ""
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'<{name} xsi:type="s:string">{escaped}</{name}>'
+
+
+def iris_submit(fields: dict[str, str | None]) -> bytes:
+    """SubmitCSR as ``PKI.CAClient`` sends it; ``None`` fields are omitted."""
+    inner = "".join(_iris_field(name, value) for name, value in fields.items())
+    return (
+        f'{_IRIS_START}<SubmitCSR xmlns="{TNS}"><csr xsi:type="CSR">{inner}</csr></SubmitCSR>'
+        f"{_IRIS_END}"
+    ).encode()
+
+
+def iris_list_certificates(hostname: str | None = None, instance: str | None = None) -> bytes:
+    """ListCertificates as ``PKI.CAClient`` sends it (both omitted: list all)."""
+    inner = _iris_field("hostname", hostname) + _iris_field("instance", instance)
+    wrapper = f'<ListCertificates xmlns="{TNS}">{inner}</ListCertificates>'
+    return f"{_IRIS_START}{wrapper}{_IRIS_END}".encode()
+
+
+def iris_get_certificate(number: str) -> bytes:
+    """GetCertificate as ``PKI.CAClient`` sends it."""
+    inner = _iris_field("number", number)
+    return (
+        f'{_IRIS_START}<GetCertificate xmlns="{TNS}">{inner}</GetCertificate>{_IRIS_END}'.encode()
+    )
+
+
+# -- answers parsed as the wget client parses them -------------------------------------------
+
+
+def submitted(body: bytes) -> bool:
+    """``grep -F "successfully submitted"``."""
+    return b"successfully submitted" in body
+
+
+def cut_pem(body: bytes) -> str:
+    """The lines strictly between the <Contents> and </Contents> lines, after its BEGIN line."""
+    lines = body.decode("utf-8").split("\n")
+    first = next(i for i, line in enumerate(lines) if "<Contents>" in line)
+    last = next(i for i, line in enumerate(lines) if "</Contents>" in line)
+    return "-----BEGIN CERTIFICATE-----\n" + "".join(
+        line + "\n" for line in lines[first + 1 : last]
+    )
+
+
+def last_number(body: bytes) -> str | None:
+    """The text after the first '>' of the last line holding <Number>, up to the next '<'."""
+    lines = [line for line in body.decode("utf-8").split("\n") if "<Number>" in line]
+    if not lines:
+        return None
+    return lines[-1].split(">", 1)[1].split("<", 1)[0]
+
+
+# -- openssl --------------------------------------------------------------------------------
+
+
+def openssl(*args: str | Path) -> str:
+    """Run the real openssl binary; return stdout (fails the test on a non-zero status)."""
+    done = subprocess.run(
+        ["openssl", *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def openssl_csr(directory: Path, name: str, subject: str, bits: int = 2048) -> tuple[Path, str]:
+    """``openssl req -new -newkey rsa:<bits> -nodes -subj ...`` as the wget client runs it."""
+    key = directory / f"{name}.key"
+    csr = directory / f"{name}.csr"
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        f"rsa:{bits}",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        key,
+        "-out",
+        csr,
+    )
+    return key, csr.read_text()
+
+
+# -- the WSDL's schema (stack-notes Appendix C) ----------------------------------------------
+
+
+@cache
+def wsdl_schema() -> etree.XMLSchema:
+    """The XSD inside ``wsdl/CAServer.wsdl``, compiled; ``ref="s:schema"`` made a skip-any."""
+    wsdl = etree.parse(str(WSDL_FILE)).getroot()
+    source = wsdl.find(f".//{{{XS}}}schema")
+    assert source is not None
+    nsmap = {**wsdl.nsmap, **source.nsmap}
+    nsmap.pop(None, None)
+    root = etree.Element(source.tag, attrib=dict(source.attrib), nsmap=nsmap)
+    for child in source:
+        root.append(etree.fromstring(etree.tostring(child)))
+    for ref in root.iter(f"{{{XS}}}element"):
+        if ref.get("ref", "").endswith(":schema"):
+            del ref.attrib["ref"]
+            ref.tag = f"{{{XS}}}any"
+            ref.set("namespace", XS)
+            ref.set("processContents", "skip")
+    for any_element in root.iter(f"{{{XS}}}any"):
+        any_element.set("processContents", any_element.get("processContents", "lax"))
+    return etree.XMLSchema(root)
+
+
+def body_element(body: bytes) -> etree._Element:
+    """The first element inside the SOAP Body of a response."""
+    envelope = etree.fromstring(body)
+    assert envelope.tag == f"{{{SOAP_ENV}}}Envelope"
+    soap_body = envelope.find(f"{{{SOAP_ENV}}}Body")
+    assert soap_body is not None and len(soap_body) == 1
+    return soap_body[0]
+
+
+def assert_valid_response(body: bytes) -> etree._Element:
+    """Validate a success response against the WSDL's XSD; return its body element."""
+    element = body_element(body)
+    schema = wsdl_schema()
+    assert schema.validate(element), schema.error_log.last_error
+    return element

@@ -1,0 +1,144 @@
+"""``server_app.py serve``: gunicorn started for real, the demo CA, option checks."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from pki_soap.cli.serve import (
+    DEMO_PASSWORD_FILE,
+    add_serve_parser,
+    configure_demo,
+    default_public_url,
+    run_serve,
+)
+from pki_soap.errors import InvalidInput
+from pki_soap.server import CAServer
+from tests.service_support import ACTION, TNS, body_element, soap_post, wget_get_certificate
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path, default=Path("pki-data"))
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(list(argv))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_parser_defaults(tmp_path: Path) -> None:
+    args = _parse("--data-dir", str(tmp_path), "serve")
+    assert (args.data_dir, args.host, args.port, args.demo) == (tmp_path, "0.0.0.0", 52773, False)
+    assert args.workers >= 1
+    assert _parse("serve", "--data-dir", "x").data_dir == Path("x")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "port 0"),
+        (["--port", "70000"], "port 70000"),
+        (["--workers", "0"], "--workers"),
+        (["--max-body", "0"], "--max-body"),
+        (["--public-url", "ftp://x"], "not an http"),
+    ],
+    ids=["port-zero", "port-high", "workers", "max-body", "public-url"],
+)
+def test_bad_options_are_refused_before_serving(
+    data_dir: Path, argv: list[str], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        run_serve(_parse("--data-dir", str(data_dir), "serve", "--no-portal", *argv))
+
+
+def test_default_public_url() -> None:
+    assert default_public_url("ca.example", 80) == "http://ca.example:80"
+    assert default_public_url("::1", 52773) == "http://[::1]:52773"
+    assert default_public_url("0.0.0.0", 1) == f"http://{socket.gethostname()}:1"
+
+
+def test_demo_ca_is_configured_once_and_its_password_kept_private(data_dir: Path) -> None:
+    created, fingerprint = configure_demo(data_dir)
+    again, same = configure_demo(data_dir)
+    assert (created, again, same) == (True, False, fingerprint)
+    password_file = data_dir / DEMO_PASSWORD_FILE
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    with CAServer.open(data_dir) as server:
+        config = server.config()
+        assert (config.root, config.directory, config.days) == ("DemoCA", "CAServer", 365)
+        assert server.authority().subject_text == "/O=pki-soap demo/CN=pki-soap Demo CA"
+        server.reinitialize()
+    # The CA files outlive a reinitialisation; the kept password opens them again.
+    assert configure_demo(data_dir) == (True, fingerprint)
+
+
+def test_serve_demo_under_gunicorn(data_dir: Path) -> None:
+    port = _free_port()
+    public = "http://ca.example:8080"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "server_app.py",
+            "serve",
+            "--demo",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--public-url",
+            public,
+        ],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        answer = None
+        for _ in range(200):
+            try:
+                answer = soap_post(url, wget_get_certificate("0"), ACTION + "GetCertificate")
+                break
+            except OSError:
+                assert process.poll() is None
+                time.sleep(0.1)
+        assert answer is not None and answer.status == 200
+        wsdl = soap_post(url, b"", None, method="GET", path="/isc/pki/PKI.CAServer.cls?WSDL")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output.decode()
+    text = output.decode()
+    with CAServer.open(data_dir) as server:
+        fingerprint = server.authority().fingerprint
+    assert "DEMO CERTIFICATE AUTHORITY (created): for testing only" in text
+    assert fingerprint in text
+    assert DEMO_PASSWORD_FILE in text
+    assert (
+        body_element(answer.body).findtext(f"{{{TNS}}}GetCertificateResult/{{{TNS}}}Filename")
+        == "DemoCA"
+    )
+    location = etree.fromstring(wsdl.body).find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
+    assert location is not None and location.get("location") == public + "/isc/pki/PKI.CAServer.cls"
+    # Request bodies never reach the log: the access log has request lines only.
+    assert "BEGIN CERTIFICATE" not in text
