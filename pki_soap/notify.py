@@ -81,12 +81,16 @@ class Notifier:
         cafile: Path | str | None = None,
         timeout: float = 10.0,
         clock: Callable[[], datetime] = _utc_now,
+        deliver_now: bool = True,
     ) -> None:
         """Notices go through ``store``'s outbox; SMTP settings are read from its server config.
 
         ``cafile`` adds trust in the SMTP server's certificate (for a private
         CA or a self-signed server); ``timeout`` bounds every SMTP socket
         operation; ``clock`` gives "now" as an aware UTC datetime.
+        ``deliver_now=False`` only queues each notice and wakes the retry thread
+        (:meth:`start_retrying`): the SOAP service uses it so that a slow SMTP
+        server never delays an answer.
 
         Raises:
             Nothing.
@@ -95,6 +99,8 @@ class Notifier:
         self._cafile = str(cafile) if cafile is not None else None
         self._timeout = timeout
         self._clock = clock
+        self._deliver_now = deliver_now
+        self._wake = threading.Event()
         self.last_error: str | None = None
         """Why the most recent delivery attempt failed (None when it succeeded)."""
 
@@ -260,7 +266,8 @@ class Notifier:
             return 0
 
     def retry_until(self, stop: threading.Event, interval: float = RETRY_INTERVAL) -> None:
-        """Call :meth:`deliver_due` every ``interval`` seconds until ``stop`` is set.
+        """Call :meth:`deliver_due` every ``interval`` seconds, and at once when a notice
+        is queued with ``deliver_now=False``, until ``stop`` is set (seen within ``interval``).
 
         Meant as the target of a daemon thread in the running server; give that
         thread a Notifier of its own.
@@ -268,8 +275,11 @@ class Notifier:
         Raises:
             Nothing.
         """
-        while not stop.wait(interval):
-            self.deliver_due()
+        while not stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if not stop.is_set():
+                self.deliver_due()
 
     def start_retrying(self, interval: float = RETRY_INTERVAL) -> threading.Event:
         """Run :meth:`retry_until` in a daemon thread; set the returned event to stop it.
@@ -293,6 +303,9 @@ class Notifier:
         except Exception as exc:  # a notice never fails the operation
             self.last_error = f"cannot queue the e-mail: {exc}"
             log.warning("e-mail to %s not queued: %s", recipient, exc)
+            return
+        if not self._deliver_now:
+            self._wake.set()
             return
         try:
             with self._outbox_lock(wait=LOCK_WAIT) as locked:

@@ -128,8 +128,12 @@ class CAServer:
         self.notifier: Notifications = notifier if notifier is not None else _Silent()
 
     @classmethod
-    def open(cls, data_dir: Path) -> CAServer:
+    def open(
+        cls, data_dir: Path, *, smtp_cafile: Path | str | None = None, deliver_now: bool = True
+    ) -> CAServer:
         """Open the store of ``data_dir`` with the e-mail notifier of pki_soap.notify.
+
+        ``smtp_cafile`` and ``deliver_now`` are passed to the Notifier (see there).
 
         Raises:
             PkiError: the store cannot be opened.
@@ -141,7 +145,7 @@ class CAServer:
         except ImportError:  # a build without notifications
             notifier = None
         else:
-            notifier = Notifier(store)
+            notifier = Notifier(store, cafile=smtp_cafile, deliver_now=deliver_now)
         return cls(store, data_dir, notifier)
 
     def close(self) -> None:

@@ -205,10 +205,15 @@ def _wire_certificate(issued: IssuedCertificate) -> Certificate:
 
 
 class _Engines:
-    """One CAServer per process, opened at the first call (after a gunicorn fork)."""
+    """One CAServer per process, opened at the first call (after a gunicorn fork).
 
-    def __init__(self, data_dir: Path) -> None:
+    Its e-mail notices are only queued during a request and sent by a retry thread of
+    the same process, so a slow or unreachable SMTP server never delays a SOAP answer.
+    """
+
+    def __init__(self, data_dir: Path, smtp_cafile: Path | str | None = None) -> None:
         self._data_dir = data_dir
+        self._smtp_cafile = smtp_cafile
         self._lock = threading.Lock()
         self._engine: CAServer | None = None
         self._pid = 0
@@ -216,8 +221,13 @@ class _Engines:
     def get(self) -> CAServer:
         with self._lock:
             if self._engine is None or self._pid != os.getpid():
-                self._engine = CAServer.open(self._data_dir)
+                self._engine = CAServer.open(
+                    self._data_dir, smtp_cafile=self._smtp_cafile, deliver_now=False
+                )
                 self._pid = os.getpid()
+                start_retrying = getattr(self._engine.notifier, "start_retrying", None)
+                if start_retrying is not None:
+                    start_retrying()
             return self._engine
 
 
@@ -343,6 +353,7 @@ class PkiSoapApp:
         max_body: int,
         portal: bool,
         portal_networks: list[str] | None = None,
+        smtp_cafile: Path | str | None = None,
     ) -> None:
         if max_body < 1:
             raise InvalidInput("the request body limit must be at least one byte")
@@ -357,7 +368,7 @@ class PkiSoapApp:
             in_protocol=IrisSoap11(),
             out_protocol=IrisSoap11(),
         )
-        engines = _Engines(self.data_dir)
+        engines = _Engines(self.data_dir, smtp_cafile)
 
         def _attach_engine(ctx: Any) -> None:
             ctx.udc = engines
@@ -488,6 +499,7 @@ def make_app(
     max_body: int = DEFAULT_MAX_BODY,
     portal: bool = True,
     portal_networks: list[str] | None = None,
+    smtp_cafile: Path | str | None = None,
 ) -> PkiSoapApp:
     """The WSGI application serving the CA server of ``data_dir``.
 
@@ -495,6 +507,7 @@ def make_app(
     full endpoint URL; default this host's name on port 52773) - never the request's Host.
     ``max_body`` bounds request bodies (413 beyond it, chunked or not).  ``portal`` mounts
     the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
+    ``smtp_cafile`` adds trust in a private SMTP server's certificate.
 
     Raises:
         InvalidInput: ``public_url`` is not an http(s) URL, ``max_body`` is below 1, or a
@@ -507,4 +520,5 @@ def make_app(
         max_body=max_body,
         portal=portal,
         portal_networks=portal_networks,
+        smtp_cafile=smtp_cafile,
     )

@@ -19,8 +19,9 @@ from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
+from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.server import CAServer
-from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, SERVICE_PATH, make_app
+from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -181,9 +182,10 @@ def run_serve(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         portal=not args.no_portal,
         portal_networks=args.portal_network,
+        smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
     )
     host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
-    print(f"Serving PKI.CAServer at {public_url.rstrip('/')}{SERVICE_PATH}", flush=True)
+    print(f"Serving PKI.CAServer at {endpoint_url(public_url)}", flush=True)
     options = {
         "bind": f"{host}:{args.port}",
         "workers": args.workers,

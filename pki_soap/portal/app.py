@@ -1,0 +1,372 @@
+"""The portal's WSGI application: network guard, login, sessions, CSRF, routing, rendering."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, MapAdapter, Rule
+from werkzeug.wrappers import Request, Response
+
+from pki_soap.errors import PkiError
+from pki_soap.portal import auth
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from pki_soap.server import CAServer
+    from pki_soap.store import Store
+
+COOKIE_NAME = "pki_portal_session"
+IDLE_TIMEOUT_SECONDS = 15 * 60
+# However active, an administrator signs in again after this long.
+MAX_SESSION_SECONDS = 12 * 60 * 60
+MAX_FORM_BYTES = 64 * 1024
+MAX_FLASH_CHARS = 600
+
+# No script runs anywhere; styles come from our own stylesheet only.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[..., Response]
+_PUBLIC_ENDPOINTS = {"login", "static"}
+
+
+@dataclass
+class FormErrors:
+    """Errors of one form: by field name, plus those that belong to no single field."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    general: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.general)
+
+    def add(self, name: str | None, message: str) -> None:
+        if name is None:
+            self.general.append(message)
+        else:
+            self.fields.setdefault(name, message)
+
+
+class Page:
+    """One request as a handler sees it: the form, the session, URLs, the stores, rendering."""
+
+    def __init__(
+        self,
+        portal: Portal,
+        request: Request,
+        adapter: MapAdapter,
+        session: auth.Session,
+        endpoint: str,
+    ) -> None:
+        self.portal = portal
+        self.endpoint = endpoint
+        self.request = request
+        self.adapter = adapter
+        self.session = session
+        self.data_dir = portal.data_dir
+
+    def url_for(self, endpoint: str, **values: Any) -> str:
+        """The path of ``endpoint`` below the script root (``/pki/...`` when mounted there)."""
+        return self.adapter.build(endpoint, values)
+
+    def secret(self, name: str) -> bytes | None:
+        """A password field as bytes, or None when empty; never echoed back."""
+        value = self.request.form.get(name, "")
+        return value.encode("utf-8") if value else None
+
+    def flash(self, kind: str, text: str) -> None:
+        """Show ``text`` on the next page rendered for this session."""
+        # It travels in the cookie, which browsers drop beyond 4 KB: keep it short.
+        if len(text) > MAX_FLASH_CHARS:
+            text = text[: MAX_FLASH_CHARS - 1] + "…"
+        self.session.flashes.append((kind, text))
+
+    def redirect(self, endpoint: str, **values: Any) -> Response:
+        return Response(status=303, headers={"Location": self.url_for(endpoint, **values)})
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        flashes, self.session.flashes = self.session.flashes, []
+        body = self.portal.templates.get_template(template).render(
+            url_for=self.url_for,
+            csrf_token=self.session.csrf,
+            authenticated=self.session.authenticated,
+            flashes=flashes,
+            endpoint=self.endpoint,
+            **context,
+        )
+        return Response(body, status=status, mimetype="text/html")
+
+    @property
+    def store(self) -> Store:
+        return self.portal.store()
+
+    @property
+    def server(self) -> CAServer:
+        return self.portal.ca_server()
+
+
+class Portal:
+    """The WSGI application of the management portal for one data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        allow_networks: list[str] | None,
+        secure_cookies: bool,
+        idle_timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.allowed = auth.parse_networks(allow_networks)
+        self.secure_cookies = secure_cookies
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.signer = auth.SessionSigner(auth.load_secret(self.data_dir))
+        self.templates = Environment(
+            loader=PackageLoader("pki_soap.portal", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.url_map = Map(strict_slashes=True, merge_slashes=False)
+        self.handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._ca_server: CAServer | None = None
+        self.add_page("/static/<name>", "static", _static, methods=("GET",))
+        self.add_page("/login", "login", _login, methods=("GET", "POST"))
+        self.add_page("/logout", "logout", _logout, methods=("POST",))
+
+    def add_page(
+        self, path: str, endpoint: str, handler: Handler, *, methods: Iterable[str]
+    ) -> None:
+        """Route ``path`` (below the script root) to ``handler``."""
+        self.url_map.add(Rule(path, endpoint=endpoint, methods=list(methods)))
+        self.handlers[endpoint] = handler
+
+    def store(self) -> Store:
+        """The data directory's store, opened on first use and shared by all requests."""
+        from pki_soap.store import Store
+
+        with self._lock:
+            if self._store is None:
+                self._store = Store.open(self.data_dir)
+            return self._store
+
+    def ca_server(self) -> CAServer:
+        """The CA server's tasks over the shared store (with e-mail notices)."""
+        from pki_soap.notify import Notifier
+        from pki_soap.server import CAServer
+
+        store = self.store()
+        with self._lock:
+            if self._ca_server is None:
+                self._ca_server = CAServer(store, self.data_dir, Notifier(store))
+            return self._ca_server
+
+    # -- the request cycle ---------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = MAX_FORM_BYTES
+        request.max_form_memory_size = MAX_FORM_BYTES
+        try:
+            response = self._respond(request, environ)
+        except HTTPException as exc:  # e.g. a form over MAX_FORM_BYTES
+            response = _plain(exc.code or 400, exc.description or "Bad request.")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response(environ, start_response)
+
+    def _respond(self, request: Request, environ: WSGIEnvironment) -> Response:
+        if not auth.client_allowed(request.remote_addr, self.allowed):
+            return _plain(
+                403,
+                "The PKI portal answers only clients on this machine "
+                "(start the server with --portal-allow to admit other networks).",
+            )
+        if not environ.get("PATH_INFO"):
+            # Mounted at /pki: relative links need the trailing slash.
+            return Response(status=308, headers={"Location": request.script_root + "/"})
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            rule, args = adapter.match(return_rule=True)
+        except MethodNotAllowed as exc:
+            return _plain(405, "This page does not accept that method.", exc.valid_methods)
+        except NotFound:
+            return _plain(404, "No such page in the PKI portal.")
+        except HTTPException as exc:  # redirects for slashes
+            return exc.get_response(environ)
+        if rule.endpoint == "static":
+            return _static_file(args["name"])
+        now = self.clock()
+        session, ended = self._session(request, now)
+        page = Page(self, request, adapter, session, str(rule.endpoint))
+        if ended:
+            page.flash("info", ended)
+        if ended and rule.endpoint not in _PUBLIC_ENDPOINTS:
+            # Not a CSRF refusal: the form was genuine, only the session is over.
+            response = page.redirect("login", next=_here(request))
+        elif request.method == "POST" and not self._csrf_ok(request, session):
+            response = _plain(
+                403,
+                "The form was refused: it has expired or did not come from this portal. "
+                "Reload the page and try again.",
+            )
+        elif rule.endpoint not in _PUBLIC_ENDPOINTS and not session.authenticated:
+            response = page.redirect("login", next=_here(request))
+        else:
+            try:
+                response = self.handlers[rule.endpoint](page, **args)
+            except PkiError as exc:
+                # Whatever a page did not expect to go wrong, said plainly (no traceback).
+                response = page.render(
+                    "error.html",
+                    status=400 if exc.fault_side == "Client" else 500,
+                    heading="The task failed",
+                    message=exc.message[:1].upper() + exc.message[1:],
+                )
+        if page.session.authenticated:
+            page.session.seen = now
+        self._set_cookie(response, request, page.session)
+        return response
+
+    def _session(self, request: Request, now: float) -> tuple[auth.Session, str | None]:
+        """The request's session, or a new anonymous one and why the old one just ended."""
+        session = self.signer.loads(request.cookies.get(COOKIE_NAME))
+        if session is None:
+            return auth.Session(), None
+        if session.authenticated:
+            if session.password_tag != auth.password_tag(auth.password_hash(self.data_dir)):
+                return auth.Session(), "The portal password was changed; sign in again."
+            if now - session.seen > self.idle_timeout:
+                return auth.Session(), "You were signed out after a period of inactivity."
+            if not 0 <= now - session.started <= MAX_SESSION_SECONDS:
+                return auth.Session(), "Your session has ended; sign in again."
+        return session, None
+
+    @staticmethod
+    def _csrf_ok(request: Request, session: auth.Session) -> bool:
+        token = request.form.get("csrf_token", "")
+        if not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
+            return False
+        origin = request.headers.get("Origin")
+        if origin and origin != "null":
+            # A browser says where the form came from; it must be this very host.
+            return urlsplit(origin).netloc == request.host
+        return True
+
+    def _set_cookie(self, response: Response, request: Request, session: auth.Session) -> None:
+        response.set_cookie(
+            COOKIE_NAME,
+            self.signer.dumps(session),
+            path=(request.script_root or "") + "/",
+            httponly=True,
+            secure=self.secure_cookies,
+            samesite="Strict",
+        )
+
+
+def _here(request: Request) -> str:
+    """Where the login page sends the administrator back to: this page, if it was a GET."""
+    if request.method != "GET":
+        return "/"
+    query = request.query_string.decode("latin-1")
+    return request.path + (f"?{query}" if query else "")
+
+
+def _plain(status: int, text: str, allow: Iterable[str] | None = None) -> Response:
+    response = Response(text + "\n", status=status, mimetype="text/plain")
+    if allow:
+        response.headers["Allow"] = ", ".join(sorted(allow))
+    return response
+
+
+_STATIC_TYPES = {".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
+
+
+def _static_file(name: str) -> Response:
+    suffix = Path(name).suffix
+    if "/" in name or name.startswith(".") or suffix not in _STATIC_TYPES:
+        return _plain(404, "No such file.")
+    resource = resources.files("pki_soap.portal").joinpath("static", name)
+    if not resource.is_file():
+        return _plain(404, "No such file.")
+    response = Response(resource.read_bytes(), mimetype=_STATIC_TYPES[suffix])
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def _static(page: Page, name: str) -> Response:  # routed, but answered before sessions
+    return _static_file(name)
+
+
+def _local_target(target: str) -> str:
+    """A post-login destination inside the portal; anything else becomes the start page."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _login(page: Page) -> Response:
+    stored = auth.password_hash(page.data_dir)
+    target = _local_target(page.request.values.get("next", "/"))
+    errors = FormErrors()
+    if page.request.method == "POST" and stored is not None:
+        password = page.secret("password")
+        if password is None:
+            errors.add("password", "Enter the portal password.")
+        elif not auth.check_password(stored, password):
+            errors.add("password", "Wrong password.")
+        else:
+            now = page.portal.clock()
+            # A fresh session (new CSRF token) at login: a planted cookie gains nothing.
+            page.session = auth.Session(
+                authenticated=True,
+                password_tag=auth.password_tag(stored),
+                started=now,
+                seen=now,
+            )
+            return Response(status=303, headers={"Location": page.request.script_root + target})
+    return page.render(
+        "login.html",
+        status=200 if not errors else 401,
+        password_set=stored is not None,
+        data_dir=str(page.data_dir),
+        next=target,
+        errors=errors,
+    )
+
+
+def _logout(page: Page) -> Response:
+    page.session = auth.Session()
+    page.flash("info", "Signed out.")
+    return page.redirect("login")
+
+
+def form_values(form: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """The named fields of ``form`` (stripped) for re-showing a form; passwords not included."""
+    return {name: form.get(name, "").strip() for name in names}

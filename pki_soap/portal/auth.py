@@ -1,0 +1,224 @@
+"""The portal's safety: administrator password, signed session cookies, CSRF tokens, networks.
+
+The administrator password is kept as an Argon2id hash in ``portal.json`` (mode 0600) in the
+data directory, beside the store rather than inside it, so the store's schema stays the CA's
+own.  Sessions live in a signed cookie (HMAC-SHA256 with a random key kept in
+``portal-session.secret``, mode 0600), so every gunicorn worker accepts every other worker's
+sessions; the signature also covers a tag of the password hash, so setting a new password
+ends every open session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.keys import write_private_file
+
+PASSWORD_FILE = "portal.json"
+# Not ".key": the data directory's *.key files are the client's keys, named by their root.
+SECRET_FILE = "portal-session.secret"
+PASSWORD_MIN_LENGTH = 8
+
+_HASHER = PasswordHasher()
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def set_password(data_dir: Path, password: bytes) -> Path:
+    """Store the Argon2id hash of the portal administrator's ``password``; return the file.
+
+    Raises:
+        InvalidInput: the password is shorter than eight characters or not UTF-8.
+        PkiError: the file could not be written.
+    """
+    try:
+        text = password.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("the portal password must be UTF-8 text") from exc
+    if len(text) < PASSWORD_MIN_LENGTH:
+        raise InvalidInput(
+            f"the portal password must have at least {PASSWORD_MIN_LENGTH} characters"
+        )
+    path = Path(data_dir) / PASSWORD_FILE
+    document = {"password_hash": _HASHER.hash(password)}
+    try:
+        Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private_file(path, (json.dumps(document, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise PkiError(f"cannot write {path}: {exc.strerror}") from exc
+    return path
+
+
+def password_hash(data_dir: Path) -> str | None:
+    """The stored hash, or None when no portal password has been set (or the file is unusable)."""
+    try:
+        document = json.loads((Path(data_dir) / PASSWORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = document.get("password_hash") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and value.startswith("$argon2") else None
+
+
+def check_password(stored_hash: str, password: bytes) -> bool:
+    """True when ``password`` matches ``stored_hash`` (never raises for a wrong password)."""
+    try:
+        return _HASHER.verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The session-signing key of this data directory, created (0600) on first use.
+
+    Raises:
+        PkiError: the key file cannot be read or created.
+    """
+    path = Path(data_dir) / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = b""
+    except OSError as exc:
+        raise PkiError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(secret) >= 32:
+        return secret
+    candidate = secrets.token_bytes(32)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(candidate)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.replace(temp, path)  # a short or empty leftover: replace it
+        else:
+            # link() refuses to overwrite: of two workers starting together, one key wins.
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                pass
+            temp.unlink(missing_ok=True)
+        secret = path.read_bytes()
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise PkiError(f"cannot create {path}: {exc.strerror}") from exc
+    return secret
+
+
+def parse_networks(networks: Iterable[str] | None) -> list[IPNetwork]:
+    """Parse ``--portal-allow`` values such as ``192.0.2.0/24`` or ``2001:db8::1``.
+
+    Raises:
+        InvalidInput: a value that is not an IP address or network.
+    """
+    parsed: list[IPNetwork] = []
+    for text in networks or ():
+        try:
+            parsed.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError as exc:
+            raise InvalidInput(f"portal network {text!r} is not an IP address or network") from exc
+    return parsed
+
+
+def client_allowed(remote_addr: str | None, allowed: list[IPNetwork]) -> bool:
+    """True for a loopback client, or one inside an allowed network."""
+    if not remote_addr:
+        return False
+    try:
+        address = ipaddress.ip_address(remote_addr.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return True
+    return any(address in network for network in allowed)
+
+
+def password_tag(stored_hash: str | None) -> str:
+    """A short digest of the password hash: a session is valid only for the hash it began with."""
+    return hashlib.sha256((stored_hash or "").encode()).hexdigest()[:16]
+
+
+@dataclass
+class Session:
+    """What the signed cookie carries: login state, CSRF token, times, pending messages."""
+
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    authenticated: bool = False
+    password_tag: str = ""
+    started: float = 0.0
+    seen: float = 0.0
+    flashes: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "c": self.csrf,
+            "a": self.authenticated,
+            "p": self.password_tag,
+            "s": self.started,
+            "t": self.seen,
+            "f": [list(item) for item in self.flashes],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Session | None:
+        try:
+            return cls(
+                csrf=str(data["c"]),
+                authenticated=bool(data["a"]),
+                password_tag=str(data["p"]),
+                started=float(data["s"]),
+                seen=float(data["t"]),
+                flashes=[(str(kind), str(text)) for kind, text in data["f"]],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class SessionSigner:
+    """Turns a :class:`Session` into a tamper-proof cookie value and back."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = hashlib.sha256(b"pki-soap portal session\0" + secret).digest()
+
+    def dumps(self, session: Session) -> str:
+        payload = base64.urlsafe_b64encode(
+            json.dumps(session.to_json(), separators=(",", ":")).encode()
+        ).rstrip(b"=")
+        mac = base64.urlsafe_b64encode(
+            hmac.new(self._key, payload, hashlib.sha256).digest()
+        ).rstrip(b"=")
+        return (payload + b"." + mac).decode("ascii")
+
+    def loads(self, value: str | None) -> Session | None:
+        """The session in ``value``, or None if absent, forged or malformed."""
+        if not value or len(value) > 3800:
+            return None
+        payload, _, mac = value.encode("ascii", "replace").partition(b".")
+        expected = base64.urlsafe_b64encode(
+            hmac.new(self._key, payload, hashlib.sha256).digest()
+        ).rstrip(b"=")
+        if not hmac.compare_digest(mac, expected):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        except (ValueError, binascii.Error):
+            return None
+        return Session.from_json(data)

@@ -1,0 +1,415 @@
+"""The Certificate Authority server's pages: configure, reinitialize, pending CSRs, certificates."""
+
+from __future__ import annotations
+
+import re
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from werkzeug.wrappers import Response
+
+from pki_soap import keys, messages, names
+from pki_soap.ca import CAPaths, Usage
+from pki_soap.errors import (
+    CAFileError,
+    InvalidRoot,
+    InvalidSubject,
+    PkiError,
+    UnknownRequest,
+    WrongPassword,
+)
+from pki_soap.portal import forms
+from pki_soap.portal.app import FormErrors, Page, Portal, form_values
+from pki_soap.store import IssuedCertificate, PendingRequest
+
+CONFIGURE_FIELDS = (
+    "root", "directory", "days", "ca_days", "key_type", *forms.SUBJECT_NAMES,
+    "smtp_server", "smtp_port", "smtp_user", "admin_email", "instance", "node",
+)  # fmt: skip
+SEARCH_FIELDS = ("number", "hostname", "instance", "filename", "subject")
+MAX_LISTED = 1000
+
+
+def register(portal: Portal) -> None:
+    """Add the CA server's pages to ``portal``."""
+    portal.add_page("/", "index", index, methods=("GET",))
+    portal.add_page("/server/configure", "server_configure", configure, methods=("GET", "POST"))
+    portal.add_page(
+        "/server/reinitialize", "server_reinitialize", reinitialize, methods=("GET", "POST")
+    )
+    portal.add_page("/server/requests", "server_requests", pending, methods=("GET",))
+    portal.add_page("/server/process", "server_process", process, methods=("GET", "POST"))
+    portal.add_page("/server/delete", "server_delete", delete, methods=("GET", "POST"))
+    portal.add_page("/server/certificates", "server_certificates", certificates, methods=("GET",))
+    portal.add_page(
+        "/server/certificates/<int:number>.pem",
+        "server_certificate_pem",
+        certificate_pem,
+        methods=("GET",),
+    )
+
+
+def index(page: Page) -> Response:
+    """The start page: what is configured, what waits."""
+    store = page.store
+    server_config = store.server_config()
+    client_config = store.client_config()
+    authority = None
+    if server_config is not None:
+        try:
+            authority = page.server.authority()
+        except PkiError as exc:
+            page.flash("error", forms.sentence(exc.message))
+    return page.render(
+        "index.html",
+        server_config=server_config,
+        authority=authority,
+        pending_count=store.count_requests() if server_config else 0,
+        issued_count=store.count_certificates() if server_config else 0,
+        client_config=client_config,
+    )
+
+
+def configure(page: Page) -> Response:
+    """Configure the CA server: a new key pair and certificate, or the existing files."""
+    store = page.store
+    current = store.server_config()
+    if page.request.method == "GET":
+        values = _configure_defaults(current)
+        return page.render(
+            "server_configure.html",
+            values=values,
+            errors=FormErrors(),
+            current=current,
+            result=None,
+        )
+    form = page.request.form
+    values = form_values(form, CONFIGURE_FIELDS)
+    errors = FormErrors()
+    root = forms.read_root(form, "root", errors)
+    directory = values["directory"]
+    if not directory:
+        errors.add("directory", "Required.")
+    password = forms.read_new_password(form, "password", errors, required=True)
+    days = forms.read_number(form, "days", errors, required=True)
+    existing = False
+    if root and directory:
+        base = Path(directory).expanduser()
+        if not base.is_absolute():
+            base = page.data_dir / base
+        try:
+            paths = CAPaths(base, root)
+            existing = paths.cer.exists() and paths.key.exists()
+        except PkiError:
+            existing = False
+    subject = forms.read_subject(form, errors, required=not existing)
+    ca_days = forms.read_number(form, "ca_days", errors, required=not existing)
+    key_type = forms.read_key_type(form, "key_type", errors)
+    smtp_port = forms.read_number(
+        form, "smtp_port", errors, required=False, high=65535, what="a port number"
+    )
+    smtp_password = forms.read_new_password(form, "smtp_password", errors, required=False)
+    if values["admin_email"] and "@" not in values["admin_email"]:
+        errors.add("admin_email", "Enter an e-mail address such as ca-admin@example.com.")
+    result = None
+    if not errors and root and password and days:
+        try:
+            outcome = page.server.configure(
+                root=root,
+                directory=directory,
+                password=password,
+                days=days,
+                subject=subject,
+                ca_days=ca_days,
+                key_type=key_type,
+                smtp_server=values["smtp_server"] or None,
+                smtp_port=smtp_port,
+                smtp_user=values["smtp_user"] or None,
+                smtp_password=smtp_password.decode("utf-8") if smtp_password else None,
+                admin_email=values["admin_email"] or None,
+                instance=values["instance"] or None,
+                node=values["node"] or None,
+            )
+        except PkiError as exc:
+            errors.add(_configure_error_field(exc), forms.sentence(exc.message))
+        else:
+            result = messages.server_configured(
+                created=outcome.created,
+                cer=outcome.paths.cer,
+                fingerprint=outcome.fingerprint,
+                mailed_to=outcome.mailed_to,
+            )
+            current = store.server_config()
+    return page.render(
+        "server_configure.html",
+        status=200 if not errors else 400,
+        values=values,
+        errors=errors,
+        current=current,
+        result=result,
+    )
+
+
+def _configure_defaults(current: object) -> dict[str, str]:
+    values = dict.fromkeys(CONFIGURE_FIELDS, "")
+    values.update(directory="CAServer", days="365", ca_days="3650", key_type="rsa2048")
+    if current is not None:
+        for name in (
+            "root",
+            "directory",
+            "days",
+            "smtp_server",
+            "smtp_port",
+            "smtp_user",
+            "admin_email",
+            "instance",
+            "node",
+        ):
+            value = getattr(current, name, None)
+            values[name] = "" if value is None else str(value)
+    return values
+
+
+def _configure_error_field(exc: PkiError) -> str | None:
+    if isinstance(exc, InvalidRoot):
+        return "root"
+    if isinstance(exc, InvalidSubject):
+        return "subject"
+    if isinstance(exc, WrongPassword):
+        return "password"
+    if isinstance(exc, CAFileError):
+        return "directory"
+    return None
+
+
+def reinitialize(page: Page) -> Response:
+    """Forget the configuration, pending CSRs and issued certificates, after a confirmation."""
+    store = page.store
+    if page.request.method == "POST":
+        if page.request.form.get("confirm") != "yes":
+            errors = FormErrors()
+            errors.add("confirm", "Tick the box to confirm.")
+            return page.render(
+                "server_reinitialize.html",
+                status=400,
+                errors=errors,
+                config=store.server_config(),
+                pending_count=store.count_requests(),
+                issued_count=store.count_certificates(),
+            )
+        page.server.reinitialize()
+        page.flash("success", messages.server_reinitialized())
+        return page.redirect("server_configure")
+    return page.render(
+        "server_reinitialize.html",
+        errors=FormErrors(),
+        config=store.server_config(),
+        pending_count=store.count_requests(),
+        issued_count=store.count_certificates(),
+    )
+
+
+def pending(page: Page) -> Response:
+    """The pending CSRs, each with Process and Delete."""
+    configured = page.store.server_config() is not None
+    requests = page.server.pending() if configured else []
+    return page.render("server_requests.html", requests=requests, configured=configured)
+
+
+@dataclass
+class _RequestView:
+    """Everything the administrator reads before issuing (``server_app.py show``)."""
+
+    request: PendingRequest
+    subject: str
+    sans: str
+    fingerprint: str
+    key: str
+    requested: list[str]
+    previews: list[tuple[Usage, list[str], str | None]]
+    problem: str | None
+
+
+def _view(page: Page, request: PendingRequest) -> _RequestView:
+    try:
+        csr = keys.load_csr(request.contents)
+    except PkiError as exc:
+        return _RequestView(request, request.subject, "", "", "", [], [], exc.message)
+    try:
+        authority = page.server.authority()
+    except PkiError as exc:
+        authority = None
+        problem: str | None = exc.message
+    else:
+        problem = None
+    previews: list[tuple[Usage, list[str], str | None]] = []
+    for usage in Usage:
+        if authority is None:
+            break
+        try:
+            previews.append((usage, authority.preview_extensions(csr, usage), None))
+        except PkiError as exc:
+            previews.append((usage, [], forms.sentence(exc.message)))
+    return _RequestView(
+        request=request,
+        subject=names.subject_text(csr.subject),
+        sans=names.sans_text(keys.requested_sans(csr)),
+        fingerprint=names.fingerprint(csr),
+        key=keys.describe_key(csr.public_key()),
+        requested=requested_extensions(csr),
+        previews=previews,
+        problem=problem,
+    )
+
+
+def requested_extensions(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The extensions a CSR asks for, one readable line each."""
+    lines = []
+    try:
+        extensions = list(csr.extensions)
+    except ValueError as exc:
+        return [f"(unreadable: {exc})"]
+    for extension in extensions:
+        value = extension.value
+        critical = " (critical)" if extension.critical else ""
+        if isinstance(value, x509.SubjectAlternativeName):
+            text = names.sans_text(value)
+        elif isinstance(value, x509.BasicConstraints):
+            text = f"CA:{'TRUE' if value.ca else 'FALSE'}"
+            if value.path_length is not None:
+                text += f", pathlen:{value.path_length}"
+        elif isinstance(value, x509.ExtendedKeyUsage):
+            text = ", ".join(getattr(oid, "_name", oid.dotted_string) for oid in value)
+        elif isinstance(value, x509.KeyUsage):
+            flags = [
+                name.replace("_", " ")
+                for name in (
+                    "digital_signature",
+                    "content_commitment",
+                    "key_encipherment",
+                    "data_encipherment",
+                    "key_agreement",
+                    "key_cert_sign",
+                    "crl_sign",
+                )
+                if getattr(value, name)
+            ]
+            text = ", ".join(flags)
+        else:
+            text = type(value).__name__
+        name = getattr(extension.oid, "_name", extension.oid.dotted_string)
+        lines.append(f"{name}{critical}: {text}")
+    return lines
+
+
+def process(page: Page) -> Response:
+    """Show one pending CSR completely; on POST issue it with the chosen usage."""
+    name = page.request.values.get("name", "")
+    try:
+        request = page.server.request(name)
+    except UnknownRequest:
+        page.flash("error", f'No pending Certificate Signing Request is named "{name}".')
+        return page.redirect("server_requests")
+    errors = FormErrors()
+    usage_value = page.request.form.get("usage", "")
+    if page.request.method == "POST":
+        try:
+            usage = Usage(usage_value)
+        except ValueError:
+            errors.add("usage", "Choose the certificate usage.")
+        password = page.secret("password")
+        if password is None:
+            errors.add("password", "Enter the CA private key password.")
+        if not errors and password is not None:
+            try:
+                issued = page.server.issue(name, usage, password)
+            except WrongPassword as exc:
+                errors.add("password", forms.sentence(exc.message))
+            except UnknownRequest:
+                page.flash("error", f'No pending Certificate Signing Request is named "{name}".')
+                return page.redirect("server_requests")
+            except PkiError as exc:
+                errors.add(None, forms.sentence(exc.message))
+            else:
+                page.flash("success", messages.certificate_issued(issued.number, name))
+                return page.redirect("server_certificates", number=str(issued.number))
+    return page.render(
+        "server_process.html",
+        status=200 if not errors else 400,
+        view=_view(page, request),
+        usages=list(Usage),
+        usage_value=usage_value,
+        errors=errors,
+    )
+
+
+def delete(page: Page) -> Response:
+    """Delete (reject) a pending CSR after a confirmation."""
+    name = page.request.values.get("name", "")
+    try:
+        request = page.server.request(name)
+    except UnknownRequest:
+        page.flash("error", f'No pending Certificate Signing Request is named "{name}".')
+        return page.redirect("server_requests")
+    if page.request.method == "POST":
+        try:
+            page.server.delete_request(name)
+        except UnknownRequest:
+            pass  # deleted meanwhile: the outcome the administrator asked for
+        page.flash("success", messages.request_deleted(name))
+        return page.redirect("server_requests")
+    return page.render("server_delete.html", request=request)
+
+
+def certificates(page: Page) -> Response:
+    """Issued certificates, filtered by number, host, instance, file name or subject."""
+    query = {name: page.request.args.get(name, "").strip() for name in SEARCH_FIELDS}
+    rows: list[IssuedCertificate] = []
+    truncated = False
+    configured = page.store.server_config() is not None
+    if configured:
+        ca_own = page.store.certificate(0)
+        if ca_own is not None and _matches(ca_own, query):
+            rows.append(ca_own)
+        with closing(page.store.certificates()) as issued:
+            for cert in issued:
+                if _matches(cert, query):
+                    if len(rows) >= MAX_LISTED:
+                        truncated = True
+                        break
+                    rows.append(cert)
+    return page.render(
+        "server_certificates.html",
+        query=query,
+        rows=rows,
+        truncated=truncated,
+        configured=configured,
+        max_listed=MAX_LISTED,
+        usage_labels={usage.value: usage.label for usage in Usage},
+    )
+
+
+def _matches(cert: IssuedCertificate, query: dict[str, str]) -> bool:
+    if query["number"] and query["number"] != str(cert.number):
+        return False
+    for name in ("hostname", "instance", "filename", "subject"):
+        wanted = query[name].casefold()
+        if wanted and wanted not in (getattr(cert, name) or "").casefold():
+            return False
+    return True
+
+
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def certificate_pem(page: Page, number: int) -> Response:
+    """One issued certificate as a PEM file download."""
+    cert = page.store.certificate(number)
+    if cert is None:
+        return Response(f"No certificate number {number}.\n", status=404, mimetype="text/plain")
+    stem = cert.filename if _SAFE_FILENAME.fullmatch(cert.filename or "") else f"cert{number}"
+    response = Response(cert.contents, mimetype="application/x-pem-file")
+    response.headers["Content-Disposition"] = f'attachment; filename="{stem}.cer"'
+    return response
