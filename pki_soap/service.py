@@ -377,7 +377,9 @@ class PkiSoapApp:
         self.soap = WsgiApplication(application, max_content_length=max_body)
         self.portal: WsgiApp | None = None
         if portal:
-            self.portal = _load_portal(self.data_dir, portal_networks)
+            # Behind an https:// public URL the session cookie is marked Secure.
+            secure = endpoint_url(public_url).startswith("https://")
+            self.portal = _load_portal(self.data_dir, portal_networks, secure)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -478,17 +480,11 @@ class PkiSoapApp:
         return b""
 
 
-def _load_portal(data_dir: Path, networks: list[str] | None) -> WsgiApp | None:
-    try:
-        from pki_soap import portal as portal_package
-    except ImportError:
-        log.warning("the portal is not available in this build")
-        return None
-    make_portal = getattr(portal_package, "make_portal", None)
-    if make_portal is None:
-        log.warning("the portal is not available in this build")
-        return None
-    app: WsgiApp = make_portal(data_dir, allow_networks=networks)
+def _load_portal(data_dir: Path, networks: list[str] | None, secure_cookies: bool) -> WsgiApp:
+    # Imported here so that a service started with portal=False never loads Jinja2.
+    from pki_soap.portal import make_portal
+
+    app: WsgiApp = make_portal(data_dir, allow_networks=networks, secure_cookies=secure_cookies)
     return app
 
 
