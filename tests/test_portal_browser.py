@@ -135,12 +135,17 @@ class Steps:
 
 
 def _stale(element: object) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         _ = element.tag_name  # type: ignore[attr-defined]
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:
+        # Chromium sometimes reports a replaced document this way instead of "stale".
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
     return False
 
 
