@@ -43,7 +43,7 @@ from pki_soap.errors import (
     ServerUnreachable,
     error_for_number,
 )
-from pki_soap.names import check_root
+from pki_soap.names import CSR_FIELD_LIMITS, check_root
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
 
 TNS = "http://pki.intersystems.com"
@@ -56,18 +56,6 @@ DEFAULT_PATH = "/isc/pki/PKI.CAServer.cls"
 # The packaged copy of the WSDL a real IRIS server generates (wire-protocol.md §6).
 PACKAGED_WSDL = Path(__file__).resolve().parent.parent / "wsdl" / "CAServer.wsdl"
 
-# IRIS column limits (MAXLEN of PKI.CSR, wire-protocol.md §4.1); the server would refuse more.
-_CSR_LIMITS = {
-    "Name": 200,
-    "Hostname": 100,
-    "Instance": 50,
-    "Filename": 50,
-    "Contents": 5000,
-    "Subject": 200,
-    "ContactName": 50,
-    "ContactPhone": 50,
-    "ContactEmail": 50,
-}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ERROR_TEXT = re.compile(r"ERROR\s*#\s*(\d+)\s*:\s*(.*)", re.DOTALL)
 # faultstrings that say nothing: the IRIS engine's own; the detail text is the real message.
@@ -376,8 +364,8 @@ class CAClient:
             bad = _CONTROL.search(value) or (key != "Contents" and re.search(r"[\r\n\t]", value))
             if bad:
                 raise InvalidField(f"{key} holds a control character")
-            if len(value) > _CSR_LIMITS[key]:
-                raise InvalidField(f"{key} is longer than {_CSR_LIMITS[key]} characters")
+            if len(value) > CSR_FIELD_LIMITS[key]:
+                raise InvalidField(f"{key} is longer than {CSR_FIELD_LIMITS[key]} characters")
             argument[key] = value
         return argument
 

@@ -38,13 +38,14 @@ from pki_soap.keys import (
     write_private_file,
     write_public_file,
 )
-from pki_soap.names import check_root, fingerprint, is_hostname, subject_text
+from pki_soap.names import (
+    DEFAULT_INSTANCE,
+    check_root,
+    fingerprint,
+    is_hostname,
+    subject_text,
+)
 from pki_soap.store import ClientConfig, Store
-
-DEFAULT_INSTANCE = "PKI"
-"""This client's instance name when none is configured (an IRIS instance has one; we have none).
-
-The same default as the CA server's, so a client and server on one host read alike."""
 
 DEFAULT_TIMEOUT = 10.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

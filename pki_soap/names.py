@@ -19,6 +19,23 @@ from pki_soap.errors import InvalidInput, InvalidRoot, InvalidSubject
 _ROOT_RE = re.compile(r"[A-Za-z0-9_-]+")
 ROOT_MAX_LENGTH = 50  # PKI.CSR.Filename MAXLEN
 
+# MAXLEN of each PKI.CSR field (wire-protocol.md §4.1): the server refuses longer values and
+# the client checks before sending.
+CSR_FIELD_LIMITS = {
+    "Name": 200,
+    "Hostname": 100,
+    "Instance": 50,
+    "Filename": ROOT_MAX_LENGTH,
+    "Contents": 5000,
+    "Subject": 200,
+    "ContactName": 50,
+    "ContactPhone": 50,
+    "ContactEmail": 50,
+}
+
+DEFAULT_INSTANCE = "PKI"
+"""The instance name used when none is configured (an IRIS instance has one; we have none)."""
+
 # The six attributes of the original, in its order (AttributeType "C,ST,L,O,OU,CN").
 SUBJECT_ATTRIBUTES: tuple[tuple[str, x509.ObjectIdentifier, str], ...] = (
     ("C", NameOID.COUNTRY_NAME, "country"),
@@ -51,9 +68,7 @@ def check_root(root: str) -> str:
     if len(root) > ROOT_MAX_LENGTH:
         raise InvalidRoot(f"file name root is longer than {ROOT_MAX_LENGTH} characters")
     if not _ROOT_RE.fullmatch(root):
-        raise InvalidRoot(
-            f"file name root {root!r} may contain only letters, digits, '-' and '_'"
-        )
+        raise InvalidRoot(f"file name root {root!r} may contain only letters, digits, '-' and '_'")
     if root.lower() == "cache":
         raise InvalidRoot("file name root may not be 'cache'")
     return root
@@ -76,7 +91,7 @@ def subject_from_fields(
     values = (country, state, locality, organization, org_unit, common_name)
     pairs = [
         (keyword, value.strip())
-        for (keyword, _, _), value in zip(SUBJECT_ATTRIBUTES, values)
+        for (keyword, _, _), value in zip(SUBJECT_ATTRIBUTES, values, strict=True)
         if value and value.strip()
     ]
     return _build_name(pairs)
@@ -104,9 +119,7 @@ def subject_from_text(text: str) -> x509.Name:
             raise InvalidSubject(f"subject part {part!r} has no '='")
         keyword = keyword.strip()
         if keyword not in _OID_BY_KEYWORD:
-            raise InvalidSubject(
-                f"unknown subject attribute {keyword!r} (use C, ST, L, O, OU, CN)"
-            )
+            raise InvalidSubject(f"unknown subject attribute {keyword!r} (use C, ST, L, O, OU, CN)")
         value = value.replace("\\/", "/").strip()
         if value:
             pairs.append((keyword, value))
@@ -185,9 +198,7 @@ def parse_sans(text: str | Iterable[str]) -> list[x509.GeneralName]:
             except ValueError as exc:
                 raise InvalidInput(f"subjectAltName {item!r}: not an IP address") from exc
         else:
-            raise InvalidInput(
-                f"subjectAltName {item!r} must be DNS:<host name> or IP:<address>"
-            )
+            raise InvalidInput(f"subjectAltName {item!r} must be DNS:<host name> or IP:<address>")
     return names
 
 

@@ -24,25 +24,11 @@ from pki_soap import keys, messages, names
 from pki_soap.ca import MAX_DAYS, CAPaths, CertificateAuthority, Usage
 from pki_soap.errors import InvalidField, InvalidInput, MissingField, NotConfigured
 from pki_soap.keys import KeyType
+from pki_soap.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INSTANCE = "PKI"
-"""The CA's instance name when none is configured (an IRIS instance has one; we have none)."""
-
-# PKI.CSR / PKI.Certificate MAXLEN values (wire-protocol.md §4.1, §4.2).
-MAX_LENGTHS = {
-    "Name": 200,
-    "Hostname": 100,
-    "Instance": 50,
-    "Filename": 50,
-    "Contents": 5000,
-    "Subject": 200,
-    "ContactName": 50,
-    "ContactPhone": 50,
-    "ContactEmail": 50,
-}
 # A certificate Number is at most 20 octets: 49 decimal digits.
 _NUMBER = re.compile(r"0|[1-9][0-9]{0,48}")
 
@@ -99,7 +85,7 @@ def _check_text(field: str, value: str, *, allowed: str = "") -> None:
     Raises:
         InvalidField: too long, or a control character (other than ``allowed``).
     """
-    limit = MAX_LENGTHS[field]
+    limit = CSR_FIELD_LIMITS[field]
     if len(value) > limit:
         raise InvalidField(f"{field} is longer than {limit} characters ({len(value)})")
     if _has_control(value, allowed):

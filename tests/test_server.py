@@ -36,8 +36,9 @@ from pki_soap.errors import (
     WrongPassword,
 )
 from pki_soap.keys import KeyType
+from pki_soap.names import DEFAULT_INSTANCE
 from pki_soap.notify import Notifier
-from pki_soap.server import DEFAULT_INSTANCE, CAServer
+from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 

@@ -23,7 +23,13 @@ from pki_soap import client_tasks, messages
 from pki_soap.client import DEFAULT_PATH
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.keys import KeyType
-from pki_soap.names import check_root, parse_sans, subject_from_fields, subject_from_text
+from pki_soap.names import (
+    DEFAULT_INSTANCE,
+    check_root,
+    parse_sans,
+    subject_from_fields,
+    subject_from_text,
+)
 from pki_soap.store import Store
 
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
@@ -229,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--contact-phone")
     sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
     sub.add_argument("--hostname", help="this host's name (default: the node name)")
-    sub.add_argument(
-        "--instance", help=f"this instance's name (default: {client_tasks.DEFAULT_INSTANCE})"
-    )
+    sub.add_argument("--instance", help=f"this instance's name (default: {DEFAULT_INSTANCE})")
 
     sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
     sub.add_argument("--force", action="store_true", help="replace a different <CA root>.cer")
