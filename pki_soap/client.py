@@ -126,6 +126,23 @@ def _safe_parser() -> etree.XMLParser:
     )
 
 
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request certainly did not reach the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        reason = getattr(current, "reason", None)
+        nested = reason if isinstance(reason, BaseException) else None
+        args = [arg for arg in current.args if isinstance(arg, BaseException)]
+        current = current.__cause__ or current.__context__ or nested or (args[0] if args else None)
+    return False
+
+
 def _network_reason(exc: BaseException, timeout: float) -> str:
     """A short human reason for a requests failure (the OS error deep in the chain)."""
     if isinstance(exc, requests.Timeout):
@@ -334,11 +351,15 @@ class CAClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _unreachable(self, reason: str) -> ServerUnreachable:
-        return ServerUnreachable(f"CA server at {self.url} unreachable: {reason}")
+    def _unreachable(self, reason: str, *, maybe_received: bool = False) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"CA server at {self.url} unreachable: {reason}", maybe_received=maybe_received
+        )
 
     def _invalid(self, reason: str) -> ServerUnreachable:
-        return ServerUnreachable(f"CA server at {self.url} gave an invalid answer: {reason}")
+        return ServerUnreachable(
+            f"CA server at {self.url} gave an invalid answer: {reason}", maybe_received=True
+        )
 
     def _row(self, columns: list[str], row: Mapping[str, str]) -> CertificateRow:
         number_text = row.get("Number", "").strip()
@@ -378,7 +399,9 @@ class CAClient:
         try:
             response = getattr(service, method)(**arguments)
         except requests.RequestException as exc:
-            raise self._unreachable(_network_reason(exc, self.timeout)) from exc
+            raise self._unreachable(
+                _network_reason(exc, self.timeout), maybe_received=not _never_sent(exc)
+            ) from exc
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request from the server's WSDL.
             raise InvalidInput(f"{method} request could not be built: {exc}") from exc

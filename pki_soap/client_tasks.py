@@ -26,6 +26,7 @@ from pki_soap.errors import (
     MissingField,
     NotConfigured,
     PkiError,
+    ServerUnreachable,
     UnknownCertificate,
 )
 from pki_soap.keys import (
@@ -234,7 +235,8 @@ def submit(
 
     The key is written (0600, encrypted when ``password`` is given) before the CSR leaves, so
     an issued certificate always has its key.  When the submission fails both new files are
-    removed again, so the same root can be used for the next attempt.
+    removed again, so the same root can be used for the next attempt - unless the request may
+    have reached the server (no answer in time, an unreadable answer): then both are kept.
 
     Raises:
         NotConfigured: the client is not configured.
@@ -277,11 +279,26 @@ def submit(
                 contact_phone=cfg.contact_phone,
                 contact_email=cfg.contact_email,
             )
+    except ServerUnreachable as exc:
+        if not exc.maybe_received:
+            _remove(written)
+            raise
+        # The server may have stored the request: its certificate will need this key.
+        kept = " and ".join(str(path) for path in written)
+        raise ServerUnreachable(
+            f"{exc.message}; the request may have reached the server, so {kept} "
+            "are kept (run `list` later, or ask the CA administrator)",
+            maybe_received=True,
+        ) from exc
     except (PkiError, OSError, KeyboardInterrupt):
-        for path in written:
-            path.unlink(missing_ok=True)
+        _remove(written)
         raise
     return messages.request_submitted(fingerprint(csr), sentence)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def list_certificates(

@@ -145,10 +145,18 @@ class WrongPassword(PkiError):
 
 
 class ServerUnreachable(PkiError):
-    """The CA server could not be reached or did not answer with SOAP."""
+    """The CA server could not be reached or did not answer with SOAP.
+
+    ``maybe_received`` is True when the request may have reached the server (no answer in
+    time, or an answer we cannot read): a submission may then be stored there all the same.
+    """
 
     error_number = 8130
     exit_code = 6
+
+    def __init__(self, message: str, *, maybe_received: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_received = maybe_received
 
 
 def _all_classes() -> list[type[PkiError]]:

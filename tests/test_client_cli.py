@@ -255,6 +255,18 @@ def test_a_refused_submission_leaves_no_key_behind(
     assert sorted(p.name for p in configured.glob("dup.*")) == []
 
 
+def test_an_unreadable_answer_to_a_submission_keeps_key_and_csr(
+    capsys: pytest.CaptureFixture[str], configured: Path, standin: iris.IrisStandin
+) -> None:
+    # The server may have stored the request: the certificate it issues will need this key.
+    standin.answers["SubmitCSR"] = iris.MALFORMED
+    code, out, err = run(capsys, configured, "submit", "--root", "kept", "--common-name", "k")
+    assert (code, out) == (6, "")
+    assert err.startswith("error: CA server at ") and "malformed XML" in err
+    assert "the request may have reached the server" in err
+    assert sorted(p.name for p in configured.glob("kept.*")) == ["kept.csr", "kept.key"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
