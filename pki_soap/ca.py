@@ -571,7 +571,7 @@ def _read_key_file(path: Path) -> bytes:
             # A key placed by hand may be readable by others; it is ours now.
             path.chmod(0o600)
     except OSError:
-        pass  # not our file to change (another owner); reading it was allowed
+        pass  # owned by another user: readable, but its mode is not ours to change
     return data
 
 
