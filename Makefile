@@ -33,7 +33,7 @@ check: $(VENV)/.dev
 
 ## Benchmarks (never part of `make test`).
 bench: $(VENV)/.dev
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,168 @@
+"""Start and stop the gunicorn servers under test (ours and the floor); read worker memory."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+SERVICE_PATH = "/isc/pki/PKI.CAServer.cls"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Memory:
+    """One process's resident memory, in MiB: now and its high-water mark."""
+
+    rss: float
+    peak: float
+
+
+def memory_of(pid: int) -> Memory:
+    """VmRSS and VmHWM of ``pid`` from /proc (zeros when it is gone)."""
+    values = {"VmRSS": 0.0, "VmHWM": 0.0}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in values:
+                values[key] = int(rest.split()[0]) / 1024
+    except (OSError, ValueError):
+        pass
+    return Memory(values["VmRSS"], values["VmHWM"])
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (gunicorn's workers, for its arbiter)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return sorted(found)
+
+
+class Server:
+    """A gunicorn server we started (its arbiter is our child); stopped by its pid only."""
+
+    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+        self.name, self.command, self.port, self.log = name, command, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{SERVICE_PATH}"
+
+    def start(self, timeout: float = 90.0) -> Server:
+        """Start it and wait until it answers on its port.
+
+        Raises:
+            RuntimeError: it exited or did not answer within ``timeout`` seconds.
+        """
+        out = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log}")
+            if self._answers():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s; see {self.log}")
+
+    def _answers(self) -> bool:
+        try:
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            conn.request("GET", SERVICE_PATH + "?WSDL")
+            conn.getresponse().read()
+            conn.close()
+        except OSError:
+            return False
+        # Every worker must be up too, or the first load run measures worker start-up.
+        return len(self.workers()) >= 1
+
+    def workers(self) -> list[int]:
+        """The worker pids (children of the arbiter)."""
+        return [] if self.process is None else children_of(self.process.pid)
+
+    def worker_memory(self) -> dict[int, Memory]:
+        """Each worker's memory right now."""
+        return {pid: memory_of(pid) for pid in self.workers()}
+
+    def stop(self) -> None:
+        """SIGTERM the arbiter we started (gunicorn stops its workers) and wait for it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def workers_default() -> int:
+    """Workers = cores, as ``serve`` defaults to."""
+    return os.cpu_count() or 1
+
+
+def our_server(data_dir: Path, log: Path, workers: int | None = None) -> Server:
+    """``server_app.py serve`` on a free loopback port."""
+    port = free_port()
+    command = [
+        PYTHON,
+        str(REPO / "server_app.py"),
+        "--data-dir",
+        str(data_dir),
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers or workers_default()),
+    ]
+    return Server("server_app.py serve", command, port, log)
+
+
+def floor_server(responses: Path, log: Path, workers: int | None = None) -> Server:
+    """The floor app (bench/floor_app.py) on the same gunicorn settings, on a free port."""
+    port = free_port()
+    command = [
+        PYTHON,
+        str(BENCH / "floor_app.py"),
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        str(workers or workers_default()),
+        "--responses",
+        str(responses),
+    ]
+    return Server("floor", command, port, log)
