@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pki_soap.errors import CAFileError
+from pki_soap.errors import CAFileError, InvalidInput
 from pki_soap.keys import fsync_directory
 
 # X.509 serial numbers are at most 20 octets and positive (RFC 5280 4.1.2.2).
@@ -41,11 +41,11 @@ class SerialCounter:
     """The ``.srl`` file: the last serial number used, as OpenSSL's ``-CAserial`` keeps it.
 
     :meth:`take` holds an exclusive ``flock`` on a separate lock file
-    (``<root>.srl.lock``) while it reads the value, adds one and writes the new
-    value back (temp file, fsync, rename, directory fsync).  The number is on
-    disk before it is returned, so neither two processes nor a crash followed
-    by a restart can ever hand out the same number twice; a crash can only
-    leave a gap.
+    (``<root>.srl.lock``) while it reads the value, adds one (or the size of a
+    block) and writes the new value back (temp file, fsync, rename, directory
+    fsync).  The numbers are on disk before they are returned, so neither two
+    processes nor a crash followed by a restart can ever hand out the same
+    number twice; a crash, or a block not used up, can only leave a gap.
     """
 
     def __init__(self, path: Path) -> None:
@@ -103,19 +103,37 @@ class SerialCounter:
         except ValueError as exc:
             raise CAFileError(f"the serial file {self.path} is corrupt: {exc}") from exc
 
-    def take(self) -> int:
-        """Reserve and return the next serial number (the file's value + 1).
+    def take(self, count: int = 1) -> int:
+        """Reserve ``count`` consecutive numbers and return the first (the file's value + 1).
+
+        The file then holds the last of them, written durably before this returns;
+        numbers of the block the caller does not use are gaps, never handed out again.
 
         Raises:
-            CAFileError: the file is missing or corrupt, the numbers are exhausted,
-                or the new value cannot be written.
+            InvalidInput: ``count`` is not a positive whole number.
+            CAFileError: the file is missing or corrupt, the numbers would run past
+                20 octets, or the new value cannot be written.
         """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidInput(
+                f"a block of serial numbers needs a count of at least 1, not {count!r}"
+            )
         with self._locked():
-            number = self.current() + 1
-            if number > MAX_SERIAL:
+            first = self.current() + 1
+            last = first + count - 1
+            if last > MAX_SERIAL:
                 raise CAFileError(f"the serial file {self.path} has run out of numbers")
-            self._write(number)
-            return number
+            self._write(last)
+            return first
+
+    def take_block(self, count: int) -> range:
+        """Reserve ``count`` consecutive numbers in one durable write; return them as a range.
+
+        Raises:
+            InvalidInput, CAFileError: as :meth:`take`.
+        """
+        first = self.take(count)
+        return range(first, first + count)
 
     def _write(self, value: int) -> None:
         # Only ever called under the lock, so one fixed temp name is enough; a temp

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownReq
 DATABASE_NAME = "pki.sqlite3"
 BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 4
+_NAMES_PER_QUERY = 500
 
 
 @dataclass
@@ -548,6 +549,27 @@ class Store:
         )
         return [self._request(row) for row in rows]
 
+    def requests_named(self, names: Iterable[str]) -> dict[str, PendingRequest]:
+        """The pending CSRs among ``names``, keyed by name; names not pending are left out.
+
+        Read inside a :meth:`transaction` to act on what is pending at that moment (another
+        process may have issued or deleted some of them since they were listed).
+        """
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, PendingRequest] = {}
+        with self._connection() as conn:
+            # Chunks keep every statement under SQLite's limit on bound parameters.
+            for first in range(0, len(wanted), _NAMES_PER_QUERY):
+                chunk = wanted[first : first + _NAMES_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT {self._REQUEST_COLUMNS} FROM requests WHERE name IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = self._request(row)
+        return found
+
     def remove_request(self, name: str) -> PendingRequest:
         """Remove the pending CSR called ``name`` and return it.
 
@@ -586,6 +608,20 @@ class Store:
             not_after=_from_text(row[8]),
         )
 
+    @staticmethod
+    def _certificate_values(cert: IssuedCertificate) -> tuple[Any, ...]:
+        return (
+            cert.number,
+            cert.hostname,
+            cert.instance,
+            cert.filename,
+            cert.contents,
+            cert.subject,
+            cert.usage,
+            _to_text(cert.issued),
+            None if cert.not_after is None else _to_text(cert.not_after),
+        )
+
     def add_certificate(self, cert: IssuedCertificate, *, replace: bool = False) -> None:
         """Store an issued certificate under ``cert.number``.
 
@@ -601,17 +637,7 @@ class Store:
             self._execute(
                 f"{verb} INTO certificates ({self._CERTIFICATE_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    cert.number,
-                    cert.hostname,
-                    cert.instance,
-                    cert.filename,
-                    cert.contents,
-                    cert.subject,
-                    cert.usage,
-                    _to_text(cert.issued),
-                    None if cert.not_after is None else _to_text(cert.not_after),
-                ),
+                self._certificate_values(cert),
             )
         except sqlite3.IntegrityError as exc:
             raise PkiError(
@@ -619,12 +645,76 @@ class Store:
                 " behind the database?"
             ) from exc
 
+    def record_issued(self, issued: Sequence[tuple[str, IssuedCertificate]]) -> None:
+        """Store each certificate and remove the pending CSR it was issued for, atomically.
+
+        ``issued`` pairs a request name with its certificate.  One transaction (a SAVEPOINT
+        inside the caller's): either every certificate is stored and every request removed,
+        or nothing changes, so a request is never both issued and pending, nor lost.
+
+        Raises:
+            UnknownRequest: a named request is not pending (issued or deleted meanwhile).
+            PkiError: a number is already taken (the SRL file is behind the database) or
+                negative.
+        """
+        if not issued:
+            return
+        with self.transaction(), self._connection() as conn:
+            try:
+                # A savepoint of its own: a failure part-way undoes the rows already in,
+                # so the culprit can be found among the numbers that remain.
+                with self.transaction():
+                    conn.executemany(
+                        f"INSERT INTO certificates ({self._CERTIFICATE_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [self._certificate_values(cert) for _, cert in issued],
+                    )
+            except sqlite3.IntegrityError as exc:
+                taken = self._first_taken([cert.number for _, cert in issued], conn)
+                if taken is None:
+                    raise PkiError(f"the certificates cannot be stored: {exc}") from exc
+                raise PkiError(
+                    f"certificate number {taken} already exists; is the serial file"
+                    " behind the database?"
+                ) from exc
+            for name, _ in issued:
+                deleted = conn.execute("DELETE FROM requests WHERE name = ?", (name,))
+                if deleted.rowcount != 1:
+                    raise UnknownRequest(f'no pending Certificate Signing Request "{name}"')
+
+    @staticmethod
+    def _first_taken(numbers: list[int], conn: sqlite3.Connection) -> int | None:
+        """The first of ``numbers`` that is negative, repeated or already in the store."""
+        seen: set[int] = set()
+        for number in numbers:
+            if number < 0 or number in seen:
+                return number
+            if conn.execute("SELECT 1 FROM certificates WHERE number = ?", (number,)).fetchone():
+                return number
+            seen.add(number)
+        return None
+
     def certificate(self, number: int) -> IssuedCertificate | None:
         """The certificate numbered ``number`` (0 is the CA's own), or None."""
         row = self._fetchone(
             f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates WHERE number = ?", (number,)
         )
         return None if row is None else self._certificate(row)
+
+    @staticmethod
+    def _certificates_query(
+        columns: str, hostname: str | None, instance: str | None
+    ) -> tuple[str, tuple[str, ...]]:
+        where = ["number <> 0"]
+        params: list[str] = []
+        if hostname is not None:
+            where.append("hostname = ?")
+            params.append(hostname)
+        if instance is not None:
+            where.append("instance = ?")
+            params.append(instance)
+        sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY number"
+        return sql, tuple(params)
 
     def certificates(
         self, hostname: str | None = None, instance: str | None = None
@@ -634,23 +724,32 @@ class Store:
         ``None`` leaves that column unfiltered; a string must match exactly.  The iterator
         holds a pooled connection (a consistent snapshot) until it is exhausted or closed.
         """
-        where = ["number <> 0"]
-        params: list[str] = []
-        if hostname is not None:
-            where.append("hostname = ?")
-            params.append(hostname)
-        if instance is not None:
-            where.append("instance = ?")
-            params.append(instance)
-        sql = (
-            f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates"
-            f" WHERE {' AND '.join(where)} ORDER BY number"
-        )
+        sql, params = self._certificates_query(self._CERTIFICATE_COLUMNS, hostname, instance)
         with self._connection() as conn:
-            cursor = conn.execute(sql, tuple(params))
+            cursor = conn.execute(sql, params)
             try:
                 for row in cursor:
                     yield self._certificate(row)
+            finally:
+                cursor.close()
+
+    def certificate_rows(
+        self, hostname: str | None = None, instance: str | None = None
+    ) -> Generator[tuple[int, str, str, str], None, None]:
+        """``(number, hostname, instance, filename)`` of issued certificates, lean and streamed.
+
+        What a listing needs and nothing more (no PEM, no dates to parse): same rows, order
+        and filters as :meth:`certificates` (number order, never number 0; ``None`` leaves
+        that column unfiltered).  The iterator holds a pooled connection (a consistent
+        snapshot) until it is exhausted or closed.
+        """
+        sql, params = self._certificates_query(
+            "number, hostname, instance, filename", hostname, instance
+        )
+        with self._connection() as conn:
+            cursor = conn.execute(sql, params)
+            try:
+                yield from cursor
             finally:
                 cursor.close()
 

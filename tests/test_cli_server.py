@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pki_soap import keys, names
 from pki_soap.ca import CAPaths, CertificateAuthority
@@ -538,6 +539,72 @@ def test_issue_all(
     ]
     with _store(configured) as store:
         assert [c.usage for c in store.certificates()] == ["codesign"] * 3
+
+
+def test_issue_all_reports_each_failed_request_and_issues_the_others(
+    configured: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _submit(configured, "web1")
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = keys.build_csr(weak_key, names.subject_from_text("/CN=weak.example.test"))
+    with _store(configured) as store:  # stored by an older version, before the key policy
+        store.add_request(
+            PendingRequest(
+                name="legacy",
+                hostname="old",
+                instance="IRIS",
+                filename="old_client",
+                contents=keys.csr_pem(weak),
+                subject="",
+                contact_name="Old Timer",
+            )
+        )
+    _submit(configured, "web2")
+    capsys.readouterr()
+
+    code = main(
+        ["issue", "--all", "--usage", "tls", "--password-file", str(password_file)]
+        + ["--data-dir", str(configured)]
+    )
+
+    out, err = capsys.readouterr()
+    assert code == 2  # UnacceptableKey is bad input
+    assert out.splitlines() == [
+        'Certificate number 1 issued for Certificate Signing Request "web1:IRIS:web1_client"',
+        'Certificate number 2 issued for Certificate Signing Request "web2:IRIS:web2_client"',
+    ]
+    assert err.splitlines() == [
+        'error: "legacy": RSA 1024 keys are too weak; use RSA of at '
+        "least 2048 bits, EC P-256/P-384/P-521 or Ed25519"
+    ]
+    with _store(configured) as store:
+        assert [r.name for r in store.requests()] == ["legacy"]
+        assert [c.number for c in store.certificates()] == [1, 2]
+
+
+def test_issue_all_mails_every_contact_once_at_the_end(
+    data_dir: Path, password_file: Path, smtp: MailServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _configure_args(data_dir, password_file) + ["--smtp-server", f"127.0.0.1:{smtp.port}"]
+    assert main(args) == 0
+    for host in ("web1", "web2", "web3"):
+        _submit(data_dir, host)
+    _submit(data_dir, "web4", contact_email=None)
+    capsys.readouterr()
+
+    code = main(
+        ["issue", "--all", "--usage", "tls", "--password-file", str(password_file)]
+        + ["--data-dir", str(data_dir)]
+    )
+
+    assert code == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    received = sorted((m.rcpt_tos, m.subject) for m in smtp.messages)
+    assert received == [
+        ([CONTACT], f'Certificate number {n} issued for "web{n}_client"') for n in (1, 2, 3)
+    ]
+    with _store(data_dir) as store:
+        assert store.undelivered() == []
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap.errors import CAFileError
-from pki_soap.serial import SerialCounter, format_serial, parse_serial
+from pki_soap.errors import CAFileError, InvalidInput
+from pki_soap.serial import MAX_SERIAL, SerialCounter, format_serial, parse_serial
 from tests.engine_support import openssl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,22 +24,36 @@ from pathlib import Path
 from pki_soap.serial import SerialCounter
 counter = SerialCounter(Path(sys.argv[1]))
 count = int(sys.argv[2])
+block = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 sys.stdin.readline()  # wait for "go", so that the children really overlap
 taken = 0
 while count < 0 or taken < count:
-    print(counter.take(), flush=True)
+    if block == 1:
+        print(counter.take(), flush=True)
+    else:
+        print(*counter.take_block(block), flush=True)
     taken += 1
+"""
+
+# A child that reserves one block, reports it, then dies by SIGKILL before using any of it.
+_BLOCK_THEN_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from pki_soap.serial import SerialCounter
+block = SerialCounter(Path(sys.argv[1])).take_block(int(sys.argv[2]))
+print(block.start, block.stop, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
 @pytest.fixture
-def start_taker() -> Iterator[Callable[[Path, int], subprocess.Popen[str]]]:
+def start_taker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start taker processes; any still running at the end are killed and reaped."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(srl: Path, count: int) -> subprocess.Popen[str]:
+    def start(srl: Path, count: int, block: int = 1) -> subprocess.Popen[str]:
         child = subprocess.Popen(
-            [sys.executable, "-c", _TAKER, str(srl), str(count)],
+            [sys.executable, "-c", _TAKER, str(srl), str(count), str(block)],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -160,7 +174,7 @@ def test_take_in_missing_directory_raises(tmp_path: Path) -> None:
 
 
 def test_two_processes_taking_200_each_get_400_distinct_numbers(
-    tmp_path: Path, start_taker: Callable[[Path, int], subprocess.Popen[str]]
+    tmp_path: Path, start_taker: Callable[..., subprocess.Popen[str]]
 ) -> None:
     srl = tmp_path / "CA.srl"
     SerialCounter(srl).create()
@@ -180,7 +194,7 @@ def test_two_processes_taking_200_each_get_400_distinct_numbers(
 
 @pytest.mark.parametrize("kill_after", [1, 17, 60], ids=["after-1", "after-17", "after-60"])
 def test_sigkill_while_taking_never_lets_a_number_be_reused(
-    tmp_path: Path, kill_after: int, start_taker: Callable[[Path, int], subprocess.Popen[str]]
+    tmp_path: Path, kill_after: int, start_taker: Callable[..., subprocess.Popen[str]]
 ) -> None:
     srl = tmp_path / "CA.srl"
     SerialCounter(srl).create()
@@ -196,3 +210,72 @@ def test_sigkill_while_taking_never_lets_a_number_be_reused(
     assert text.endswith("\n") and len(text.strip()) % 2 == 0  # still a valid serial file
     assert reported == list(range(1, len(reported) + 1))
     assert SerialCounter(srl).take() > max(reported)
+
+
+# -- blocks of numbers (CAServer.issue_many) ------------------------------------------------
+
+
+def test_take_a_block_returns_its_first_number_and_writes_its_last(tmp_path: Path) -> None:
+    counter = SerialCounter(tmp_path / "CA.srl")
+    counter.create(start=0x0F)
+    assert counter.take(count=100) == 0x10
+    assert (tmp_path / "CA.srl").read_text() == "73\n"  # 0x10 + 100 - 1
+    assert counter.take_block(3) == range(0x74, 0x77)
+    assert counter.current() == 0x76
+    assert counter.take() == 0x77  # the default block is one number
+
+
+@pytest.mark.parametrize("count", [0, -1, True, 2.0], ids=["zero", "negative", "bool", "float"])
+def test_a_block_needs_a_positive_whole_count(tmp_path: Path, count: object) -> None:
+    counter = SerialCounter(tmp_path / "CA.srl")
+    counter.create()
+    with pytest.raises(InvalidInput, match="count of at least 1"):
+        counter.take(count)  # type: ignore[arg-type]
+    assert counter.current() == 0
+
+
+def test_a_block_past_twenty_octets_is_refused_whole(tmp_path: Path) -> None:
+    counter = SerialCounter(tmp_path / "CA.srl")
+    counter.create(start=MAX_SERIAL - 3)
+    with pytest.raises(CAFileError, match="run out of numbers"):
+        counter.take_block(4)
+    assert counter.current() == MAX_SERIAL - 3
+    assert counter.take_block(3) == range(MAX_SERIAL - 2, MAX_SERIAL + 1)
+
+
+def test_two_processes_taking_blocks_get_disjoint_blocks(
+    tmp_path: Path, start_taker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    srl = tmp_path / "CA.srl"
+    SerialCounter(srl).create()
+    children = [start_taker(srl, 25, 8), start_taker(srl, 25, 8)]
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    per_child = [_finish(child) for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    numbers = per_child[0] + per_child[1]
+    assert sorted(numbers) == list(range(1, 401))
+    assert SerialCounter(srl).current() == 400
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000], ids=["1", "7", "1000"])
+def test_a_block_reserved_then_killed_is_on_disk_and_never_handed_out_again(
+    tmp_path: Path, block: int
+) -> None:
+    srl = tmp_path / "CA.srl"
+    SerialCounter(srl).create(start=41)
+    child = subprocess.run(
+        [sys.executable, "-c", _BLOCK_THEN_KILLED, str(srl), str(block)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+    start, stop = (int(value) for value in child.stdout.split())
+    assert (start, stop) == (42, 42 + block)
+    # The whole block is durable: the file holds its end, the next number follows it.
+    assert SerialCounter(srl).current() == stop - 1
+    assert SerialCounter(srl).take() == stop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -10,8 +11,11 @@ import os
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki_soap import keys, messages, names
+from pki_soap import server as server_module
 from pki_soap.ca import Usage
 from pki_soap.errors import (
+    CAFileError,
     DuplicateRequest,
     InvalidCsr,
     InvalidField,
@@ -38,7 +44,7 @@ from pki_soap.errors import (
 from pki_soap.keys import KeyType
 from pki_soap.names import DEFAULT_INSTANCE
 from pki_soap.notify import Notifier
-from pki_soap.server import CAServer
+from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 
@@ -794,3 +800,359 @@ def test_a_process_killed_while_issuing_leaves_store_and_serial_consistent(
         nxt = server.issue(sorted(pending)[0], Usage.TLS, ca_password)
         assert nxt.number == old_srl + 1 > max(numbers)
         assert _srl(server) == nxt.number
+
+
+# -- issuing with the decrypted key, and many at once ----------------------------------------
+
+
+def test_issue_with_the_decrypted_key(configured_server: CAServer, ca_password: bytes) -> None:
+    server = configured_server
+    key = server.authority().private_key(ca_password)
+    issued = server.issue(_issued_name(server), Usage.TLS, key=key)
+    cert = x509.load_pem_x509_certificate(issued.contents.encode())
+    cert.verify_directly_issued_by(server.authority().certificate)
+    assert issued.number == cert.serial_number == 1 == _srl(server)
+    assert server.pending() == []
+
+
+def test_issue_needs_exactly_one_of_password_and_key(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    server = configured_server
+    name = _issued_name(server)
+    key = server.authority().private_key(ca_password)
+    with pytest.raises(InvalidInput, match="exactly one of the CA key password and the CA key"):
+        server.issue(name, Usage.TLS)
+    with pytest.raises(InvalidInput, match="exactly one"):
+        server.issue(name, Usage.TLS, ca_password, key=key)
+    other = keys.generate_key(KeyType.EC256)
+    with pytest.raises(CAFileError, match="not the CA certificate's key"):
+        server.issue(name, Usage.TLS, key=other)
+    with pytest.raises(CAFileError, match="not the CA certificate's key"):
+        server.issue_many([name], Usage.TLS, key=other)
+    assert _srl(server) == 0
+    assert [r.name for r in server.pending()] == [name]
+
+
+def test_issue_many_issues_in_order_with_one_serial_write_per_batch(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    server = configured_server
+    recorder = _Recorder()
+    server.notifier = recorder
+    requests = _submit_many(server, 7)
+    before = {r.name: r for r in server.pending()}
+    srl = server.authority().paths.srl
+    batches: list[tuple[list[str], int, int]] = []
+
+    def on_batch(results: list[IssueResult]) -> None:
+        # Called after the commit: another connection sees the batch, the SRL is ahead.
+        with Store.open(server.data_dir) as other:
+            stored = other.count_certificates()
+        batches.append(([r.name for r in results], stored, int(srl.read_text(), 16)))
+
+    key = server.authority().private_key(ca_password)
+    results = server.issue_many(requests, Usage.CODESIGN, key=key, batch=3, on_batch=on_batch)
+
+    assert [r.name for r in results] == requests
+    assert [r.error for r in results] == [None] * 7
+    issued = [r.certificate for r in results]
+    assert [c.number for c in issued if c] == list(range(1, 8))
+    assert batches == [(requests[0:3], 3, 3), (requests[3:6], 6, 6), (requests[6:], 7, 7)]
+    assert list(server.certificates()) == issued
+    assert server.pending() == []
+    for result in results:
+        assert result.certificate is not None
+        assert result.request == before[result.name]
+        cert = x509.load_pem_x509_certificate(result.certificate.contents.encode())
+        assert cert.serial_number == result.certificate.number
+        assert result.certificate.usage == "codesign"
+    notices = [args for call, args in recorder.calls if call == "certificate_issued"]
+    assert notices == [(r.certificate, r.request) for r in results]
+
+
+def test_issue_many_reports_each_request_it_cannot_issue_and_goes_on(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    server = configured_server
+    first, second = _submit_many(server, 2)
+    server.store.add_request(_request(name="legacy", contents=_weak_csr()))  # older version
+    server.store.add_request(_request(name="garbled", contents="not a CSR at all"))
+    asked = ["nobody", first, "legacy", "garbled", first, second]
+    key = server.authority().private_key(ca_password)
+
+    results = server.issue_many(asked, Usage.TLS, key=key)
+
+    outcomes = [
+        (r.name, r.certificate.number if r.certificate else type(r.error).__name__) for r in results
+    ]
+    assert outcomes == [
+        ("nobody", "UnknownRequest"),
+        (first, 1),
+        ("legacy", "UnacceptableKey"),
+        ("garbled", "InvalidCsr"),
+        (first, "UnknownRequest"),  # named twice: issued once
+        (second, 2),  # the number the refused CSR did not use
+    ]
+    assert 'no pending Certificate Signing Request "nobody"' in str(results[0].error)
+    assert "RSA 1024" in str(results[2].error)
+    assert results[2].request is not None and results[2].request.name == "legacy"
+    # The refused CSRs stay pending; the one number reserved for "legacy" is a gap.
+    assert sorted(r.name for r in server.pending()) == ["garbled", "legacy"]
+    assert [c.number for c in server.certificates()] == [1, 2]
+    assert _srl(server) == 3
+
+
+@pytest.mark.parametrize("batch", [0, -5, True, 1.5], ids=["zero", "negative", "bool", "float"])
+def test_issue_many_refuses_a_bad_batch_size(
+    configured_server: CAServer, ca_password: bytes, batch: Any
+) -> None:
+    name = _issued_name(configured_server)
+    key = configured_server.authority().private_key(ca_password)
+    with pytest.raises(InvalidInput, match="batch size"):
+        configured_server.issue_many([name], Usage.TLS, key=key, batch=batch)
+    assert [r.name for r in configured_server.pending()] == [name]
+
+
+def test_issue_many_of_nothing_takes_no_number(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    key = configured_server.authority().private_key(ca_password)
+    assert configured_server.issue_many([], Usage.TLS, key=key) == []
+    results = configured_server.issue_many(["nobody"], Usage.TLS, key=key)
+    assert isinstance(results[0].error, UnknownRequest)
+    assert _srl(configured_server) == 0
+
+
+def test_issue_many_stops_when_the_serial_file_is_behind_the_store(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    server = configured_server
+    requests = _submit_many(server, 5)
+    key = server.authority().private_key(ca_password)
+    server.issue_many(requests[:2], Usage.TLS, key=key)
+    server.authority().paths.srl.write_text("00\n")  # restored from an old backup
+    seen: list[list[str]] = []
+
+    with pytest.raises(PkiError, match="number 1 already exists"):
+        server.issue_many(
+            requests[2:], Usage.TLS, key=key, batch=2, on_batch=lambda r: seen.append(r)
+        )
+
+    assert seen == []
+    assert [r.name for r in server.pending()] == requests[2:]
+    assert [c.number for c in server.certificates()] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "opposite",
+    [True, False],
+    ids=["from-both-ends", "same-order"],  # same order: both sign the same batches, one wins
+)
+def test_two_processes_issuing_many_at_once_issue_each_request_once(
+    configured_server: CAServer, data_dir: Path, ca_password: bytes, opposite: bool
+) -> None:
+    requests = _submit_many(configured_server, 400)
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Event()
+    outcomes = spawn.Queue()
+    workers = [
+        spawn.Process(
+            target=_issue_many_child, args=(str(data_dir), order, ca_password, start, outcomes)
+        )
+        for order in (requests, requests[::-1] if opposite else requests)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    reported = [outcomes.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+
+    issued_by_child = [issued for issued, _ in reported]
+    assert sum(len(issued) for issued in issued_by_child) == 400
+    # Whatever one child issued, the other saw as no longer pending.
+    assert all(issued + unknown == 400 for issued, unknown in ((len(i), u) for i, u in reported))
+    issued = list(configured_server.certificates())
+    assert sorted(c.filename for c in issued) == sorted(r.split(":")[-1] for r in requests)
+    numbers = [c.number for c in issued]
+    assert len(set(numbers)) == 400
+    assert sorted(numbers) == sorted(issued_by_child[0] + issued_by_child[1])
+    assert configured_server.pending() == []
+    assert _srl(configured_server) >= max(numbers)
+    for cert in issued:
+        assert x509.load_pem_x509_certificate(cert.contents.encode()).serial_number == cert.number
+
+
+def test_a_process_killed_while_issuing_many_leaves_store_and_serial_consistent(
+    configured_server: CAServer, data_dir: Path, ca_password: bytes
+) -> None:
+    requests = _submit_many(configured_server, 400)
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Event()
+    outcomes = spawn.Queue()
+    child = spawn.Process(
+        target=_issue_many_child,
+        args=(str(data_dir), requests, ca_password, start, outcomes, 10),
+    )
+    child.start()
+    start.set()
+    with Store.open(data_dir) as observer:
+        while observer.count_certificates() < 25 and child.is_alive():
+            time.sleep(0.005)
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+
+    with CAServer.open(data_dir) as server:
+        old_srl = _srl(server)
+        issued = list(server.certificates())
+        pending = {r.name for r in server.pending()}
+        issued_names = [f"{c.hostname}:{c.instance}:{c.filename}" for c in issued]
+        assert issued and pending  # killed in the middle
+        # Each request is pending or issued, exactly once.
+        assert len(issued_names) == len(set(issued_names))
+        assert pending.isdisjoint(issued_names)
+        assert pending | set(issued_names) == set(requests)
+        # Whole batches committed, numbered from 1 on; the killed batch's block is a gap.
+        numbers = [c.number for c in issued]
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert len(numbers) % 10 == 0
+        assert len(numbers) <= old_srl <= len(numbers) + 10
+        key = server.authority().private_key(ca_password)
+        rest = server.issue_many(sorted(pending), Usage.TLS, key=key)
+        new_numbers = [r.certificate.number for r in rest if r.certificate]
+        assert len(new_numbers) == len(pending)
+        assert new_numbers == list(range(old_srl + 1, old_srl + 1 + len(pending)))
+        assert server.pending() == []
+
+
+class _MeddledStore(Store):
+    """A real store that lets a test act just before the next write transaction begins."""
+
+    meddle: Any = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        meddle, self.meddle = self.meddle, None
+        if meddle is not None:
+            meddle()  # as another process would, between issue_many's read and its write
+        with super().transaction():
+            yield
+
+
+def test_issue_many_leaves_requests_decided_meanwhile_to_whoever_decided(
+    data_dir: Path, ca_password: bytes
+) -> None:
+    with CAServer(_MeddledStore(data_dir / "pki.sqlite3"), data_dir) as server:
+        server.configure(
+            root=CA_ROOT,
+            directory=CA_DIRECTORY,
+            password=ca_password,
+            days=ISSUED_DAYS,
+            subject=SUBJECT,
+            ca_days=100,
+            key_type=KeyType.EC256,
+        )
+        deleted, anew, kept = _submit_many(server, 3)
+        replacement = _request("host001", contents=_csr_pem("replacement.example"))
+        store = server.store
+        assert isinstance(store, _MeddledStore)
+
+        def another_process() -> None:
+            with Store.open(data_dir) as other:
+                other.remove_request(deleted)
+                other.remove_request(anew)
+                other.add_request(dataclasses.replace(replacement, name=anew))
+
+        store.meddle = another_process
+        key = server.authority().private_key(ca_password)
+        results = server.issue_many([deleted, anew, kept], Usage.TLS, key=key)
+
+        assert [type(r.error).__name__ for r in results[:2]] == ["UnknownRequest"] * 2
+        assert "submitted anew by someone else meanwhile" in str(results[1].error)
+        assert results[2].certificate is not None and results[2].certificate.number == 3
+        # The new submission under the same name stays pending, untouched.
+        assert server.request(anew).contents == replacement.contents
+        assert [c.number for c in server.certificates()] == [3]
+        assert _srl(server) == 3  # numbers 1 and 2 were signed for nothing: gaps
+
+
+def _issue_many_child(
+    data_dir: str,
+    names_to_issue: list[str],
+    password: bytes,
+    start: Any,
+    outcomes: Any,
+    batch: int = 100,
+) -> None:
+    """Child process: decrypt the key, wait for the start signal, issue_many, report."""
+    with CAServer.open(Path(data_dir)) as server:
+        key = server.authority().private_key(password)
+        start.wait()
+        results = server.issue_many(names_to_issue, Usage.TLS, key=key, batch=batch)
+    issued = [r.certificate.number for r in results if r.certificate]
+    unknown = sum(isinstance(r.error, UnknownRequest) for r in results)
+    outcomes.put((issued, unknown))
+
+
+# -- the lean listing and the control-character check ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hostname", "instance", "numbers"),
+    [
+        ("", "", [1, 2, 3]),
+        (None, None, [1, 2, 3]),
+        ("web.example", "IRIS", [1, 3]),
+        ("db.example", "IRIS", [2]),
+        ("web.example", "", []),
+        ("", "IRIS", []),
+        (None, "IRIS", []),
+        ("WEB.EXAMPLE", "IRIS", []),
+        (CA_NODE, CA_INSTANCE, []),
+    ],
+    ids=[
+        "all",
+        "all-none",
+        "mine",
+        "other",
+        "hostname-only",
+        "instance-only",
+        "instance-only-none",
+        "case-differs",
+        "ca-never-listed",
+    ],
+)
+def test_certificate_rows_have_the_wire_semantics_of_certificates(
+    three_issued: CAServer, hostname: str | None, instance: str | None, numbers: list[int]
+) -> None:
+    rows = list(three_issued.certificate_rows(hostname, instance))
+    assert [row[0] for row in rows] == numbers
+    assert rows == [
+        (c.number, c.hostname, c.instance, c.filename)
+        for c in three_issued.certificates(hostname, instance)
+    ]
+
+
+def test_certificate_rows_carry_number_hostname_instance_filename(
+    three_issued: CAServer,
+) -> None:
+    assert list(three_issued.certificate_rows("web.example", "IRIS")) == [
+        (1, "web.example", "IRIS", "one"),
+        (3, "web.example", "IRIS", "three"),
+    ]
+
+
+@pytest.mark.parametrize("allowed", ["", "\n"], ids=["none-allowed", "lf-allowed"])
+def test_control_characters_are_exactly_unicode_category_cc(allowed: str) -> None:
+    every_character = [chr(code) for code in range(sys.maxunicode + 1)]
+    expected = {ch for ch in every_character if unicodedata.category(ch) == "Cc"} - set(allowed)
+    found = {ch for ch in every_character if server_module._has_control(ch, allowed)}
+    assert found == expected
+    assert len(expected) == 65 - len(allowed)
+    assert server_module._has_control("line\nbreak") is True
+    assert server_module._has_control("line\nbreak", "\n") is False
+    assert server_module._has_control("tab\there", "\n") is True
+    assert server_module._has_control("", "") is False

@@ -370,3 +370,88 @@ def test_threads_sharing_one_store_each_get_their_own_transaction(store: Store) 
     assert errors == []
     assert store.count_requests() == 200
     assert store.count_certificates() == 200
+
+
+# -- lean listing and batch issue -----------------------------------------------------------
+
+
+def test_certificate_rows_are_the_listing_columns_of_certificates(store: Store) -> None:
+    store.add_certificate(_certificate(0, "ca", "PKI"))
+    for number, hostname, instance in ((12, "web", "IRIS"), (3, "db", "IRIS"), (7, "web", "X")):
+        store.add_certificate(_certificate(number, hostname, instance))
+    expected = [(c.number, c.hostname, c.instance, c.filename) for c in store.certificates()]
+    assert list(store.certificate_rows()) == expected
+    assert expected == [
+        (3, "db", "IRIS", "file3"),
+        (7, "web", "X", "file7"),
+        (12, "web", "IRIS", "file12"),
+    ]
+    assert list(store.certificate_rows("web", "IRIS")) == [(12, "web", "IRIS", "file12")]
+    assert [row[0] for row in store.certificate_rows(hostname="web")] == [7, 12]
+    assert [row[0] for row in store.certificate_rows(instance="IRIS")] == [3, 12]
+    assert list(store.certificate_rows("ca", "PKI")) == []
+    assert list(store.certificate_rows("WEB", "IRIS")) == []
+
+
+def test_certificate_rows_stream_and_give_their_connection_back(store: Store) -> None:
+    for number in range(1, 6):
+        store.add_certificate(_certificate(number))
+    stream = store.certificate_rows()
+    assert next(stream) == (1, "web", "IRIS", "file1")
+    # Listing open: a write from another thread neither blocks nor shows in the snapshot.
+    writer = threading.Thread(target=store.add_certificate, args=(_certificate(50),))
+    writer.start()
+    writer.join()
+    assert [row[0] for row in stream] == [2, 3, 4, 5]
+    early = store.certificate_rows()
+    next(early)
+    early.close()  # stopped early: the connection goes back to the pool, still usable
+    assert [row[0] for row in store.certificate_rows()][-1] == 50
+
+
+def test_requests_named_returns_the_pending_ones_in_chunks(store: Store) -> None:
+    for index in range(1200):
+        store.add_request(_request(f"r{index}"))
+    asked = [f"r{index}" for index in range(0, 1200, 2)] + ["gone", "r0"]
+    found = store.requests_named(asked * 2)
+    assert set(found) == {f"r{index}" for index in range(0, 1200, 2)}
+    assert found["r10"] == store.request("r10")
+    assert store.requests_named([]) == {}
+
+
+def test_record_issued_stores_certificates_and_removes_requests(store: Store) -> None:
+    for name in ("a", "b", "c"):
+        store.add_request(_request(name))
+    store.record_issued([("a", _certificate(1)), ("c", _certificate(2))])
+    assert [r.name for r in store.requests()] == ["b"]
+    assert store.certificate(1) == _certificate(1)
+    assert store.certificate(2) == _certificate(2)
+    store.record_issued([])
+    assert store.count_certificates() == 2
+
+
+def test_record_issued_of_a_request_no_longer_pending_changes_nothing(store: Store) -> None:
+    store.add_request(_request("a"))
+    with pytest.raises(UnknownRequest, match='"gone"'):
+        store.record_issued([("a", _certificate(1)), ("gone", _certificate(2))])
+    assert [r.name for r in store.requests()] == ["a"]
+    assert store.count_certificates() == 0
+
+
+def test_record_issued_with_a_number_taken_changes_nothing(store: Store) -> None:
+    store.add_certificate(_certificate(2))
+    store.add_request(_request("a"))
+    store.add_request(_request("b"))
+    with pytest.raises(PkiError, match="number 2 already exists; is the serial file behind"):
+        store.record_issued([("a", _certificate(1)), ("b", _certificate(2))])
+    assert [r.name for r in store.requests()] == ["a", "b"]
+    assert [c.number for c in store.certificates()] == [2]
+
+
+def test_record_issued_with_a_number_twice_changes_nothing(store: Store) -> None:
+    store.add_request(_request("a"))
+    store.add_request(_request("b"))
+    with pytest.raises(PkiError, match="number 5 already exists"):
+        store.record_issued([("a", _certificate(5)), ("b", _certificate(5))])
+    assert store.count_requests() == 2
+    assert store.count_certificates() == 0

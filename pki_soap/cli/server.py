@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -31,9 +32,11 @@ from pki_soap import keys, messages, names
 from pki_soap.ca import CAPaths, Usage
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.keys import KeyType
-from pki_soap.notify import SMTP_CAFILE_ENV, Notifier
-from pki_soap.server import CAServer
+from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import DATABASE_NAME, IssuedCertificate, Mail, PendingRequest, Store
+
+if TYPE_CHECKING:
+    from pki_soap.notify import Notifier
 
 PROG = "server_app.py"
 DEFAULT_DATA_DIR = Path("pki-data")
@@ -367,7 +370,11 @@ def _issue(args: argparse.Namespace) -> int:
     if args.all == (args.name is not None):
         raise InvalidInput("give either one request NAME or --all")
     usage = _USAGES[args.usage]
-    with _open_server(args.data_dir) as (server, _):
+    # For --all the notices are only queued while issuing and sent together at the end:
+    # one SMTP session instead of one per certificate.
+    opened = _open_server(args.data_dir, deliver_now=not args.all, mail_if_configured=True)
+    with opened.store:  # not `with opened`: that would make the notifier in any case
+        server = opened.server
         server.config()
         names_to_issue = [r.name for r in server.pending()] if args.all else [args.name]
         if not names_to_issue:
@@ -378,20 +385,32 @@ def _issue(args: argparse.Namespace) -> int:
         password = _password(
             args.password_file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False
         )
-        if args.all:
-            # One check up front: a wrong password must not print an error per request.
-            server.authority().private_key(password)
+        # Decrypted once (the slow step): a wrong password is one error, not one per request.
+        key = server.authority().private_key(password)
+        if not args.all:
+            issued = server.issue(args.name, usage, key=key)
+            print(messages.certificate_issued(issued.number, args.name))
+            return 0
         failures: list[PkiError] = []
-        for name in names_to_issue:
-            try:
-                issued = server.issue(name, usage, password)
-            except PkiError as exc:
-                if not args.all:
-                    raise
-                _error(f'"{name}": {exc.message}')
-                failures.append(exc)
-                continue
-            print(messages.certificate_issued(issued.number, name))
+        issued_count = 0
+
+        def report(results: list[IssueResult]) -> None:
+            # Called after each batch is committed: what is printed is on disk.
+            nonlocal issued_count
+            for result in results:
+                if result.certificate is not None:
+                    issued_count += 1
+                    print(messages.certificate_issued(result.certificate.number, result.name))
+                elif result.error is not None:
+                    _error(f'"{result.name}": {result.error.message}')
+                    failures.append(result.error)
+            sys.stdout.flush()
+
+        try:
+            server.issue_many(names_to_issue, usage, key=key, on_batch=report)
+        finally:
+            if issued_count and opened.mailing:
+                opened.notifier.deliver_due()
     if failures:
         return failures[0].exit_code
     return 0
@@ -720,15 +739,32 @@ def _confirm(question: str, yes: bool) -> bool:
 class _OpenServer:
     """``with _open_server(dir) as (server, notifier)``: the CA server with our notifier."""
 
-    def __init__(self, data_dir: Path, create: bool) -> None:
+    def __init__(
+        self, data_dir: Path, create: bool, deliver_now: bool, mail_if_configured: bool
+    ) -> None:
         if not create and not (data_dir / DATABASE_NAME).exists():
             raise NotConfigured(
                 f"no CA server data in {data_dir} (configure it first, or give --data-dir)"
             )
-        cafile = os.environ.get(SMTP_CAFILE_ENV) or None
         self.store = Store.open(data_dir)
-        self.notifier = Notifier(self.store, cafile=cafile)
-        self.server = CAServer(self.store, data_dir, self.notifier)
+        self._deliver_now = deliver_now
+        self._notifier: Notifier | None = None
+        cfg = self.store.server_config() if mail_if_configured else None
+        self.mailing = not mail_if_configured or (cfg is not None and bool(cfg.smtp_server))
+        """False when no SMTP server is configured and the CA server got no notifier."""
+        # Without an SMTP server the notifier would neither send nor queue anything; a
+        # command that asked for it runs without it (and without importing the mail code).
+        self.server = CAServer(self.store, data_dir, self.notifier if self.mailing else None)
+
+    @property
+    def notifier(self) -> Notifier:
+        """The e-mail notifier, made (and pki_soap.notify imported) on first use."""
+        if self._notifier is None:
+            from pki_soap.notify import SMTP_CAFILE_ENV, Notifier
+
+            cafile = os.environ.get(SMTP_CAFILE_ENV) or None
+            self._notifier = Notifier(self.store, cafile=cafile, deliver_now=self._deliver_now)
+        return self._notifier
 
     def __enter__(self) -> tuple[CAServer, Notifier]:
         return self.server, self.notifier
@@ -737,8 +773,14 @@ class _OpenServer:
         self.store.close()
 
 
-def _open_server(data_dir: Path, *, create: bool = False) -> _OpenServer:
-    return _OpenServer(data_dir, create)
+def _open_server(
+    data_dir: Path,
+    *,
+    create: bool = False,
+    deliver_now: bool = True,
+    mail_if_configured: bool = False,
+) -> _OpenServer:
+    return _OpenServer(data_dir, create, deliver_now, mail_if_configured)
 
 
 def _ca_directory(data_dir: Path, directory: str) -> Path:
