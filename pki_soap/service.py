@@ -4,27 +4,32 @@
 :class:`~pki_soap.wire.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
 static, IRIS-faithful ``wsdl/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
 asked, the portal under ``/pki/``.  The request body is read here, up to a limit, whether or
-not a Content-Length is sent, so spyne never sees a truncated body.
+not a Content-Length is sent, so spyne never sees a truncated body.  Every answer is written
+whole before its headers go out (a long one into a temporary file, see
+:class:`~pki_soap.wire.envelope.SpooledAnswer`) and sent with a Content-Length.
 """
 
 from __future__ import annotations
 
-import io
 import logging
+import math
 import os
 import re
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+import spyne.const
 from spyne import Application, ComplexModel, ServiceBase, Unicode, rpc
+from spyne.const.http import HTTP_200
+from spyne.evmgr import EventManager
 from spyne.model.fault import Fault
 from spyne.model.primitive import AnyXml
-from spyne.server.wsgi import WsgiApplication
+from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from pki_soap.errors import (
     BadSoapRequest,
@@ -38,7 +43,13 @@ from pki_soap.errors import (
 from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
-from pki_soap.wire.envelope import CONTENT_TYPE, SERVICE_NS, fault_bytes, fault_status
+from pki_soap.wire.envelope import (
+    CONTENT_TYPE,
+    SERVICE_NS,
+    SpooledAnswer,
+    fault_bytes,
+    fault_status,
+)
 from pki_soap.wire.protocol import (
     SERVER_APPLICATION_ERROR,
     IrisFault,
@@ -98,6 +109,21 @@ class Certificate(ComplexModel):  # type: ignore[misc]  # spyne has no type info
         ("Contents", Unicode),
         ("Subject", Unicode),
     ]
+
+
+class CertificateAnswer(NamedTuple):
+    """What GetCertificate returns: :class:`Certificate`'s fields, cheaper to build.
+
+    The protocol writes any object carrying the model's field names, so the answer needs
+    no spyne object.
+    """
+
+    Number: str  # noqa: N815 - IRIS names
+    Hostname: str  # noqa: N815
+    Instance: str  # noqa: N815
+    Filename: str  # noqa: N815
+    Contents: str  # noqa: N815
+    Subject: str  # noqa: N815
 
 
 class DataSetResult(AnyXml):  # type: ignore[misc]  # spyne has no type information
@@ -163,35 +189,44 @@ class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type i
     @rpc(Unicode, Unicode, _returns=DataSetResult, _body_style="wrapped")  # type: ignore[untyped-decorator]
     def ListCertificates(ctx: Any, hostname: str | None, instance: str | None) -> DataSet:  # noqa: N802, N805
         """ListAll (4 columns) when both arguments are empty or omitted, else ListMy (2)."""
-        rows = _engine(ctx).certificates(hostname or "", instance or "")
+        rows = _engine(ctx).certificate_rows(hostname or "", instance or "")
         if not hostname and not instance:
             return DataSet("ListAll", LIST_ALL_COLUMNS, _list_all_rows(rows))
         return DataSet("ListMy", LIST_MY_COLUMNS, _list_my_rows(rows))
 
     @rpc(Unicode, _returns=Certificate, _body_style="wrapped")  # type: ignore[untyped-decorator]
-    def GetCertificate(ctx: Any, number: str | None) -> Certificate | None:  # noqa: N802, N805
+    def GetCertificate(ctx: Any, number: str | None) -> CertificateAnswer | None:  # noqa: N802, N805
         """The certificate numbered ``number`` ("0": the CA's), or the empty answer (Q4)."""
         issued = _engine(ctx).certificate(number or "")
         return None if issued is None else _wire_certificate(issued)
 
 
-def _list_all_rows(rows: Iterable[IssuedCertificate]) -> Iterator[tuple[str, str, str, str]]:
-    for cert in rows:
-        yield str(cert.number), cert.hostname, cert.instance, cert.filename
+_Rows = Generator[tuple[int, str, str, str], None, None]
 
 
-def _list_my_rows(rows: Iterable[IssuedCertificate]) -> Iterator[tuple[str, str]]:
-    for cert in rows:
-        yield str(cert.number), cert.filename
+def _list_all_rows(rows: _Rows) -> Iterator[tuple[str, str, str, str]]:
+    try:
+        for number, hostname, instance, filename in rows:
+            yield str(number), hostname, instance, filename
+    finally:
+        rows.close()  # the store's cursor, also when writing stops early
 
 
-def _wire_certificate(issued: IssuedCertificate) -> Certificate:
+def _list_my_rows(rows: _Rows) -> Iterator[tuple[str, str]]:
+    try:
+        for number, _, _, filename in rows:
+            yield str(number), filename
+    finally:
+        rows.close()
+
+
+def _wire_certificate(issued: IssuedCertificate) -> CertificateAnswer:
     # The wget client cuts the PEM out between the <Contents> line and the </Contents>
     # line: the value must start with the BEGIN line and end with a line break.
     contents = (issued.contents or "").lstrip()
     if not contents.endswith("\n"):
         contents += "\n"
-    return Certificate(
+    return CertificateAnswer(
         Number=str(issued.number),
         Hostname=issued.hostname or "",
         Instance=issued.instance or "",
@@ -199,6 +234,106 @@ def _wire_certificate(issued: IssuedCertificate) -> Certificate:
         Contents=contents,
         Subject=issued.subject or "",
     )
+
+
+class _LeanEvents(EventManager):  # type: ignore[misc]  # spyne has no type information
+    """spyne's EventManager, minus the empty handler set it builds for every event fired.
+
+    spyne fires about sixteen events per request, almost all without a listener; the
+    behaviour (handlers run in the order they were added) is the same.
+    """
+
+    def fire_event(self, event_name: str, ctx: Any, *args: Any, **kwargs: Any) -> None:
+        """Run the handlers of ``event_name``, if any, in the order they were added."""
+        handlers = self.handlers.get(event_name)
+        if handlers:
+            for handler in handlers:
+                handler(ctx, *args, **kwargs)
+
+
+def _lean_events(*owners: Any) -> None:
+    # Switched in place: spyne keeps references to these managers (method descriptors list
+    # the service class's), so replacing the attribute would miss them.
+    for owner in owners:
+        manager = owner.event_manager
+        if type(manager) is EventManager:
+            manager.__class__ = _LeanEvents
+
+
+class _LeanContext(WsgiMethodContext):  # type: ignore[misc]  # spyne has no type information
+    """spyne's WSGI method context without its guard against unknown attributes.
+
+    ``MethodContext.__setattr__`` refuses attribute names it does not know - a debugging
+    aid that costs a Python call for each of the ~60 attributes set per request.  spyne
+    and this module set only known ones (our own data goes in ``udc``).
+    """
+
+    __setattr__ = object.__setattr__
+
+
+class _SoapServer(WsgiApplication):  # type: ignore[misc]  # spyne has no type information
+    """spyne's WSGI server, handed the request body that :class:`PkiSoapApp` has read."""
+
+    def answer(
+        self, environ: dict[str, Any], body: bytes, start_response: StartResponse
+    ) -> Iterable[Any]:
+        """spyne's request pipeline for ``body``: parse, route, validate, call, write.
+
+        What ``WsgiApplication.handle_rpc`` does for this service, without the parts it
+        never uses (its ``?wsdl`` dispatch, reading the body again, MTOM, HttpRpc headers,
+        auxiliary methods, results streamed from a generator).  Faults go through spyne's
+        ``handle_error``.  The answer is complete (a list) before ``start_response``.
+
+        Raises:
+            Exception: only what spyne itself lets escape; the caller answers it.
+        """
+        ctx = _LeanContext(self, environ, self.app.out_protocol.mime_type)
+        self.event_manager.fire_event("wsgi_call", ctx)
+        ctx.in_string = [body]
+        contexts = self.generate_contexts(ctx)
+        p_ctx, others = contexts[0], contexts[1:]
+        p_ctx.active = True
+        if p_ctx.in_error is None:
+            self.get_in_object(p_ctx)
+        if p_ctx.in_error is not None:
+            return self._fault(p_ctx, others, p_ctx.in_error, start_response)
+        self.get_out_object(p_ctx)
+        if p_ctx.out_error is not None:
+            return self._fault(p_ctx, others, p_ctx.out_error, start_response)
+        transport = p_ctx.transport
+        if transport.resp_code is None:
+            transport.resp_code = HTTP_200
+        try:
+            # IrisSoap11 writes the whole answer here (or a fault, with its status).
+            self.get_out_string(p_ctx)
+        except Exception as exc:
+            log.exception("could not write the answer")
+            p_ctx.out_error = Fault("Server", str(exc))
+            return self._fault(p_ctx, others, p_ctx.out_error, start_response)
+        self.event_manager.fire_event("wsgi_return", p_ctx)
+        parts = list(p_ctx.out_string)
+        transport.resp_headers["Content-Length"] = str(sum(len(part) for part in parts))
+        start_response(transport.resp_code, _header_list(transport.resp_headers))
+        p_ctx.close()
+        self.event_manager.fire_event("wsgi_close", p_ctx)
+        return parts
+
+    def _fault(
+        self, p_ctx: Any, others: Any, error: Any, start_response: StartResponse
+    ) -> Iterable[Any]:
+        answer: Iterable[Any] = self.handle_error(p_ctx, others, error, start_response)
+        return answer
+
+
+def _header_list(headers: dict[str, Any]) -> list[tuple[str, str]]:
+    # spyne keeps a header as a string or as a list of values.
+    listed: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if isinstance(value, list | tuple):
+            listed.extend((name, str(item)) for item in value)
+        else:
+            listed.append((name, str(value)))
+    return listed
 
 
 # -- the WSGI application ---------------------------------------------------------------------
@@ -361,6 +496,10 @@ class PkiSoapApp:
         self.max_body = max_body
         self.wsdl = load_wsdl(public_url)
         quiet_spyne_loggers()
+        # spyne runs a full gc.collect() from the request path at most once a second to
+        # close its contexts' files (10-20 ms in a worker, an outlier in every second's
+        # latencies); our contexts hold none, and Python's own collector still runs.
+        spyne.const.MIN_GC_INTERVAL = math.inf
         application = Application(
             [CAServerService],
             tns=SERVICE_NS,
@@ -374,7 +513,14 @@ class PkiSoapApp:
             ctx.udc = engines
 
         application.event_manager.add_listener("method_call", _attach_engine)
-        self.soap = WsgiApplication(application, max_content_length=max_body)
+        self.soap = _SoapServer(application, max_content_length=max_body)
+        _lean_events(
+            application,
+            application.in_protocol,
+            application.out_protocol,
+            CAServerService,
+            self.soap,
+        )
         self.portal: WsgiApp | None = None
         if portal:
             # Behind an https:// public URL the session cookie is marked Secure.
@@ -437,19 +583,19 @@ class PkiSoapApp:
                 status=refused.status,
                 close=refused.close,
             )
-        inner = dict(environ)
-        inner["wsgi.input"] = io.BytesIO(body)
-        inner["CONTENT_LENGTH"] = str(len(body))
-        inner.pop("HTTP_TRANSFER_ENCODING", None)
         try:
-            # spyne's iterable is a lazy chain; materialise it so nothing fails after the
-            # headers are out.
-            return list(self.soap(inner, start_response))
+            # spyne's fault answers are lazy chains; materialise them so nothing fails
+            # after the headers are out.
+            parts = list(self.soap.answer(environ, body, start_response))
         except Exception:
             log.exception("the SOAP request failed outside the web method")
             return _fault_answer(
                 start_response, PkiError(SERVER_APPLICATION_ERROR), exc_info=sys.exc_info()
             )
+        if len(parts) == 1 and isinstance(parts[0], SpooledAnswer):
+            # A long answer, already complete in a temporary file (its length was sent).
+            return _spooled_body(environ, parts[0])
+        return parts
 
     def _body(self, environ: dict[str, Any]) -> bytes:
         """The whole request body, or :class:`_Refused` (never a silently cut body)."""
@@ -478,6 +624,28 @@ class PkiSoapApp:
             return body
         # No length and not chunked: HTTP/1.1 says there is no body.
         return b""
+
+
+class _SpooledBody:
+    """A spooled answer as a WSGI body: its blocks, and its file removed on ``close()``."""
+
+    def __init__(self, answer: SpooledAnswer) -> None:
+        self._answer = answer
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._answer.blocks(_READ_BLOCK)
+
+    def close(self) -> None:
+        self._answer.close()
+
+
+def _spooled_body(environ: dict[str, Any], answer: SpooledAnswer) -> Iterable[bytes]:
+    # The server's file wrapper may send the file with sendfile(2), without reading it.
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if file_wrapper is not None and answer.file is not None:
+        body: Iterable[bytes] = file_wrapper(answer.file, _READ_BLOCK)
+        return body
+    return _SpooledBody(answer)
 
 
 def _load_portal(data_dir: Path, networks: list[str] | None, secure_cookies: bool) -> WsgiApp:

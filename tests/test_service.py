@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +15,13 @@ from lxml import etree
 from pki_soap.errors import InvalidInput
 from pki_soap.service import SERVICE_PATH, WSDL_FILE, endpoint_url, load_wsdl
 from pki_soap.store import IssuedCertificate, Store
+from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
+from pki_soap.wire.envelope import SPOOL_MEMORY_LIMIT, response_bytes
 from tests.service_support import (
     ACTION,
     CA_NODE,
     CA_ROOT,
+    GOLDEN,
     TNS,
     Answer,
     assert_valid_response,
@@ -306,3 +312,74 @@ def test_submit_without_csr_element_is_a_client_fault(service: tuple[str, Path])
     answer = soap_post(service[0], body, ACTION + "SubmitCSR")
     assert answer.status == 400
     assert "<text>ERROR #5659: the csr element is required</text>" in answer.text
+
+
+# -- long answers: spooled to a temporary file, sent whole with their length --------------------
+
+# Enough rows of this host name for a ListAll well past the in-memory part of the spool.
+_LONG_HOST = "a-rather-long-host-name-for-the-list.example.com"
+_LONG_ROWS = SPOOL_MEMORY_LIMIT // 150
+
+
+def _long_store(data_dir: Path, last_filename: str) -> list[tuple[str, str, str, str]]:
+    rows = []
+    with Store.open(data_dir) as store, store.transaction():
+        for number in range(1, _LONG_ROWS + 1):
+            cert = _certificate(number, _LONG_HOST)
+            if number == _LONG_ROWS:
+                cert = dataclasses.replace(cert, filename=last_filename)
+            store.add_certificate(cert)
+            rows.append((str(number), cert.hostname, cert.instance, cert.filename))
+    return rows
+
+
+def _deleted_files_open() -> set[str]:
+    # A spooled answer's file is unlinked at once; while open it shows as "(deleted)".
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.endswith("(deleted)"):
+            links.add(f"{fd} {link}")
+    return links
+
+
+def test_long_list_all_is_sent_whole_with_its_content_length(data_dir: Path) -> None:
+    rows = _long_store(data_dir, "last")
+    expected = response_bytes(
+        "ListCertificates",
+        [
+            "<ListCertificatesResult>",
+            *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
+            "</ListCertificatesResult>",
+        ],
+    )
+    before = _deleted_files_open()
+    with live_server(data_dir, portal=False) as url:
+        answer = soap_post(url, iris_list_certificates(), ACTION + "ListCertificates")
+        # The server thread closes the body after the last byte went out: wait for it.
+        for _ in range(500):
+            after = _deleted_files_open()
+            if after == before:
+                break
+            time.sleep(0.01)
+    assert len(expected) > SPOOL_MEMORY_LIMIT
+    assert answer.status == 200
+    assert answer.headers["content-length"] == str(len(expected))
+    assert "transfer-encoding" not in answer.headers
+    assert answer.body == expected
+    assert after == before  # the temporary file is gone once the answer is sent
+
+
+def test_unwritable_row_past_the_memory_spool_is_the_server_fault(data_dir: Path) -> None:
+    # The bad row comes after more than the in-memory part: the answer is already in its
+    # temporary file when writing fails, and still no header has been sent.
+    _long_store(data_dir, "bad\x0bname")
+    before = _deleted_files_open()
+    with live_server(data_dir, portal=False) as url:
+        answer = soap_post(url, iris_list_certificates(), ACTION + "ListCertificates")
+        after = _deleted_files_open()
+    assert (answer.status, answer.body) == (500, (GOLDEN / "fault_server.xml").read_bytes())
+    assert after == before

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,17 @@ from pki_soap.cli.serve import (
 )
 from pki_soap.errors import InvalidInput
 from pki_soap.server import CAServer
-from tests.service_support import ACTION, TNS, body_element, soap_post, wget_get_certificate
+from pki_soap.store import IssuedCertificate, Store
+from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
+from pki_soap.wire.envelope import SPOOL_MEMORY_LIMIT, response_bytes
+from tests.service_support import (
+    ACTION,
+    TNS,
+    body_element,
+    iris_list_certificates,
+    soap_post,
+    wget_get_certificate,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -142,3 +153,72 @@ def test_serve_demo_under_gunicorn(data_dir: Path) -> None:
     assert location is not None and location.get("location") == public + "/isc/pki/PKI.CAServer.cls"
     # Request bodies never reach the log: the access log has request lines only.
     assert "BEGIN CERTIFICATE" not in text
+
+
+def test_long_list_all_under_gunicorn_comes_whole_from_its_spool_file(data_dir: Path) -> None:
+    # Past the in-memory part, the answer is in a temporary file that gunicorn's
+    # wsgi.file_wrapper sends (sendfile); the bytes and the length must be exact.
+    rows = []
+    with Store.open(data_dir) as store, store.transaction():
+        for number in range(1, SPOOL_MEMORY_LIMIT // 120):
+            hostname = f"host-{number:06d}.long-domain-name-for-the-list.example.com"
+            store.add_certificate(
+                IssuedCertificate(
+                    number=number,
+                    hostname=hostname,
+                    instance="IRIS",
+                    filename=f"file{number}",
+                    contents="PEM\n",
+                    subject="/CN=x",
+                    usage="tls",
+                    issued=datetime(2026, 1, 1, tzinfo=UTC),
+                    not_after=None,
+                )
+            )
+            rows.append((str(number), hostname, "IRIS", f"file{number}"))
+    expected = response_bytes(
+        "ListCertificates",
+        [
+            "<ListCertificatesResult>",
+            *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
+            "</ListCertificatesResult>",
+        ],
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "server_app.py",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-portal",
+        ],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        answer = None
+        for _ in range(200):
+            try:
+                answer = soap_post(url, iris_list_certificates(), ACTION + "ListCertificates")
+                break
+            except OSError:
+                assert process.poll() is None
+                time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output.decode()
+    assert len(expected) > SPOOL_MEMORY_LIMIT
+    assert answer is not None and answer.status == 200
+    assert answer.headers["content-length"] == str(len(expected))
+    assert answer.body == expected

@@ -7,6 +7,8 @@ Client/Server faults derived from the same sections by hand).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +17,13 @@ import pytest
 from pki_soap.errors import BadSoapRequest, DuplicateRequest, PkiError
 from pki_soap.store import IssuedCertificate, Store
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet, dataset_chunks
-from pki_soap.wire.envelope import fault_bytes, response_bytes, result_element
+from pki_soap.wire.envelope import (
+    UnwritableValue,
+    fault_bytes,
+    response_bytes,
+    result_element,
+    spool_response,
+)
 from tests.service_support import (
     ACTION,
     GOLDEN,
@@ -115,6 +123,59 @@ def test_dataset_writer_matches_spec(
     chunks = ["<ListCertificatesResult>", *dataset_chunks(DataSet(row_name, columns, iter(rows)))]
     chunks.append("</ListCertificatesResult>")
     assert response_bytes("ListCertificates", chunks) == golden(file)
+
+
+def _list_all_chunks(count: int, last_filename: str = "last") -> Iterator[str]:
+    rows = [(str(n), f"host{n}.example.com", "IRIS", f"file{n}") for n in range(1, count)]
+    rows.append((str(count), "host.example.com", "IRIS", last_filename))
+    yield "<ListCertificatesResult>"
+    yield from dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, iter(rows)))
+    yield "</ListCertificatesResult>"
+
+
+def _deleted_files_open() -> set[str]:
+    # A spooled answer's file is unlinked at once; while open it shows as "(deleted)".
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.endswith("(deleted)"):
+            links.add(f"{fd} {link}")
+    return links
+
+
+@pytest.mark.parametrize(
+    ("memory_limit", "in_memory"),
+    [(0, False), (1000, False), (10 * 1024 * 1024, True)],
+    ids=["file-at-once", "file-after-1000-bytes", "memory"],
+)
+def test_spooled_answer_is_the_same_bytes_in_memory_or_in_a_file(
+    memory_limit: int, in_memory: bool
+) -> None:
+    expected = response_bytes("ListCertificates", _list_all_chunks(3000))
+    before = _deleted_files_open()
+    answer = spool_response("ListCertificates", _list_all_chunks(3000), memory_limit=memory_limit)
+    try:
+        assert (answer.in_memory, len(answer)) == (in_memory, len(expected))
+        # Nothing of an answer moved to its file stays in memory.
+        assert (answer.file is None, bool(answer.memory_blocks())) == (in_memory, in_memory)
+        assert b"".join(answer.blocks(4096)) == expected
+    finally:
+        answer.close()
+    assert _deleted_files_open() == before
+    assert answer.memory_blocks() == []
+    with pytest.raises(ValueError, match="finished"):
+        answer.write("more")
+
+
+def test_spooled_answer_that_fails_keeps_no_file() -> None:
+    before = _deleted_files_open()
+    chunks = _list_all_chunks(3000, last_filename="bad\x0bname")
+    with pytest.raises(UnwritableValue, match="XML 1.0"):
+        spool_response("ListCertificates", chunks, memory_limit=0)
+    assert _deleted_files_open() == before
 
 
 @pytest.mark.parametrize(

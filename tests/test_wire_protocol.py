@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiMethodContext
+from werkzeug.test import EnvironBuilder
 
+from pki_soap.service import SERVICE_PATH, make_app
 from pki_soap.store import Store
+from pki_soap.wire.envelope import CONTENT_TYPE
 from tests.service_support import (
     ACTION,
     TNS,
@@ -259,3 +264,69 @@ def test_http_charset_does_not_override_the_document(service: tuple[str, Path]) 
     assert answer.status == 200
     no_type = soap_post(service[0], envelope(GET_CA), ACTION + "GetCertificate", content_type=None)
     assert no_type.status == 200
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("GetCertificate", f'<GetCertificate xmlns="{TNS}"><number>7</number></GetCertificate>'),
+        ("GetCertificate", f'<GetCertificate xmlns="{TNS}"><number/></GetCertificate>'),
+        ("GetCertificate", f'<GetCertificate xmlns="{TNS}"/>'),
+        (
+            "GetCertificate",
+            f'<GetCertificate xmlns="{TNS}"><number xsi:nil="true"/></GetCertificate>',
+        ),
+        (
+            "GetCertificate",
+            f'<GetCertificate xmlns="{TNS}"><number xsi:nil="false"></number></GetCertificate>',
+        ),
+        (
+            "GetCertificate",
+            f'<GetCertificate xmlns="{TNS}"><number xsi:type="s:int"> 7\n</number>'
+            "</GetCertificate>",
+        ),
+        (
+            "ListCertificates",
+            f'<ListCertificates xmlns="{TNS}"><instance>I&amp;&lt;</instance>'
+            "<hostname><![CDATA[h<é>]]></hostname></ListCertificates>",
+        ),
+        (
+            "ListCertificates",
+            f'<ListCertificates xmlns="{TNS}"><hostname>h</hostname><!-- c --></ListCertificates>',
+        ),
+        ("ListCertificates", "<ListCertificates><instance></instance></ListCertificates>"),
+    ],
+    ids=[
+        "value",
+        "empty",
+        "absent",
+        "nil",
+        "nil-false",
+        "spaces-and-xsi-type",
+        "entities-cdata-any-order",
+        "comment",
+        "unqualified-empty",
+    ],
+)
+def test_plain_arguments_are_read_as_spyne_reads_them(
+    tmp_path: Path, action: str, body: str
+) -> None:
+    # IrisSoap11 reads string-only arguments itself; spyne's own reading must agree.
+    app = make_app(tmp_path / "pki-data", public_url="http://127.0.0.1:1", portal=False)
+    request = envelope(body)
+    environ = EnvironBuilder(
+        path=SERVICE_PATH,
+        method="POST",
+        data=request,
+        headers={"Content-Type": CONTENT_TYPE, "SOAPAction": ACTION + action},
+    ).get_environ()
+    ctx = WsgiMethodContext(app.soap, environ, CONTENT_TYPE)
+    ctx.in_string = [request]
+    (ctx,) = app.soap.generate_contexts(ctx)
+    assert ctx.in_error is None
+    protocol = app.soap.app.in_protocol
+    protocol.deserialize(ctx, protocol.REQUEST)
+    ours = ctx.in_object
+    Soap11.deserialize(protocol, ctx, protocol.REQUEST)
+    assert isinstance(ours, list)
+    assert ours == list(ctx.in_object)

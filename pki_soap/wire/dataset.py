@@ -9,13 +9,14 @@ the client can use the reader too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
 
 from pki_soap.errors import ServerUnreachable
-from pki_soap.wire.envelope import CRLF, XSD_NS, escape_value
+from pki_soap.wire.envelope import CRLF, XSD_NS, escape_value, is_plain
 
 MSDATA_NS = "urn:schemas-microsoft-com:xml-msdata"
 DIFFGRAM_NS = "urn:schemas-microsoft-com:xml-diffgram-v1"
@@ -53,6 +54,35 @@ def dataset_chunks(dataset: DataSet) -> Iterator[str]:
     """
     row = escape_value(dataset.row_name)
     name = escape_value(dataset.name)
+    columns = tuple(dataset.columns)
+    width = len(columns)
+    yield _schema_text(name, row, columns)
+    whole_row = _row_template(row, columns)
+    for index, values in enumerate(dataset.rows):
+        if len(values) > width:
+            raise ValueError(f"row {index + 1} has more values than the DataSet has columns")
+        if len(values) == width:
+            # The common row - every column set, nothing to escape - is one formatting.
+            try:
+                plain = is_plain("".join(values))  # type: ignore[arg-type]  # None: TypeError
+            except TypeError:
+                plain = False
+            if plain:
+                yield whole_row % (index + 1, index, *values)
+                continue
+        parts = [f'  <{row} diffgr:id="{row}{index + 1}" msdata:rowOrder="{index}">{CRLF}']
+        # A short row leaves its last columns NULL.
+        for column, value in zip(columns, values, strict=False):
+            if value is not None:
+                parts.append(f"    <{column}>{escape_value(value)}</{column}>{CRLF}")
+        parts.append(f"  </{row}>{CRLF}")
+        yield "".join(parts)
+    yield f"</{name}>{CRLF}</diffgr:diffgram>{CRLF}"
+
+
+@functools.lru_cache(maxsize=16)
+def _schema_text(name: str, row: str, columns: tuple[str, ...]) -> str:
+    # The same few (name, row, columns) come on every call: written once, then reused.
     lines = [
         "",
         f'<s:schema id="{name}" xmlns="" attributeFormDefault="qualified"'
@@ -66,7 +96,7 @@ def dataset_chunks(dataset: DataSet) -> Iterator[str]:
     ]
     lines += [
         f'              <s:element name="{escape_value(column)}" type="s:string" minOccurs="0" />'
-        for column in dataset.columns
+        for column in columns
     ]
     lines += [
         "            </s:sequence>",
@@ -80,18 +110,20 @@ def dataset_chunks(dataset: DataSet) -> Iterator[str]:
         f'<{name} xmlns="">',
         "",
     ]
-    yield CRLF.join(lines)
-    for index, values in enumerate(dataset.rows):
-        if len(values) > len(dataset.columns):
-            raise ValueError(f"row {index + 1} has more values than the DataSet has columns")
-        parts = [f'  <{row} diffgr:id="{row}{index + 1}" msdata:rowOrder="{index}">{CRLF}']
-        # A short row leaves its last columns NULL.
-        for column, value in zip(dataset.columns, values, strict=False):
-            if value is not None:
-                parts.append(f"    <{column}>{escape_value(value)}</{column}>{CRLF}")
-        parts.append(f"  </{row}>{CRLF}")
-        yield "".join(parts)
-    yield f"</{name}>{CRLF}</diffgr:diffgram>{CRLF}"
+    return CRLF.join(lines)
+
+
+@functools.lru_cache(maxsize=16)
+def _row_template(row: str, columns: tuple[str, ...]) -> str:
+    """A ``%``-format of one full row: (row number, row order, value per column)."""
+    row, columns = row.replace("%", "%%"), tuple(c.replace("%", "%%") for c in columns)
+    return "".join(
+        [
+            f'  <{row} diffgr:id="{row}%d" msdata:rowOrder="%d">{CRLF}',
+            *(f"    <{column}>%s</{column}>{CRLF}" for column in columns),
+            f"  </{row}>{CRLF}",
+        ]
+    )
 
 
 def _bad(why: str) -> ServerUnreachable:

@@ -1,7 +1,9 @@
 """IrisSoap11: every IRIS-specific rule of the SOAP 1.1 wire, in one spyne protocol class.
 
-spyne is kept for parsing (its safe lxml parser settings), schema validation, dispatch and the
-object model.  What IRIS does differently (wire-protocol.md §1.1, §1.2, §4.4, §5) happens here:
+spyne is kept for parsing (its safe lxml parser settings, one parser per thread), schema
+validation, dispatch and the object model (string-only arguments are read here, exactly as
+spyne reads them, without building its objects).  What IRIS does differently (wire-protocol.md
+§1.1, §1.2, §4.4, §5) happens here:
 
 * routing by the ``SOAPAction`` header (URL-decoded, quotes removed): the declared action, else
   its last ``/`` segment (``PKI.CAServer.Method`` or ``Method``), else - when empty - the local
@@ -22,13 +24,16 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from lxml import etree
 from spyne.model.complex import ComplexModelBase
 from spyne.model.fault import Fault
+from spyne.model.primitive import Unicode
 from spyne.protocol.soap import Soap11
 
 from pki_soap.errors import BadSoapRequest, PkiError
@@ -38,10 +43,11 @@ from pki_soap.wire.envelope import (
     SERVICE_NS,
     SOAP_ENV_NS,
     XSI_NS,
+    SpooledAnswer,
     escape_value,
     fault_bytes,
     fault_status,
-    response_bytes,
+    spool_response,
 )
 
 logger = logging.getLogger("pki_soap.wire")
@@ -56,6 +62,36 @@ _XSI_NIL = f"{{{XSI_NS}}}nil"
 # spyne's schema errors read "<string>:1:0:ERROR:SCHEMASV:SCHEMAV_...: Element ...".
 _LIBXML_PREFIX = re.compile(r"^.*?:\d+:\d+:[A-Z]+:[A-Z0-9_]+:[A-Z0-9_]+: ")
 _SHOWN_NAME_LENGTH = 100
+_SERVICE_PREFIX = f"{{{SERVICE_NS}}}"
+_SOAP11_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
+_SOAP12_ENVELOPE = f"{{{SOAP12_ENV_NS}}}Envelope"
+_SOAP11_BODY = f"{{{SOAP_ENV_NS}}}Body"
+
+
+def _split_tag(tag: str) -> tuple[str | None, str]:
+    """(namespace or None, local name) of an lxml tag, as ``etree.QName`` gives them."""
+    if tag[:1] == "{":
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return None, tag
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What :meth:`IrisSoap11._normalise` needs of a model, worked out once per model."""
+
+    order: dict[str, int]
+    complex_members: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What writing a method's answer needs of its descriptor, worked out once per method."""
+
+    method: str
+    result_name: str
+    result_model: Any
+    fields: tuple[str, ...]
 
 
 class IrisFault(Fault):  # type: ignore[misc]  # spyne has no type information
@@ -119,6 +155,13 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             no_network=True,
             huge_tree=False,
         )
+        # lxml parsers must not be shared between threads; one per thread is reused.
+        self._parsers = threading.local()
+        # Filled at first use (the app is set after __init__); read-only afterwards.
+        self._routes: tuple[frozenset[str], dict[str, str]] | None = None
+        self._shapes: dict[Any, _Shape] = {}
+        self._plain_arguments: dict[Any, dict[str, int] | None] = {}
+        self._answers: dict[Any, _Answer] = {}
 
     # -- request side ---------------------------------------------------------------------
 
@@ -132,7 +175,9 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         )
         if not body.strip():
             raise client_fault("Badly formed SOAP Message: the request body is empty")
-        parser = etree.XMLParser(**self.parser_kwargs)
+        parser = getattr(self._parsers, "parser", None)
+        if parser is None:
+            parser = self._parsers.parser = etree.XMLParser(**self.parser_kwargs)
         try:
             root = etree.fromstring(body, parser)
         except etree.XMLSyntaxError as exc:
@@ -145,35 +190,35 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def decompose_incoming_envelope(self, ctx: Any, message: Any = Soap11.REQUEST) -> None:
         """Find the web method (§1.1), then normalise the body element for spyne (§4.4)."""
         envelope = ctx.in_document
-        if envelope.tag == f"{{{SOAP12_ENV_NS}}}Envelope":
+        if envelope.tag == _SOAP12_ENVELOPE:
             raise IrisFault(
                 BadSoapRequest("SOAP 1.2 is not supported: send a SOAP 1.1 envelope"),
                 "VersionMismatch",
             )
-        if etree.QName(envelope).localname != "Envelope":
-            raise client_fault("Badly formed SOAP Message: the root element is not an Envelope")
-        if envelope.tag != f"{{{SOAP_ENV_NS}}}Envelope":
+        if envelope.tag != _SOAP11_ENVELOPE:
+            if _split_tag(envelope.tag)[1] != "Envelope":
+                raise client_fault("Badly formed SOAP Message: the root element is not an Envelope")
             raise IrisFault(
                 BadSoapRequest("the Envelope is not in the SOAP 1.1 namespace"),
                 "VersionMismatch",
             )
-        body = envelope.find(f"{{{SOAP_ENV_NS}}}Body")
+        # The first Body child, as envelope.find() would give it, without its path parsing.
+        body = next((child for child in envelope if child.tag == _SOAP11_BODY), None)
         if body is None:
             raise client_fault("Badly formed SOAP Message: no SOAP Body")
-        elements = [child for child in body if isinstance(child.tag, str)]
-        if not elements:
+        wrapper = next((child for child in body if isinstance(child.tag, str)), None)
+        if wrapper is None:
             raise client_fault("Badly formed SOAP Message: the SOAP Body is empty")
-        wrapper = elements[0]
         name = self._method_name(ctx, wrapper)
-        descriptor = self.app.interface.service_method_map[f"{{{SERVICE_NS}}}{name}"][0]
-        namespace = etree.QName(wrapper).namespace
+        descriptor = self.app.interface.service_method_map[_SERVICE_PREFIX + name][0]
+        namespace = _split_tag(wrapper.tag)[0]
         if namespace not in (None, SERVICE_NS):
             raise client_fault(
                 f"Unexpected namespace {_shown(namespace)} of the body element: "
                 f"use {SERVICE_NS} or none"
             )
         # IRIS renames the body element to the method before importing it.
-        wrapper.tag = f"{{{SERVICE_NS}}}{name}"
+        wrapper.tag = _SERVICE_PREFIX + name
         wrapper.text = None
         self._normalise(wrapper, descriptor.in_message, lenient=False)
 
@@ -182,13 +227,20 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         ctx.method_request_string = wrapper.tag
         self.validate_body(ctx, message)
 
+    def _method_routes(self) -> tuple[frozenset[str], dict[str, str]]:
+        """(web method names, declared SOAPAction -> method), from the app, once."""
+        if self._routes is None:
+            methods = frozenset(
+                str(key).split("}", 1)[1] for key in self.app.interface.service_method_map
+            )
+            declared = {f"{SERVICE_NS}/{SERVICE_CLASS}.{m}": m for m in methods}
+            self._routes = methods, declared
+        return self._routes
+
     def _method_name(self, ctx: Any, wrapper: etree._Element) -> str:
-        methods: set[str] = {
-            str(key).split("}", 1)[1] for key in self.app.interface.service_method_map
-        }
+        methods, declared = self._method_routes()
         raw = ctx.transport.req_env.get("HTTP_SOAPACTION")
         action = unquote(raw or "").replace('"', "")
-        declared = {f"{SERVICE_NS}/{SERVICE_CLASS}.{m}": m for m in methods}
         if action in declared:
             return declared[action]
         name = action.rsplit("/", 1)[-1]
@@ -197,7 +249,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             if owner != SERVICE_CLASS:
                 raise client_fault(f"Unexpected SOAPACTION value: {_shown(action)}")
         if not name:
-            name = etree.QName(wrapper).localname
+            name = _split_tag(wrapper.tag)[1]
             if name not in methods:
                 raise client_fault(
                     f"Unexpected SOAPACTION value: {_shown(action)!r}"
@@ -207,45 +259,124 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             raise client_fault(f"Unexpected SOAPACTION value: {_shown(action)}")
         return name
 
+    def _shape(self, model: Any) -> _Shape:
+        shape = self._shapes.get(model)
+        if shape is None:
+            fields = model.get_flat_type_info(model)
+            shape = _Shape(
+                order={field: position for position, field in enumerate(fields)},
+                complex_members={
+                    field: member
+                    for field, member in fields.items()
+                    if isinstance(member, type) and issubclass(member, ComplexModelBase)
+                },
+            )
+            self._shapes[model] = shape
+        return shape
+
     def _normalise(self, element: etree._Element, model: Any, *, lenient: bool) -> None:
         """Qualify, strip attributes and re-sort ``element``'s children into model order.
 
         Raises:
             IrisFault: a child the model does not know (unless ``lenient``).
         """
-        for attribute in list(element.attrib):
-            if attribute != _XSI_NIL:
-                del element.attrib[attribute]
-        fields = model.get_flat_type_info(model)
-        order = {field: position for position, field in enumerate(fields)}
-        known: list[etree._Element] = []
+        _strip_attributes(element)
+        shape = self._shape(model)
+        order = shape.order
+        known: list[tuple[int, etree._Element]] = []
         for child in element:
-            if not isinstance(child.tag, str):
+            tag = child.tag
+            if not isinstance(tag, str):
                 continue
-            qname = etree.QName(child)
-            if qname.namespace not in (None, SERVICE_NS) or qname.localname not in order:
-                shown = _shown(qname.localname)
+            namespace, local = _split_tag(tag)
+            position = order.get(local)
+            if position is None or namespace not in (None, SERVICE_NS):
+                shown = _shown(local)
                 if not lenient:
                     raise client_fault(f"Unexpected tag in XML input: {shown}")
                 logger.warning("ignored an unknown element <%s> inside <csr>", shown)
                 continue
-            child.tag = f"{{{SERVICE_NS}}}{qname.localname}"
-            member = fields[qname.localname]
-            if isinstance(member, type) and issubclass(member, ComplexModelBase):
+            if namespace is None:
+                child.tag = _SERVICE_PREFIX + local
+            member = shape.complex_members.get(local)
+            if member is not None:
                 self._normalise(child, member, lenient=True)
             else:
-                for attribute in list(child.attrib):
-                    if attribute != _XSI_NIL:
-                        del child.attrib[attribute]
-            known.append(child)
-        known.sort(key=lambda child: order[etree.QName(child).localname])
-        element[:] = known
+                _strip_attributes(child)
+            known.append((position, child))
+        # A stable sort: repeated elements keep their order, as before.
+        known.sort(key=_position)
+        element[:] = [child for _, child in known]
+
+    def deserialize(self, ctx: Any, message: Any) -> None:
+        """The web method's arguments from the normalised body element, as spyne reads them.
+
+        When every argument is a plain string (GetCertificate, ListCertificates) they are
+        read here directly - an element's text, ``""`` when empty, None when absent or
+        ``xsi:nil`` - which is what spyne's own reading gives, without building its object
+        model; anything else (SubmitCSR's ``csr``) is left to spyne.
+        """
+        body = ctx.in_body_doc
+        positions = None
+        if message is self.REQUEST and ctx.descriptor is not None:
+            positions = self._plain_argument_positions(ctx.descriptor.in_message)
+        if positions is None or body is None or body.get(_XSI_NIL) or ctx.in_header_doc is not None:
+            super().deserialize(ctx, message)
+            return
+        self.event_manager.fire_event("before_deserialize", ctx)
+        values: list[str | None] = [None] * len(positions)
+        # _normalise left only known, qualified elements; validation allowed each once.
+        for child in body:
+            values[positions[child.tag]] = None if child.get(_XSI_NIL) else (child.text or "")
+        ctx.in_object = values
+        self.event_manager.fire_event("after_deserialize", ctx)
+
+    def _plain_argument_positions(self, model: Any) -> dict[str, int] | None:
+        """Qualified tag -> argument position when every argument of ``model`` is a plain
+        string (no default, no ``empty_is_none``, at most one), else None."""
+        if model in self._plain_arguments:
+            return self._plain_arguments[model]
+        positions: dict[str, int] | None = {}
+        model_attributes = self.get_cls_attrs(model)
+        if model.__orig__ is not None or model_attributes._xml_tag_body_as is not None:
+            positions = None
+        for position, (field, member) in enumerate(model._type_info.items()):
+            if positions is None:
+                break
+            attributes = self.get_cls_attrs(member)
+            plain = (
+                isinstance(member, type)
+                and issubclass(member, Unicode)
+                and attributes.default is None
+                and attributes.default_factory is None
+                and not attributes.empty_is_none
+                and not attributes.read_only
+                and attributes.max_occurs == 1
+            )
+            if not plain:
+                positions = None
+            else:
+                positions[_SERVICE_PREFIX + field] = position
+        self._plain_arguments[model] = positions
+        return positions
 
     # -- response side --------------------------------------------------------------------
 
     def fault_to_http_response_code(self, fault: Any) -> str:
         """400 for a Client fault, 500 for anything else, as IRIS answers."""
         return fault_status(_fault_parts(fault)[0])
+
+    def generate_method_contexts(self, ctx: Any) -> list[Any]:
+        """The request's one context, bound to the method routing found.
+
+        spyne copies the context once per method bound to the name (auxiliary methods);
+        this service has none, so the context is used as it is.
+        """
+        descriptors = self.app.interface.service_method_map.get(ctx.method_request_string)
+        if descriptors is None or len(descriptors) != 1:
+            return super().generate_method_contexts(ctx)  # type: ignore[no-any-return]
+        ctx.descriptor = descriptors[0]
+        return [ctx]
 
     def serialize(self, ctx: Any, message: Any) -> None:
         """No lxml tree: :meth:`create_out_string` writes the IRIS bytes from the objects."""
@@ -255,13 +386,18 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
         """Write the response or fault bytes and set the HTTP status to match.
 
-        A response that cannot be written (a value XML cannot carry, a failing row source)
-        becomes a Server fault with status 500 - spyne has already chosen 200 by then.
+        The response is written whole before spyne sends any header: into memory when it
+        is small (``out_string`` is then its bytes), else into a temporary file
+        (``out_string`` is then one :class:`SpooledAnswer`, whose ``len()`` gives the
+        Content-Length and which the WSGI app unwraps).  A response that cannot be written
+        (a value XML cannot carry, a failing row source, a full disk) becomes a Server
+        fault with status 500 - spyne has already chosen 200 by then.
         """
         method = ctx.descriptor.name if ctx.descriptor is not None else "?"
         if ctx.out_error is None:
             try:
-                ctx.out_string = [self._response_bytes(ctx)]
+                answer = self._response(ctx)
+                ctx.out_string = answer.memory_blocks() if answer.in_memory else [answer]
                 return
             except Exception:
                 logger.exception("could not write the %s response", method)
@@ -275,30 +411,71 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             ctx.transport.resp_code = fault_status(faultcode)
         ctx.out_string = [fault_bytes(faultcode, faultstring, [detail])]
 
-    def _response_bytes(self, ctx: Any) -> bytes:
-        out_message = ctx.descriptor.out_message
-        method = out_message.get_type_name().removesuffix("Response")
-        fields = out_message.get_flat_type_info(out_message)
-        result_name = next(iter(fields))
+    def _answer_shape(self, descriptor: Any) -> _Answer:
+        answer = self._answers.get(descriptor)
+        if answer is None:
+            out_message = descriptor.out_message
+            fields = out_message.get_flat_type_info(out_message)
+            result_name = next(iter(fields))
+            result_model = fields[result_name]
+            is_complex = isinstance(result_model, type) and issubclass(
+                result_model, ComplexModelBase
+            )
+            answer = _Answer(
+                method=out_message.get_type_name().removesuffix("Response"),
+                result_name=result_name,
+                result_model=result_model,
+                fields=tuple(result_model.get_flat_type_info(result_model)) if is_complex else (),
+            )
+            self._answers[descriptor] = answer
+        return answer
+
+    def _response(self, ctx: Any) -> SpooledAnswer:
+        shape = self._answer_shape(ctx.descriptor)
         value = ctx.out_object[0] if ctx.out_object else None
         if value is None:
-            return response_bytes(method, None)
-        return response_bytes(method, _result_chunks(result_name, fields[result_name], value))
+            return spool_response(shape.method, None)
+        try:
+            return spool_response(shape.method, _result_chunks(shape, value))
+        finally:
+            if isinstance(value, DataSet):
+                # Release the row source (a store cursor) at once, written or not.
+                close = getattr(value.rows, "close", None)
+                if close is not None:
+                    close()
 
 
-def _result_chunks(name: str, model: Any, value: Any) -> Iterator[str]:
-    yield f"<{name}>"
+def _position(item: tuple[int, etree._Element]) -> int:
+    return item[0]
+
+
+def _strip_attributes(element: etree._Element) -> None:
+    # Every attribute but xsi:nil is ignored (xsi:type included), as IRIS does.
+    attributes = element.attrib
+    if attributes:
+        for attribute in list(attributes):
+            if attribute != _XSI_NIL:
+                del attributes[attribute]
+
+
+def _result_chunks(shape: _Answer, value: Any) -> Iterator[str]:
+    name = shape.result_name
     if isinstance(value, DataSet):
+        yield f"<{name}>"
         yield from dataset_chunks(value)
-    elif isinstance(value, ComplexModelBase):
-        # Property definition order, a None property left out, as IRIS projects objects.
-        for field in model.get_flat_type_info(model):
+        yield f"</{name}>"
+    elif shape.fields:
+        # Property definition order, a None property left out, as IRIS projects objects;
+        # any object with those attributes will do (the service need not build spyne's).
+        parts = [f"<{name}>"]
+        for field in shape.fields:
             member = getattr(value, field, None)
             if member is not None:
-                yield f"<{field}>{escape_value(str(member))}</{field}>"
+                parts.append(f"<{field}>{escape_value(str(member))}</{field}>")
+        parts.append(f"</{name}>")
+        yield "".join(parts)
     else:
-        yield escape_value(str(value))
-    yield f"</{name}>"
+        yield f"<{name}>{escape_value(str(value))}</{name}>"
 
 
 def _fault_parts(fault: Any) -> tuple[str, str, str]:
