@@ -28,7 +28,8 @@ test: $(VENV)/.dev
 
 ## Lint and type checks.
 check: $(VENV)/.dev
-	$(PY) -m ruff check pki_soap tests server_app.py client_app.py
+	$(PY) -m ruff check pki_soap tests bench server_app.py client_app.py
+	$(PY) -m ruff format --check pki_soap tests bench server_app.py client_app.py
 	$(PY) -m mypy pki_soap
 
 ## Benchmarks (never part of `make test`).

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def server_configured(
-    *, created: bool, cer: Path, fingerprint: str, mailed_to: str | None
-) -> str:
+def server_configured(*, created: bool, cer: Path, fingerprint: str, mailed_to: str | None) -> str:
     """What the original prints after configuring the CA server."""
     stem = str(cer.with_suffix(""))
     if created:
