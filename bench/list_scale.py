@@ -266,8 +266,7 @@ def run(plan: Plan) -> Section:
         section.add(
             f"- Memory the ListAll answer cost its worker: **{extra:.0f} MiB** for a "
             f"{size_mib:.1f} MiB answer ({fmt(ratio(extra, size_mib), 2)} × the answer; "
-            f"held twice would be ≥ 2). Streaming would show a first byte long before the end "
-            f"and a cost well under 1 ×."
+            f"held twice would be ≥ 2; spooled or streamed, well under 1 ×)."
         )
     section.add(
         f"- Reading the {biggest:,} ListAll rows straight from SQLite: {fmt(every_column)} s "
