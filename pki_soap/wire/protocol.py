@@ -1,9 +1,10 @@
 """IrisSoap11: every IRIS-specific rule of the SOAP 1.1 wire, in one spyne protocol class.
 
 spyne is kept for parsing (its safe lxml parser settings, one parser per thread), schema
-validation, dispatch and the object model (string-only arguments are read here, exactly as
-spyne reads them, without building its objects).  What IRIS does differently (wire-protocol.md
-§1.1, §1.2, §4.4, §5) happens here:
+validation, dispatch and the object model (string arguments, and records of strings such as
+SubmitCSR's ``csr``, are read here exactly as spyne reads them, after its schema validation,
+without its per-element reading).  What IRIS does differently (wire-protocol.md §1.1, §1.2,
+§4.4, §5) happens here:
 
 * routing by the ``SOAPAction`` header (URL-decoded, quotes removed): the declared action, else
   its last ``/`` segment (``PKI.CAServer.Method`` or ``Method``), else - when empty - the local
@@ -31,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from lxml import etree
-from spyne.model.complex import ComplexModelBase
+from spyne.model.complex import Array, ComplexModelBase
 from spyne.model.fault import Fault
 from spyne.model.primitive import Unicode
 from spyne.protocol.soap import Soap11
@@ -82,6 +83,35 @@ class _Shape:
 
     order: dict[str, int]
     complex_members: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _FlatRecord:
+    """A complex argument whose members are all plain strings (SubmitCSR's ``csr``), as
+    :meth:`IrisSoap11.deserialize` reads it without spyne's object reading."""
+
+    model: Any
+    #: Qualified tag -> member name.
+    fields: dict[str, str]
+
+    def read(self, ctx: Any, element: etree._Element) -> Any:
+        """The model instance spyne's ``complex_from_element`` builds from ``element``.
+
+        An empty instance with each member present set to its element's text (``""`` when
+        empty, None when ``xsi:nil``); a later repeat of a member wins, as in spyne.
+        """
+        record = self.model.get_deserialization_instance(ctx)
+        fields = self.fields
+        for child in element:
+            name = fields.get(child.tag)
+            if name is not None:
+                setattr(record, name, None if child.get(_XSI_NIL) else (child.text or ""))
+        return record
+
+
+#: How one argument is read directly: its position, and None for a plain string, else
+#: the complex argument's :class:`_FlatRecord`.
+_DirectArgument = tuple[int, _FlatRecord | None]
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         # Filled at first use (the app is set after __init__); read-only afterwards.
         self._routes: tuple[frozenset[str], dict[str, str]] | None = None
         self._shapes: dict[Any, _Shape] = {}
-        self._plain_arguments: dict[Any, dict[str, int] | None] = {}
+        self._direct: dict[Any, dict[str, _DirectArgument] | None] = {}
         self._answers: dict[Any, _Answer] = {}
 
     # -- request side ---------------------------------------------------------------------
@@ -311,54 +341,88 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def deserialize(self, ctx: Any, message: Any) -> None:
         """The web method's arguments from the normalised body element, as spyne reads them.
 
-        When every argument is a plain string (GetCertificate, ListCertificates) they are
-        read here directly - an element's text, ``""`` when empty, None when absent or
-        ``xsi:nil`` - which is what spyne's own reading gives, without building its object
-        model; anything else (SubmitCSR's ``csr``) is left to spyne.
+        When every argument is a plain string (GetCertificate, ListCertificates) or a record
+        of plain strings (SubmitCSR's ``csr``) they are read here directly - an element's
+        text, ``""`` when empty, None when absent or ``xsi:nil``; a record is the model's
+        instance with those members set - which is what spyne's own reading gives, without
+        its per-element dispatch.  Anything else is left to spyne.  Schema validation has
+        already run (:meth:`decompose_incoming_envelope`): only valid structures get here.
         """
         body = ctx.in_body_doc
-        positions = None
+        arguments = None
         if message is self.REQUEST and ctx.descriptor is not None:
-            positions = self._plain_argument_positions(ctx.descriptor.in_message)
-        if positions is None or body is None or body.get(_XSI_NIL) or ctx.in_header_doc is not None:
+            arguments = self._direct_arguments(ctx.descriptor.in_message)
+        if arguments is None or body is None or body.get(_XSI_NIL) or ctx.in_header_doc is not None:
             super().deserialize(ctx, message)
             return
         self.event_manager.fire_event("before_deserialize", ctx)
-        values: list[str | None] = [None] * len(positions)
+        values: list[Any] = [None] * len(arguments)
         # _normalise left only known, qualified elements; validation allowed each once.
         for child in body:
-            values[positions[child.tag]] = None if child.get(_XSI_NIL) else (child.text or "")
+            position, record = arguments[child.tag]
+            if child.get(_XSI_NIL):
+                values[position] = None
+            elif record is None:
+                values[position] = child.text or ""
+            else:
+                values[position] = record.read(ctx, child)
         ctx.in_object = values
         self.event_manager.fire_event("after_deserialize", ctx)
 
-    def _plain_argument_positions(self, model: Any) -> dict[str, int] | None:
-        """Qualified tag -> argument position when every argument of ``model`` is a plain
-        string (no default, no ``empty_is_none``, at most one), else None."""
-        if model in self._plain_arguments:
-            return self._plain_arguments[model]
-        positions: dict[str, int] | None = {}
-        model_attributes = self.get_cls_attrs(model)
-        if model.__orig__ is not None or model_attributes._xml_tag_body_as is not None:
-            positions = None
+    def _direct_arguments(self, model: Any) -> dict[str, _DirectArgument] | None:
+        """Qualified tag -> how to read that argument, when every argument of ``model``
+        can be read directly (see :meth:`deserialize`), else None; worked out once."""
+        if model in self._direct:
+            return self._direct[model]
+        arguments: dict[str, _DirectArgument] | None = {}
+        if not self._is_flat_complex(model):
+            arguments = None
         for position, (field, member) in enumerate(model._type_info.items()):
-            if positions is None:
+            if arguments is None:
                 break
-            attributes = self.get_cls_attrs(member)
-            plain = (
-                isinstance(member, type)
-                and issubclass(member, Unicode)
-                and attributes.default is None
-                and attributes.default_factory is None
-                and not attributes.empty_is_none
-                and not attributes.read_only
-                and attributes.max_occurs == 1
-            )
-            if not plain:
-                positions = None
+            if self._is_plain_string(member):
+                arguments[_SERVICE_PREFIX + field] = (position, None)
+            elif self._is_flat_complex(member) and self._is_single_value(member):
+                fields = member.get_flat_type_info(member)
+                if all(self._is_plain_string(inner) for inner in fields.values()):
+                    record = _FlatRecord(member, {_SERVICE_PREFIX + name: name for name in fields})
+                    arguments[_SERVICE_PREFIX + field] = (position, record)
+                else:
+                    arguments = None
             else:
-                positions[_SERVICE_PREFIX + field] = position
-        self._plain_arguments[model] = positions
-        return positions
+                arguments = None
+        self._direct[model] = arguments
+        return arguments
+
+    def _is_single_value(self, member: Any) -> bool:
+        # No default to fill in, set when read, at most one element.
+        attributes = self.get_cls_attrs(member)
+        return (
+            attributes.default is None
+            and attributes.default_factory is None
+            and not attributes.read_only
+            and attributes.max_occurs == 1
+        )
+
+    def _is_plain_string(self, member: Any) -> bool:
+        return (
+            isinstance(member, type)
+            and issubclass(member, Unicode)
+            and self._is_single_value(member)
+            and not self.get_cls_attrs(member).empty_is_none
+        )
+
+    def _is_flat_complex(self, model: Any) -> bool:
+        # A plain ComplexModel: built by cls(), no body-as-text member, no alternative names.
+        if not (isinstance(model, type) and issubclass(model, ComplexModelBase)):
+            return False
+        spyne_model: Any = model
+        return (
+            not issubclass(spyne_model, Array)
+            and spyne_model.__orig__ is None
+            and self.get_cls_attrs(spyne_model)._xml_tag_body_as is None
+            and not spyne_model._type_info_alt
+        )
 
     # -- response side --------------------------------------------------------------------
 
