@@ -23,6 +23,7 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,8 @@ from pki_soap import names
 from pki_soap.server import CAServer
 from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
 
-REAL_CLIENTS = Path(__file__).resolve().parents[2] / "shared" / "real-clients"
+REPOSITORY = Path(__file__).resolve().parents[1]
+REAL_CLIENTS = REPOSITORY.parent / "shared" / "real-clients"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 CA_ROOT = "CA_Server"
@@ -69,6 +71,27 @@ def live_server(data_dir: Path, **app_options: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(TIMEOUT)
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_serve(
+    data_dir: Path, port: int, *options: str, stdout: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``server_app.py serve`` (real gunicorn) on 127.0.0.1:``port``, with extra ``options``."""
+    return subprocess.Popen(
+        [sys.executable, "server_app.py", "serve", "--data-dir", str(data_dir)]
+        + ["--host", "127.0.0.1", "--port", str(port), *options],
+        cwd=REPOSITORY,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _not_ready(environ: dict[str, Any], start_response: Any) -> list[bytes]:

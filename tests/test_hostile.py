@@ -4,9 +4,6 @@ stored, and the server answers normally afterwards - under werkzeug and under gu
 from __future__ import annotations
 
 import base64
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +20,16 @@ from tests.service_support import (
     Answer,
     chunked,
     configure_ca,
+    free_port,
     iris_submit,
     live_server,
     openssl_csr,
     raw_request,
     soap_post,
+    start_serve,
     wget_get_certificate,
 )
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 LIMIT = 256 * 1024
 GET_CA = wget_get_certificate("0")
 
@@ -94,39 +92,14 @@ def werkzeug_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         yield url, data_dir
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def gunicorn_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``server_app.py serve`` (gunicorn, one sync worker) on a free loopback port."""
     data_dir = tmp_path_factory.mktemp("gunicorn") / "pki-data"
     configure_ca(data_dir)
-    port = _free_port()
+    port = free_port()
     log = (data_dir.parent / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "server_app.py",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-portal",
-        ],
-        cwd=REPOSITORY,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_serve(data_dir, port, "--workers", "1", "--no-portal", stdout=log)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

@@ -766,6 +766,31 @@ def test_a_crash_after_taking_a_number_leaves_only_a_gap(
     assert issued.number == 2
 
 
+def _kill_once_issued(child: Any, start: Any, data_dir: Path, count: int) -> None:
+    """Start ``child``, SIGKILL it once ``count`` certificates are stored (or it ended)."""
+    child.start()
+    start.set()
+    with Store.open(data_dir) as observer:
+        while observer.count_certificates() < count and child.is_alive():
+            time.sleep(0.005)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+
+
+def _survivors(server: CAServer, requests: list[str]) -> tuple[list[IssuedCertificate], set[str]]:
+    """What a killed issuer left: (issued certificates, pending names), each request in one."""
+    issued = list(server.certificates())
+    pending = {r.name for r in server.pending()}
+    issued_names = [f"{c.hostname}:{c.instance}:{c.filename}" for c in issued]
+    assert issued and pending  # killed in the middle: some issued, some still waiting
+    # Each request is pending or issued, exactly once.
+    assert len(issued_names) == len(set(issued_names))
+    assert pending.isdisjoint(issued_names)
+    assert pending | set(issued_names) == set(requests)
+    return issued, pending
+
+
 def test_a_process_killed_while_issuing_leaves_store_and_serial_consistent(
     configured_server: CAServer, data_dir: Path, ca_password: bytes
 ) -> None:
@@ -773,26 +798,11 @@ def test_a_process_killed_while_issuing_leaves_store_and_serial_consistent(
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Event()
     child = spawn.Process(target=_issue_all, args=(str(data_dir), requests, ca_password, start))
-    child.start()
-    start.set()
-    with Store.open(data_dir) as observer:
-        while observer.count_certificates() < 5 and child.is_alive():
-            time.sleep(0.01)
-    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    child.join(timeout=60)
-    assert child.exitcode == -signal.SIGKILL
+    _kill_once_issued(child, start, data_dir, 5)
 
     with CAServer.open(data_dir) as server:
         old_srl = _srl(server)
-        issued = list(server.certificates())
-        pending = {r.name for r in server.pending()}
-        issued_names = [f"{c.hostname}:{c.instance}:{c.filename}" for c in issued]
-        # Killed in the middle: some issued, some still waiting.
-        assert issued and pending
-        # Each request is pending or issued, exactly once.
-        assert len(issued_names) == len(set(issued_names))
-        assert pending.isdisjoint(issued_names)
-        assert pending | set(issued_names) == set(requests)
+        issued, pending = _survivors(server, requests)
         # Numbers: distinct, in order of issue, none above the serial file, at most one gap.
         numbers = [c.number for c in issued]
         assert numbers == list(range(1, len(numbers) + 1))
@@ -996,25 +1006,11 @@ def test_a_process_killed_while_issuing_many_leaves_store_and_serial_consistent(
         target=_issue_many_child,
         args=(str(data_dir), requests, ca_password, start, outcomes, 10),
     )
-    child.start()
-    start.set()
-    with Store.open(data_dir) as observer:
-        while observer.count_certificates() < 25 and child.is_alive():
-            time.sleep(0.005)
-    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    child.join(timeout=60)
-    assert child.exitcode == -signal.SIGKILL
+    _kill_once_issued(child, start, data_dir, 25)
 
     with CAServer.open(data_dir) as server:
         old_srl = _srl(server)
-        issued = list(server.certificates())
-        pending = {r.name for r in server.pending()}
-        issued_names = [f"{c.hostname}:{c.instance}:{c.filename}" for c in issued]
-        assert issued and pending  # killed in the middle
-        # Each request is pending or issued, exactly once.
-        assert len(issued_names) == len(set(issued_names))
-        assert pending.isdisjoint(issued_names)
-        assert pending | set(issued_names) == set(requests)
+        issued, pending = _survivors(server, requests)
         # Whole batches committed, numbered from 1 on; the killed batch's block is a gap.
         numbers = [c.number for c in issued]
         assert numbers == list(range(1, len(numbers) + 1))

@@ -6,8 +6,6 @@ import argparse
 import signal
 import socket
 import stat
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +29,12 @@ from tests.service_support import (
     ACTION,
     TNS,
     body_element,
+    free_port,
     iris_list_certificates,
     soap_post,
+    start_serve,
     wget_get_certificate,
 )
-
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -44,13 +42,6 @@ def _parse(*argv: str) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("pki-data"))
     add_serve_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(list(argv))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_parser_defaults(tmp_path: Path) -> None:
@@ -100,29 +91,9 @@ def test_demo_ca_is_configured_once_and_its_password_kept_private(data_dir: Path
 
 
 def test_serve_demo_under_gunicorn(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     public = "http://ca.example:8080"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "server_app.py",
-            "serve",
-            "--demo",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--public-url",
-            public,
-        ],
-        cwd=REPOSITORY,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_serve(data_dir, port, "--demo", "--workers", "2", "--public-url", public)
     url = f"http://127.0.0.1:{port}"
     try:
         answer = None
@@ -184,26 +155,8 @@ def test_long_list_all_under_gunicorn_comes_whole_from_its_spool_file(data_dir: 
             "</ListCertificatesResult>",
         ],
     )
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "server_app.py",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-portal",
-        ],
-        cwd=REPOSITORY,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    process = start_serve(data_dir, port, "--workers", "1", "--no-portal")
     url = f"http://127.0.0.1:{port}"
     try:
         answer = None
