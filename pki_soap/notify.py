@@ -183,10 +183,7 @@ class Notifier:
             return
         body = "\n".join(
             [
-                f"Dear {req.contact_name},",
-                "",
-                f'Your Certificate Signing Request "{req.filename}" (host {req.hostname},',
-                f"instance {req.instance}) was approved by the Certificate Authority",
+                *_to_contact(req, "was approved by the Certificate Authority"),
                 f"{_where(cfg)}.",
                 "",
                 f"Certificate number: {cert.number}",
@@ -214,10 +211,7 @@ class Notifier:
             return
         body = "\n".join(
             [
-                f"Dear {req.contact_name},",
-                "",
-                f'Your Certificate Signing Request "{req.filename}" (host {req.hostname},',
-                f"instance {req.instance}) was not approved: the Certificate Authority",
+                *_to_contact(req, "was not approved: the Certificate Authority"),
                 f"{_where(cfg)} deleted it without issuing a certificate.",
                 "",
                 "Please contact the Certificate Authority administrator"
@@ -430,6 +424,16 @@ class Notifier:
                 smtp.quit()
             except (OSError, smtplib.SMTPException):
                 smtp.close()
+
+
+def _to_contact(req: PendingRequest, verdict: str) -> list[str]:
+    """The opening lines of a notice to a request's contact: greeting, which request, verdict."""
+    return [
+        f"Dear {req.contact_name},",
+        "",
+        f'Your Certificate Signing Request "{req.filename}" (host {req.hostname},',
+        f"instance {req.instance}) {verdict}",
+    ]
 
 
 def _where(cfg: ServerConfig) -> str:
