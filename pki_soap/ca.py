@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki_soap import keys, names
+from pki_soap import keys, names, policy
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
 from pki_soap.keys import KeyType, PrivateKey
 from pki_soap.serial import MAX_SERIAL, SerialCounter
@@ -322,6 +322,7 @@ class CertificateAuthority:
         past the CA certificate's own end.
 
         Raises:
+            PolicyViolation: the issuance policy refuses the CSR (pki_soap.policy).
             InvalidCsr: bad CSR signature, empty subject, or an invalid requested DNS name.
             UnacceptableKey: the CSR's key is not one the CA certifies.
             InvalidInput: ``days`` or ``serial_number`` out of range, or an intermediate
@@ -366,6 +367,8 @@ class CertificateAuthority:
 
     def _plan(self, csr: x509.CertificateSigningRequest, usage: Usage) -> list[_Planned]:
         keys.check_csr(csr)
+        # Also here, not only at submission: a request may have been stored as received.
+        policy.check(csr)
         public_key = csr.public_key()
         planned: list[_Planned] = []
         if usage is Usage.INTERMEDIATE:

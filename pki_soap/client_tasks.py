@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import messages
+from pki_soap import messages, names
 from pki_soap.client import DEFAULT_PATH, CAClient, CertificateRow, RemoteCertificate
 from pki_soap.errors import (
     InvalidField,
@@ -107,6 +107,8 @@ def configure(
     for label, value in (("the contact phone", phone), ("the contact e-mail", email)):
         if value is not None:
             _check_text(label, value, _MAX["contact"])
+    if email is not None and not names.is_email_address(email):
+        raise InvalidInput(f"the contact e-mail {email!r} is not one e-mail address")
     previous = store.client_config()
     hostname = (hostname or "").strip() or (previous.hostname if previous else "")
     hostname = hostname or socket.gethostname()

@@ -11,11 +11,13 @@ to the same class through the error number (:func:`error_for_number`).
     │   ├── InvalidRoot           Client  8101
     │   ├── InvalidSubject        Client  8102
     │   ├── InvalidCsr            Client  8103
-    │   │   └── UnacceptableKey   Client  8104
+    │   │   ├── UnacceptableKey   Client  8104
+    │   │   └── PolicyViolation   Client  8105  (what we do not sign: wildcards, IPs, names)
     │   ├── InvalidField          Client  7201  (IRIS: value longer than MAXLEN)
     │   ├── MissingField          Client  5659  (IRIS: property required)
     │   └── BadSoapRequest        Client  6237  (IRIS: unexpected tag, bad envelope)
     ├── DuplicateRequest          Server  5805  exit 1  (IRIS: ID key not unique)
+    ├── TooManyRequests           Server  8140  exit 1  (a submission limit was reached)
     ├── NotFound                  Server  8110  exit 3
     │   ├── UnknownRequest        Server  8111
     │   └── UnknownCertificate    Server  8112
@@ -80,6 +82,12 @@ class UnacceptableKey(InvalidCsr):
     error_number = 8104
 
 
+class PolicyViolation(InvalidCsr):
+    """The CSR asks for something the issuance policy never signs (pki_soap.policy)."""
+
+    error_number = 8105
+
+
 class InvalidField(InvalidInput):
     """A field is too long or holds characters it may not hold."""
 
@@ -102,6 +110,16 @@ class DuplicateRequest(PkiError):
     """A pending CSR with the same Name exists (IRIS answers this with a Server fault)."""
 
     error_number = 5805
+
+
+class TooManyRequests(PkiError):
+    """A submission limit was reached: rate per client address, or pending requests.
+
+    A Server fault, as IRIS answers a request it cannot store; the message says which
+    limit and what to do.
+    """
+
+    error_number = 8140
 
 
 class NotFound(PkiError):

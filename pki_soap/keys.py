@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput, UnacceptableKey, WrongPassword
+from pki_soap.errors import (
+    CAFileError,
+    InvalidCsr,
+    InvalidInput,
+    PolicyViolation,
+    UnacceptableKey,
+    WrongPassword,
+)
 
 
 class KeyType(enum.Enum):
@@ -273,6 +280,7 @@ def check_csr(csr: x509.CertificateSigningRequest) -> None:
     """Check a parsed CSR: a subject, a valid self-signature, an acceptable key.
 
     Raises:
+        PolicyViolation: the CSR is signed with MD5 or SHA-1.
         InvalidCsr: empty subject, unreadable extensions, or a signature that does not verify.
         UnacceptableKey: the key is not one the CA certifies.
     """
@@ -280,6 +288,16 @@ def check_csr(csr: x509.CertificateSigningRequest) -> None:
         public_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise UnacceptableKey(f"the CSR's public key is not supported: {exc}") from exc
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm as exc:
+        raise InvalidCsr(f"the CSR's signature algorithm is not supported: {exc}") from exc
+    if isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        # Checked before the signature: such a signature may not even be verifiable here.
+        weak = "MD5" if isinstance(algorithm, hashes.MD5) else "SHA-1"
+        raise PolicyViolation(
+            f"the CSR is signed with {weak}, which is not accepted; sign it with SHA-256"
+        )
     try:
         valid = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm) as exc:

@@ -175,6 +175,27 @@ def is_hostname(text: str) -> bool:
     return all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
 
 
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def is_email_address(text: str) -> bool:
+    """True for exactly one plain address ``local@host.domain``: no name, no list, no comment.
+
+    ASCII only; the domain is a host name (no wildcard, no trailing dot).  A list such as
+    ``a@example.com, b@example.org`` is not one address and is refused.
+    """
+    local, sep, domain = text.rpartition("@")
+    return (
+        bool(sep)
+        and len(text) <= 254
+        and len(local) <= 64
+        and _EMAIL_LOCAL.fullmatch(local) is not None
+        and "*" not in domain
+        and not domain.endswith(".")
+        and is_hostname(domain)
+    )
+
+
 def parse_sans(text: str | Iterable[str]) -> list[x509.GeneralName]:
     """Parse subjectAltNames given as ``DNS:x,IP:y`` (or a list of such items).
 

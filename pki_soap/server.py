@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import logging
 import re
 import socket
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names
+from pki_soap import keys, messages, names, policy
 from pki_soap.ca import MAX_DAYS, CAPaths, CertificateAuthority, Usage
 from pki_soap.errors import (
     CAFileError,
@@ -30,6 +31,7 @@ from pki_soap.errors import (
     MissingField,
     NotConfigured,
     PkiError,
+    TooManyRequests,
     UnknownRequest,
 )
 from pki_soap.keys import KeyType, PrivateKey
@@ -96,6 +98,44 @@ class IssueResult:
     """Why no certificate was issued: UnknownRequest, or the CSR's InvalidInput."""
 
 
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """How much an anonymous SOAP client may make the CA store (0: no limit).
+
+    ``per_address`` accepted submissions per client address (IPv6: per /64, what one
+    subscriber usually gets) within ``window``; ``pending`` requests waiting overall, and
+    ``pending_per_host`` with the same Hostname.  The defaults are the SOAP service's.
+    """
+
+    per_address: int = 20
+    window: timedelta = timedelta(minutes=1)
+    pending: int = 1000
+    pending_per_host: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("per_address", "pending", "pending_per_host"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"the submission limit {name} must be a whole number >= 0")
+        if self.window <= timedelta(0):
+            raise InvalidInput("the submission rate window must be positive")
+
+
+def client_key(address: str | None) -> str | None:
+    """The key a client address is counted under: the address, or its /64 for IPv6."""
+    if not address:
+        return None
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 # Unicode category Cc is exactly C0, DEL and C1: U+0000-U+001F and U+007F-U+009F.
 _CONTROL_CHARACTERS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
 
@@ -135,23 +175,39 @@ def _optional(value: str | None) -> str | None:
 class CAServer:
     """The Certificate Authority server of one data directory."""
 
-    def __init__(self, store: Store, data_dir: Path, notifier: Notifications | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        notifier: Notifications | None = None,
+        *,
+        limits: SubmissionLimits | None = None,
+    ) -> None:
         """Serve from ``store``; CA files in relative directories live under ``data_dir``.
 
         ``notifier`` receives the notices; None sends none.  A notifier that raises never
-        fails the operation (the failure is logged).
+        fails the operation (the failure is logged).  ``limits`` bound what submissions
+        may store (the SOAP service passes its own); None: no limits (the administrator's
+        own tools).
         """
         self.store = store
         self.data_dir = Path(data_dir)
         self.notifier: Notifications = notifier if notifier is not None else _Silent()
+        self.limits = limits
 
     @classmethod
     def open(
-        cls, data_dir: Path, *, smtp_cafile: Path | str | None = None, deliver_now: bool = True
+        cls,
+        data_dir: Path,
+        *,
+        smtp_cafile: Path | str | None = None,
+        deliver_now: bool = True,
+        limits: SubmissionLimits | None = None,
     ) -> CAServer:
         """Open the store of ``data_dir`` with the e-mail notifier of pki_soap.notify.
 
-        ``smtp_cafile`` and ``deliver_now`` are passed to the Notifier (see there).
+        ``smtp_cafile`` and ``deliver_now`` are passed to the Notifier (see there);
+        ``limits`` as for the constructor.
 
         Raises:
             PkiError: the store cannot be opened.
@@ -164,7 +220,7 @@ class CAServer:
             notifier = None
         else:
             notifier = Notifier(store, cafile=smtp_cafile, deliver_now=deliver_now)
-        return cls(store, data_dir, notifier)
+        return cls(store, data_dir, notifier, limits=limits)
 
     def close(self) -> None:
         """Close the store."""
@@ -252,6 +308,8 @@ class CAServer:
             # A line break here would let a value add mail headers.
             if value is not None and _has_control(value):
                 raise InvalidField(f"the {label} holds a control character")
+        if _present(admin_email) and not names.is_email_address((admin_email or "").strip()):
+            raise InvalidField(f"the administrator e-mail {admin_email!r} is not one address")
         previous = self.store.server_config()
         instance = instance or (previous.instance if previous else DEFAULT_INSTANCE)
         node = node or (previous.node if previous else socket.gethostname())
@@ -267,7 +325,7 @@ class CAServer:
             smtp_port=smtp_port,
             smtp_user=_optional(smtp_user),
             smtp_password=smtp_password or None,
-            admin_email=_optional(admin_email),
+            admin_email=(admin_email or "").strip() or None,
         )
         paths = self.ca_paths(cfg)
         authority, created = CertificateAuthority.configure(
@@ -328,12 +386,13 @@ class CAServer:
 
     # -- requests -----------------------------------------------------------------------
 
-    def submit(self, req: PendingRequest) -> str:
+    def submit(self, req: PendingRequest, *, client_address: str | None = None) -> str:
         """Check and store a CSR as a pending request; notify the administrator.
 
         ``Name`` defaults to ``Hostname:Instance:Filename``; CR LF in ``Contents`` become
         LF and the CSR is stored as canonical PEM.  Nothing is stored unless everything
-        is valid.
+        is valid, the issuance policy accepts the CSR and :attr:`limits` allow it
+        (``client_address``: who sent it, for the rate per address).
 
         Returns:
             The original's sentence: 'Certificate Signing Request "<Filename>" successfully
@@ -342,10 +401,13 @@ class CAServer:
         Raises:
             NotConfigured: the CA server has not been configured.
             MissingField: Hostname, Instance, Filename, Contents or ContactName is empty.
-            InvalidField: a field longer than its MAXLEN, or holding a control character.
+            InvalidField: a field longer than its MAXLEN, or holding a control character;
+                a ContactEmail that is not one e-mail address.
             InvalidRoot: Filename breaks the file-name root rules.
             InvalidCsr: Contents is not exactly one PEM CSR with a valid signature.
             UnacceptableKey: the CSR's key is not one the CA certifies.
+            PolicyViolation: the issuance policy refuses the CSR (or its MD5/SHA-1 signature).
+            TooManyRequests: a submission limit is reached (nothing stored).
             DuplicateRequest: a pending CSR with the same Name exists.
         """
         cfg = self.config()
@@ -372,25 +434,66 @@ class CAServer:
             _check_text(field, value)
         _check_text("Contents", contents, allowed="\n")
         names.check_root(req.filename)
+        email = _optional(req.contact_email)
+        if email is not None and not names.is_email_address(email.strip()):
+            raise InvalidField("ContactEmail must be one e-mail address such as jane@example.com")
         name = req.name if _present(req.name) else f"{req.hostname}:{req.instance}:{req.filename}"
         _check_text("Name", name)
+        counted_as = client_key(client_address)
+        now = datetime.now(UTC)
+        self._check_limits(req.hostname, counted_as, now)  # cheap, before parsing the CSR
         csr = keys.load_csr(contents)
-        stored = self.store.add_request(
-            dataclasses.replace(
-                req,
-                name=name,
-                contents=keys.csr_pem(csr),
-                subject=req.subject or "",
-                contact_phone=_optional(req.contact_phone),
-                contact_email=_optional(req.contact_email),
-                received=datetime.now(UTC),
+        policy.check(csr)
+        with self.store.transaction():
+            # Again under the write lock: another worker may have stored one meanwhile.
+            self._check_limits(req.hostname, counted_as, now)
+            stored = self.store.add_request(
+                dataclasses.replace(
+                    req,
+                    name=name,
+                    contents=keys.csr_pem(csr),
+                    subject=req.subject or "",
+                    contact_phone=_optional(req.contact_phone),
+                    contact_email=None if email is None else email.strip(),
+                    received=now,
+                )
             )
-        )
+            if counted_as is not None and self.limits is not None and self.limits.per_address:
+                self.store.record_submission(
+                    counted_as, now, forget_before=now - self.limits.window
+                )
         fingerprint = names.fingerprint(csr)
         self._notify(
             "request_received", lambda: self.notifier.request_received(stored, fingerprint)
         )
         return messages.submission_sentence(req.filename, cfg.instance, cfg.node)
+
+    def _check_limits(self, hostname: str, counted_as: str | None, now: datetime) -> None:
+        limits = self.limits
+        if limits is None:
+            return
+        if counted_as is not None and limits.per_address:
+            recent = self.store.count_submissions(counted_as, now - limits.window)
+            if recent >= limits.per_address:
+                raise TooManyRequests(
+                    f"too many Certificate Signing Requests from {counted_as}: at most "
+                    f"{limits.per_address} per {int(limits.window.total_seconds())} seconds "
+                    "from one address; try again later"
+                )
+        if limits.pending and self.store.count_requests() >= limits.pending:
+            raise TooManyRequests(
+                f"the Certificate Authority already has {limits.pending} pending Certificate "
+                "Signing Requests, its limit; try again after the administrator has "
+                "processed some"
+            )
+        if limits.pending_per_host and (
+            self.store.count_requests(hostname) >= limits.pending_per_host
+        ):
+            raise TooManyRequests(
+                f"host {hostname} already has {limits.pending_per_host} pending Certificate "
+                "Signing Requests, the limit per host; try again after the administrator "
+                "has processed them"
+            )
 
     def pending(self) -> list[PendingRequest]:
         """The pending CSRs, oldest first."""

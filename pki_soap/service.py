@@ -39,8 +39,9 @@ from pki_soap.errors import (
     NotConfigured,
     NotFound,
     PkiError,
+    TooManyRequests,
 )
-from pki_soap.server import CAServer
+from pki_soap.server import CAServer, SubmissionLimits
 from pki_soap.store import IssuedCertificate, PendingRequest
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.wire.envelope import (
@@ -138,7 +139,7 @@ def _engine(ctx: Any) -> CAServer:
 
 # Server-side errors whose message is meant for the caller; any other one (a store or CA
 # file problem) may name paths on this machine and is answered without its message.
-_TOLD_SERVER_ERRORS = (DuplicateRequest, NotConfigured, NotFound)
+_TOLD_SERVER_ERRORS = (DuplicateRequest, NotConfigured, NotFound, TooManyRequests)
 
 
 class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type information
@@ -184,7 +185,8 @@ class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type i
             contact_phone=csr.ContactPhone,
             contact_email=csr.ContactEmail,
         )
-        return _engine(ctx).submit(request)
+        client = ctx.transport.req_env.get("REMOTE_ADDR")
+        return _engine(ctx).submit(request, client_address=client)
 
     @rpc(Unicode, Unicode, _returns=DataSetResult, _body_style="wrapped")  # type: ignore[untyped-decorator]
     def ListCertificates(ctx: Any, hostname: str | None, instance: str | None) -> DataSet:  # noqa: N802, N805
@@ -346,9 +348,15 @@ class _Engines:
     the same process, so a slow or unreachable SMTP server never delays a SOAP answer.
     """
 
-    def __init__(self, data_dir: Path, smtp_cafile: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        smtp_cafile: Path | str | None = None,
+        limits: SubmissionLimits | None = None,
+    ) -> None:
         self._data_dir = data_dir
         self._smtp_cafile = smtp_cafile
+        self._limits = limits
         self._lock = threading.Lock()
         self._engine: CAServer | None = None
         self._pid = 0
@@ -357,7 +365,10 @@ class _Engines:
         with self._lock:
             if self._engine is None or self._pid != os.getpid():
                 self._engine = CAServer.open(
-                    self._data_dir, smtp_cafile=self._smtp_cafile, deliver_now=False
+                    self._data_dir,
+                    smtp_cafile=self._smtp_cafile,
+                    deliver_now=False,
+                    limits=self._limits,
                 )
                 self._pid = os.getpid()
                 start_retrying = getattr(self._engine.notifier, "start_retrying", None)
@@ -489,6 +500,7 @@ class PkiSoapApp:
         portal: bool,
         portal_networks: list[str] | None = None,
         smtp_cafile: Path | str | None = None,
+        limits: SubmissionLimits | None = None,
     ) -> None:
         if max_body < 1:
             raise InvalidInput("the request body limit must be at least one byte")
@@ -507,7 +519,7 @@ class PkiSoapApp:
             in_protocol=IrisSoap11(),
             out_protocol=IrisSoap11(),
         )
-        engines = _Engines(self.data_dir, smtp_cafile)
+        engines = _Engines(self.data_dir, smtp_cafile, limits)
 
         def _attach_engine(ctx: Any) -> None:
             ctx.udc = engines
@@ -576,6 +588,14 @@ class PkiSoapApp:
             )
         try:
             body = self._body(environ)
+        except TimeoutError:
+            # The server's read deadline (serve --body-timeout) cut a body that trickled.
+            return _fault_answer(
+                start_response,
+                BadSoapRequest("the request body did not arrive in time"),
+                status="408 Request Timeout",
+                close=True,
+            )
         except _Refused as refused:
             return _fault_answer(
                 start_response,
@@ -664,6 +684,7 @@ def make_app(
     portal: bool = True,
     portal_networks: list[str] | None = None,
     smtp_cafile: Path | str | None = None,
+    limits: SubmissionLimits | None = None,
 ) -> PkiSoapApp:
     """The WSGI application serving the CA server of ``data_dir``.
 
@@ -671,7 +692,9 @@ def make_app(
     full endpoint URL; default this host's name on port 52773) - never the request's Host.
     ``max_body`` bounds request bodies (413 beyond it, chunked or not).  ``portal`` mounts
     the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
-    ``smtp_cafile`` adds trust in a private SMTP server's certificate.
+    ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``limits`` bound
+    what anonymous submissions may store; None means :class:`SubmissionLimits`' defaults
+    (pass ``SubmissionLimits(0, pending=0, pending_per_host=0)`` for none).
 
     Raises:
         InvalidInput: ``public_url`` is not an http(s) URL, ``max_body`` is below 1, or a
@@ -685,4 +708,5 @@ def make_app(
         portal=portal,
         portal_networks=portal_networks,
         smtp_cafile=smtp_cafile,
+        limits=limits if limits is not None else SubmissionLimits(),
     )

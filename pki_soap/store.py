@@ -200,8 +200,50 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Limits against hostile clients: submission rate, the new-CSR digest, portal sessions."""
+    _run_script(
+        conn,
+        """
+        CREATE INDEX requests_by_hostname ON requests (hostname);
+        CREATE TABLE submissions (
+            address       TEXT NOT NULL,
+            at            TEXT NOT NULL
+        );
+        CREATE INDEX submissions_by_address ON submissions (address, at);
+        CREATE INDEX submissions_by_time ON submissions (at);
+        CREATE TABLE arrivals (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            received      TEXT NOT NULL,
+            name          TEXT NOT NULL,
+            hostname      TEXT NOT NULL,
+            instance      TEXT NOT NULL,
+            filename      TEXT NOT NULL,
+            subject       TEXT NOT NULL,
+            contact_name  TEXT NOT NULL,
+            contact_phone TEXT,
+            contact_email TEXT,
+            fingerprint   TEXT NOT NULL
+        );
+        CREATE TABLE digest_state (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            last_sent     TEXT NOT NULL
+        );
+        CREATE TABLE portal_sessions (
+            id            TEXT PRIMARY KEY,
+            started       TEXT NOT NULL
+        );
+        CREATE TABLE login_failures (
+            key           TEXT PRIMARY KEY,
+            failures      INTEGER NOT NULL,
+            last          TEXT NOT NULL
+        );
+        """,
+    )
+
+
 # Migration i brings the schema from version i to i + 1; never edit one that has shipped.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -581,10 +623,160 @@ class Store:
             self._execute("DELETE FROM requests WHERE name = ?", (name,))
         return req
 
-    def count_requests(self) -> int:
-        """How many CSRs are pending."""
-        row = self._fetchone("SELECT count(*) FROM requests")
+    def count_requests(self, hostname: str | None = None) -> int:
+        """How many CSRs are pending (with this ``hostname``, when given)."""
+        if hostname is None:
+            row = self._fetchone("SELECT count(*) FROM requests")
+        else:
+            row = self._fetchone("SELECT count(*) FROM requests WHERE hostname = ?", (hostname,))
         return int(row[0]) if row else 0
+
+    def requests_page(self, offset: int, limit: int) -> list[PendingRequest]:
+        """``limit`` pending CSRs from position ``offset`` in :meth:`requests`' order."""
+        rows = self._fetchall(
+            f"SELECT {self._REQUEST_COLUMNS} FROM requests ORDER BY received, name"
+            " LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [self._request(row) for row in rows]
+
+    # -- submission rate ----------------------------------------------------------------------
+
+    def count_submissions(self, address: str, since: datetime) -> int:
+        """Submissions recorded for client ``address`` at or after ``since``."""
+        row = self._fetchone(
+            "SELECT count(*) FROM submissions WHERE address = ? AND at >= ?",
+            (address, _to_text(since)),
+        )
+        return int(row[0]) if row else 0
+
+    def record_submission(self, address: str, at: datetime, *, forget_before: datetime) -> None:
+        """Record a submission from ``address``; drop every record older than ``forget_before``."""
+        with self.transaction():
+            self._execute("DELETE FROM submissions WHERE at < ?", (_to_text(forget_before),))
+            self._execute(
+                "INSERT INTO submissions (address, at) VALUES (?, ?)", (address, _to_text(at))
+            )
+
+    # -- new-CSR digest -----------------------------------------------------------------------
+
+    def add_arrival(self, req: PendingRequest, fingerprint: str) -> None:
+        """Remember that ``req`` arrived, for the administrator's next new-CSR digest."""
+        self._execute(
+            "INSERT INTO arrivals (received, name, hostname, instance, filename, subject,"
+            " contact_name, contact_phone, contact_email, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                _to_text(req.received or _now()),
+                req.name,
+                req.hostname,
+                req.instance,
+                req.filename,
+                req.subject,
+                req.contact_name,
+                req.contact_phone,
+                req.contact_email,
+                fingerprint,
+            ),
+        )
+
+    def take_arrivals(self) -> list[tuple[PendingRequest, str]]:
+        """Every arrival not yet in a digest, oldest first, as (request, fingerprint); removed.
+
+        Call it inside the :meth:`transaction` that queues the digest, so that a digest
+        that cannot be queued leaves its arrivals for the next one.
+        """
+        with self.transaction():
+            rows = self._fetchall(
+                "SELECT received, name, hostname, instance, filename, subject, contact_name,"
+                " contact_phone, contact_email, fingerprint, id FROM arrivals ORDER BY id"
+            )
+            if rows:
+                self._execute("DELETE FROM arrivals WHERE id <= ?", (rows[-1][10],))
+        return [
+            (
+                PendingRequest(
+                    name=row[1],
+                    hostname=row[2],
+                    instance=row[3],
+                    filename=row[4],
+                    contents="",
+                    subject=row[5],
+                    contact_name=row[6],
+                    contact_phone=row[7],
+                    contact_email=row[8],
+                    received=_from_text(row[0]),
+                ),
+                row[9],
+            )
+            for row in rows
+        ]
+
+    def count_arrivals(self) -> int:
+        """How many arrivals wait for the next digest."""
+        row = self._fetchone("SELECT count(*) FROM arrivals")
+        return int(row[0]) if row else 0
+
+    def digest_sent(self) -> datetime | None:
+        """When the last new-CSR digest was queued, or None."""
+        row = self._fetchone("SELECT last_sent FROM digest_state WHERE id = 1")
+        return None if row is None else _from_text(row[0])
+
+    def set_digest_sent(self, at: datetime) -> None:
+        """Record that a new-CSR digest was queued at ``at``."""
+        self._execute(
+            "INSERT OR REPLACE INTO digest_state (id, last_sent) VALUES (1, ?)", (_to_text(at),)
+        )
+
+    # -- portal sessions and sign-in failures -------------------------------------------------
+
+    def add_portal_session(self, session_id: str, started: datetime) -> None:
+        """Record a signed-in portal session (a cookie is honoured only while its id is here)."""
+        self._execute(
+            "INSERT OR REPLACE INTO portal_sessions (id, started) VALUES (?, ?)",
+            (session_id, _to_text(started)),
+        )
+
+    def portal_session_exists(self, session_id: str) -> bool:
+        """True while the portal session ``session_id`` has not been ended."""
+        return self._fetchone("SELECT 1 FROM portal_sessions WHERE id = ?", (session_id,)) is not None
+
+    def remove_portal_session(self, session_id: str) -> None:
+        """End one portal session (sign-out): its cookie, even copied, no longer works."""
+        self._execute("DELETE FROM portal_sessions WHERE id = ?", (session_id,))
+
+    def remove_portal_sessions(self, *, started_before: datetime | None = None) -> None:
+        """End every portal session (a new password), or those started before a moment."""
+        if started_before is None:
+            self._execute("DELETE FROM portal_sessions")
+        else:
+            self._execute(
+                "DELETE FROM portal_sessions WHERE started < ?", (_to_text(started_before),)
+            )
+
+    def login_failures(self, key: str) -> tuple[int, datetime] | None:
+        """(failed sign-ins in a row, time of the last) for ``key``, or None."""
+        row = self._fetchone("SELECT failures, last FROM login_failures WHERE key = ?", (key,))
+        if row is None:
+            return None
+        last = _from_text(row[1])
+        assert last is not None  # NOT NULL column
+        return int(row[0]), last
+
+    def record_login_failure(self, key: str, at: datetime) -> int:
+        """Count one more failed sign-in for ``key``; return the count."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO login_failures (key, failures, last) VALUES (?, 1, ?)"
+                " ON CONFLICT (key) DO UPDATE SET failures = failures + 1, last = excluded.last",
+                (key, _to_text(at)),
+            )
+            row = self._fetchone("SELECT failures FROM login_failures WHERE key = ?", (key,))
+        return int(row[0]) if row else 1
+
+    def clear_login_failures(self, key: str) -> None:
+        """Forget the failed sign-ins of ``key`` (after a successful one)."""
+        self._execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
     # -- certificates -------------------------------------------------------------------------
 

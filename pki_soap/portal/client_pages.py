@@ -63,7 +63,7 @@ def configure(page: Page) -> Response:
         port = forms.read_number(
             form, "port", errors, required=True, high=65535, what="a port number"
         )
-        if values["contact_email"] and "@" not in values["contact_email"]:
+        if values["contact_email"] and not names.is_email_address(values["contact_email"]):
             errors.add("contact_email", "Enter an e-mail address such as someone@example.com.")
         if not errors and port is not None:
             try:

@@ -111,7 +111,7 @@ def configure(page: Page) -> Response:
         form, "smtp_port", errors, required=False, high=65535, what="a port number"
     )
     smtp_password = forms.read_new_password(form, "smtp_password", errors, required=False)
-    if values["admin_email"] and "@" not in values["admin_email"]:
+    if values["admin_email"] and not names.is_email_address(values["admin_email"]):
         errors.add("admin_email", "Enter an e-mail address such as ca-admin@example.com.")
     result = None
     if not errors and root and password and days:
