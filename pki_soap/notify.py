@@ -6,6 +6,16 @@ caused the notice: the message waits in the outbox and :meth:`Notifier.deliver_d
 retries it with exponential back-off (the running server calls it periodically,
 ``server_app.py status --retry`` calls it by hand).
 
+New CSRs reach the administrator as a digest: the first one after a quiet period
+at once, then at most one message per :data:`DIGEST_INTERVAL` listing everything
+that arrived meanwhile (queued by the retry pass), so a flood of submissions
+cannot flood the administrator's mailbox through the CA's SMTP account.
+
+Everything a SOAP client chose is a stranger's text here: each value is written
+with :func:`pki_soap.escaping.for_mail_body` / ``for_mail_header``, and each
+command we suggest quotes it with ``for_shell``, so a pasted line runs exactly
+the command shown.
+
 Exactly once: only the holder of an exclusive lock on ``pki.sqlite3.mail.lock``
 (an ``flock``, so it works across threads and processes) sends, and it reads
 which messages are due under that lock; a message is marked sent right after
@@ -38,6 +48,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from pki_soap import names
+from pki_soap.escaping import for_mail_body, for_mail_header, for_shell
 from pki_soap.store import IssuedCertificate, Mail, PendingRequest, ServerConfig, Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +66,12 @@ RETRY_INTERVAL = 30.0
 # How long a notice waits for another sender to finish before leaving the
 # message to the next retry pass.
 LOCK_WAIT = 30.0
+DIGEST_INTERVAL = timedelta(minutes=5)
+"""At most one new-CSR message to the administrator per this interval."""
+DIGEST_DETAILED = 20
+"""Requests a digest describes in full; the next ones get one line each."""
+DIGEST_LISTED = 200
+"""Requests a digest names at all; beyond, it only counts them."""
 
 
 def _utc_now() -> datetime:
@@ -82,6 +100,7 @@ class Notifier:
         timeout: float = 10.0,
         clock: Callable[[], datetime] = _utc_now,
         deliver_now: bool = True,
+        digest_interval: timedelta = DIGEST_INTERVAL,
     ) -> None:
         """Notices go through ``store``'s outbox; SMTP settings are read from its server config.
 
@@ -90,7 +109,8 @@ class Notifier:
         operation; ``clock`` gives "now" as an aware UTC datetime.
         ``deliver_now=False`` only queues each notice and wakes the retry thread
         (:meth:`start_retrying`): the SOAP service uses it so that a slow SMTP
-        server never delays an answer.
+        server never delays an answer.  ``digest_interval`` spaces the new-CSR
+        messages to the administrator.
 
         Raises:
             Nothing.
@@ -100,6 +120,7 @@ class Notifier:
         self._timeout = timeout
         self._clock = clock
         self._deliver_now = deliver_now
+        self._digest_interval = digest_interval
         self._wake = threading.Event()
         self.last_error: str | None = None
         """Why the most recent delivery attempt failed (None when it succeeded)."""
@@ -139,38 +160,43 @@ class Notifier:
     def request_received(self, req: PendingRequest, fingerprint: str) -> None:
         """Tell the administrator that a CSR arrived and how to process it.
 
+        The arrival joins the next digest; the digest is queued now when none was in the
+        last :data:`DIGEST_INTERVAL` (so a single request is told at once), else by a
+        later :meth:`deliver_due` pass.
+
         Raises:
             Nothing: delivery problems stay in the outbox.
         """
         cfg = self._store.server_config()
         if cfg is None or not cfg.smtp_server or not cfg.admin_email:
             return
-        body = "\n".join(
-            [
-                "A Certificate Signing Request was submitted to the Certificate Authority",
-                f"{_where(cfg)}.",
-                "",
-                f"Request name:   {req.name}",
-                f"Host name:      {req.hostname}",
-                f"Instance:       {req.instance}",
-                f"File name:      {req.filename}",
-                f"Subject:        {req.subject or '(none given)'}",
-                f"Contact name:   {req.contact_name}",
-                f"Contact phone:  {req.contact_phone or '(none given)'}",
-                f"Contact e-mail: {req.contact_email or '(none given)'}",
-                "SHA-1 fingerprint of the request:",
-                f"  {fingerprint}",
-                "",
-                "Verify the requester's identity and this fingerprint with the contact",
-                "(by phone or in person) before issuing a certificate:",
-                f'  server_app.py show "{req.name}"',
-                f'  server_app.py issue "{req.name}" --usage tls|intermediate|codesign',
-                "or reject the request:",
-                f'  server_app.py delete "{req.name}"',
-            ]
-        )
-        subject = f'New Certificate Signing Request "{req.filename}" from {req.hostname}'
-        self._notify(cfg.admin_email, subject, body, cfg)
+        self.last_error = None
+        try:
+            self._store.add_arrival(req, fingerprint)
+            mail_id = self._queue_digest(cfg)
+        except Exception as exc:  # a notice never fails the operation
+            self.last_error = f"cannot queue the e-mail: {exc}"
+            log.warning("new-request notice not queued: %s", exc)
+            return
+        if mail_id is not None:
+            self._dispatch(mail_id, cfg.admin_email, cfg)
+
+    def _queue_digest(self, cfg: ServerConfig) -> int | None:
+        """Queue the new-CSR digest if one is due and something arrived; its mail id."""
+        if not cfg.smtp_server or not cfg.admin_email:
+            return None
+        now = self._clock()
+        with self._store.transaction():
+            last = self._store.digest_sent()
+            if last is not None and now - last < self._digest_interval:
+                return None
+            arrivals = self._store.take_arrivals()
+            if not arrivals:
+                return None
+            subject, body = _digest(cfg, arrivals)
+            mail_id = self._store.queue_mail(cfg.admin_email, subject, body)
+            self._store.set_digest_sent(now)
+        return mail_id
 
     def certificate_issued(self, cert: IssuedCertificate, req: PendingRequest) -> None:
         """Tell the request's contact that the certificate is ready for download.
@@ -179,7 +205,7 @@ class Notifier:
             Nothing: delivery problems stay in the outbox.
         """
         cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not req.contact_email:
+        if cfg is None or not cfg.smtp_server or not _mailable(req.contact_email):
             return
         body = "\n".join(
             [
@@ -187,8 +213,8 @@ class Notifier:
                 f"{_where(cfg)}.",
                 "",
                 f"Certificate number: {cert.number}",
-                f"File name:          {cert.filename}",
-                f"Subject:            {cert.subject or req.subject or '(none)'}",
+                f"File name:          {for_mail_body(cert.filename)}",
+                f"Subject:            {for_mail_body(cert.subject or req.subject or '(none)')}",
                 "",
                 "Download it with the CA client:",
                 f"  client_app.py get {cert.number}",
@@ -197,8 +223,8 @@ class Notifier:
                 "  client_app.py get-ca",
             ]
         )
-        subject = f'Certificate number {cert.number} issued for "{req.filename}"'
-        self._notify(req.contact_email, subject, body, cfg)
+        subject = for_mail_header(f'Certificate number {cert.number} issued for "{req.filename}"')
+        self._notify(req.contact_email or "", subject, body, cfg)
 
     def request_deleted(self, req: PendingRequest) -> None:
         """Tell the request's contact that the request was not approved.
@@ -207,7 +233,7 @@ class Notifier:
             Nothing: delivery problems stay in the outbox.
         """
         cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not req.contact_email:
+        if cfg is None or not cfg.smtp_server or not _mailable(req.contact_email):
             return
         body = "\n".join(
             [
@@ -219,14 +245,15 @@ class Notifier:
                 + " before submitting a new request.",
             ]
         )
-        subject = f'Certificate Signing Request "{req.filename}" not approved'
-        self._notify(req.contact_email, subject, body, cfg)
+        subject = for_mail_header(f'Certificate Signing Request "{req.filename}" not approved')
+        self._notify(req.contact_email or "", subject, body, cfg)
 
     # -- the outbox --------------------------------------------------------
 
     def deliver_due(self, *, everything: bool = False) -> int:
         """Try every outbox message whose next attempt is due; return how many were delivered.
 
+        First queues the new-CSR digest if one is due (see :meth:`request_received`).
         ``everything=True`` ignores the back-off and tries every undelivered
         message now (``status --retry``: the administrator fixed the SMTP server).
         Safe to call from several threads or processes at once: only the holder
@@ -237,6 +264,12 @@ class Notifier:
         Raises:
             Nothing: failures are recorded on the messages (and logged).
         """
+        try:
+            cfg = self._store.server_config()
+            if cfg is not None:
+                self._queue_digest(cfg)
+        except Exception as exc:  # the retry loop must survive anything
+            log.warning("e-mail outbox: new-request digest not queued: %s", exc)
         try:
             with self._outbox_lock(wait=LOCK_WAIT if everything else 0.0) as locked:
                 if not locked:
@@ -298,6 +331,10 @@ class Notifier:
             self.last_error = f"cannot queue the e-mail: {exc}"
             log.warning("e-mail to %s not queued: %s", recipient, exc)
             return
+        self._dispatch(mail_id, recipient, cfg)
+
+    def _dispatch(self, mail_id: int, recipient: str, cfg: ServerConfig) -> None:
+        """Send queued message ``mail_id`` now, or wake the retry thread to send it."""
         if not self._deliver_now:
             self._wake.set()
             return
@@ -428,12 +465,76 @@ class Notifier:
 
 def _to_contact(req: PendingRequest, verdict: str) -> list[str]:
     """The opening lines of a notice to a request's contact: greeting, which request, verdict."""
+    filename, hostname = for_mail_body(req.filename), for_mail_body(req.hostname)
     return [
-        f"Dear {req.contact_name},",
+        f"Dear {for_mail_body(req.contact_name)},",
         "",
-        f'Your Certificate Signing Request "{req.filename}" (host {req.hostname},',
-        f"instance {req.instance}) {verdict}",
+        f'Your Certificate Signing Request "{filename}" (host {hostname},',
+        f"instance {for_mail_body(req.instance)}) {verdict}",
     ]
+
+
+def _mailable(address: str | None) -> bool:
+    """A contact address we send to: exactly one valid address (a list is never mailed)."""
+    if not address:
+        return False
+    if names.is_email_address(address):
+        return True
+    log.warning("not mailing %s: not one e-mail address", for_mail_header(address))
+    return False
+
+
+def _digest(cfg: ServerConfig, arrivals: list[tuple[PendingRequest, str]]) -> tuple[str, str]:
+    """Subject and body of the administrator's new-CSR message for ``arrivals``."""
+    if len(arrivals) == 1:
+        req = arrivals[0][0]
+        subject = f'New Certificate Signing Request "{req.filename}" from {req.hostname}'
+        lines = [
+            "A Certificate Signing Request was submitted to the Certificate Authority",
+            f"{_where(cfg)}.",
+        ]
+    else:
+        subject = f"{len(arrivals)} new Certificate Signing Requests"
+        lines = [
+            f"{len(arrivals)} Certificate Signing Requests were submitted to the Certificate",
+            f"Authority {_where(cfg)} since the last notice.",
+        ]
+    lines += [
+        "",
+        "Verify each requester's identity and fingerprint with the contact (by phone or",
+        "in person) before issuing a certificate.",
+    ]
+    for req, fingerprint in arrivals[:DIGEST_DETAILED]:
+        name = for_shell(req.name)
+        lines += [
+            "",
+            f"Request name:   {for_mail_body(req.name)}",
+            f"Host name:      {for_mail_body(req.hostname)}",
+            f"Instance:       {for_mail_body(req.instance)}",
+            f"File name:      {for_mail_body(req.filename)}",
+            f"Subject:        {for_mail_body(req.subject or '(none given)')}",
+            f"Contact name:   {for_mail_body(req.contact_name)}",
+            f"Contact phone:  {for_mail_body(req.contact_phone or '(none given)')}",
+            f"Contact e-mail: {for_mail_body(req.contact_email or '(none given)')}",
+            "SHA-1 fingerprint of the request:",
+            f"  {for_mail_body(fingerprint)}",
+            "Show it, issue it (or --usage intermediate, --usage codesign), or reject it:",
+            for_mail_body(f"  server_app.py show {name}"),
+            for_mail_body(f"  server_app.py issue {name} --usage tls"),
+            for_mail_body(f"  server_app.py delete {name}"),
+        ]
+    rest = arrivals[DIGEST_DETAILED:]
+    if rest:
+        lines += ["", f"Also received ({len(rest)}; `server_app.py pending` lists them all):"]
+        for req, fingerprint in rest[: DIGEST_LISTED - DIGEST_DETAILED]:
+            lines.append(
+                f"  {for_mail_body(req.name)}  from {for_mail_body(req.hostname)}"
+                f"  SHA-1 {for_mail_body(fingerprint)}"
+            )
+        unnamed = len(rest) - (DIGEST_LISTED - DIGEST_DETAILED)
+        if unnamed > 0:
+            lines.append(f"  ... and {unnamed} more.")
+    return for_mail_header(subject), "\n".join(lines)
 
 
 def _where(cfg: ServerConfig) -> str:

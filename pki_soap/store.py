@@ -739,7 +739,8 @@ class Store:
 
     def portal_session_exists(self, session_id: str) -> bool:
         """True while the portal session ``session_id`` has not been ended."""
-        return self._fetchone("SELECT 1 FROM portal_sessions WHERE id = ?", (session_id,)) is not None
+        row = self._fetchone("SELECT 1 FROM portal_sessions WHERE id = ?", (session_id,))
+        return row is not None
 
     def remove_portal_session(self, session_id: str) -> None:
         """End one portal session (sign-out): its cookie, even copied, no longer works."""

@@ -451,6 +451,7 @@ def test_show_prints_everything_to_verify(
         "Requested subjectAltNames": "DNS:web1.example.test, IP:127.0.0.1",
         "Key": "EC P-256",
         "SHA-1 fingerprint": names.fingerprint(csr),
+        "Issuance policy": "no objection",
     }
     for expected in (
         "--usage tls (TLS/SSL and XML security) would issue:",

@@ -131,7 +131,7 @@ def test_new_request_notice_tells_the_admin_everything_to_verify(
         "Contact phone:  +1 617 555 0100",
         f"Contact e-mail: {CONTACT}",
         FINGERPRINT,
-        'server_app.py issue "web1:IRIS:web1_client" --usage',
+        "  server_app.py issue web1:IRIS:web1_client --usage tls",
         "at instance PKITEST on node ca.example.test",
     ):
         assert expected in mail.body

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import getpass
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from cryptography import x509
 from pki_soap import client_tasks, messages
 from pki_soap.client import DEFAULT_PATH
 from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.escaping import for_terminal
 from pki_soap.keys import KeyType
 from pki_soap.names import (
     DEFAULT_INSTANCE,
@@ -35,12 +35,11 @@ from pki_soap.store import Store
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
 DEFAULT_DATA_DIR = Path("pki-data")
 _SUBJECT_FIELDS = ("country", "state", "locality", "organization", "org_unit", "common_name")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _printable(text: str) -> str:
     """``text`` safe for a terminal: server-supplied values could carry escape sequences."""
-    return _UNPRINTABLE.sub("?", text)
+    return for_terminal(text)
 
 
 def _one_line(text: str) -> str:

@@ -1,5 +1,9 @@
 """``server_app.py``: the CA administrator's commands (configure, review, issue, serve, ...).
 
+Whatever a SOAP client chose (names, contact fields, the CSR's subject) is printed
+through :func:`pki_soap.escaping.for_terminal`: its control and bidi characters show as
+escapes and never drive the administrator's terminal.
+
 Passwords never come from argv: ``--password-file FILE``, the ``PKI_CA_PASSWORD``
 environment variable (``PKI_SMTP_PASSWORD`` for the SMTP password), or a prompt
 when stdin is a terminal.  Questions (reinitialize, delete) need a terminal or
@@ -28,9 +32,10 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names
+from pki_soap import keys, messages, names, policy
 from pki_soap.ca import CAPaths, Usage
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
+from pki_soap.escaping import for_terminal
 from pki_soap.keys import KeyType
 from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import DATABASE_NAME, IssuedCertificate, Mail, PendingRequest, Store
@@ -389,7 +394,7 @@ def _issue(args: argparse.Namespace) -> int:
         key = server.authority().private_key(password)
         if not args.all:
             issued = server.issue(args.name, usage, key=key)
-            print(messages.certificate_issued(issued.number, args.name))
+            print(for_terminal(messages.certificate_issued(issued.number, args.name)))
             return 0
         failures: list[PkiError] = []
         issued_count = 0
@@ -400,7 +405,8 @@ def _issue(args: argparse.Namespace) -> int:
             for result in results:
                 if result.certificate is not None:
                     issued_count += 1
-                    print(messages.certificate_issued(result.certificate.number, result.name))
+                    done = messages.certificate_issued(result.certificate.number, result.name)
+                    print(for_terminal(done))
                 elif result.error is not None:
                     _error(f'"{result.name}": {result.error.message}')
                     failures.append(result.error)
@@ -428,11 +434,11 @@ def _delete(args: argparse.Namespace) -> int:
                 else "It has no contact e-mail to notify."
             )
         )
-        if not _confirm(question, args.yes):
+        if not _confirm(for_terminal(question), args.yes):
             print("Cancelled; nothing was changed.")
             return 1
         server.delete_request(req.name)
-    print(messages.request_deleted(req.name))
+    print(for_terminal(messages.request_deleted(req.name)))
     return 0
 
 
@@ -540,6 +546,10 @@ def _describe_request(server: CAServer, req: PendingRequest) -> str:
         if req.subject and req.subject != names.subject_text(csr.subject):
             # The certificate gets the CSR's subject; a differing label could mislead.
             lines.append(("Note", "the subject sent differs from the CSR's, which is used"))
+        refused = policy.refusals(csr)
+        lines.append(
+            ("Issuance policy", "REFUSES it: " + "; ".join(refused) if refused else "no objection")
+        )
     width = max(len(label) for label, _ in lines) + 2
     text = [f"{label + ':':<{width}}{value}" for label, value in lines]
     if previews:
@@ -548,7 +558,8 @@ def _describe_request(server: CAServer, req: PendingRequest) -> str:
         "",
         "Verify the fingerprint and the requester's identity with the contact before issuing.",
     ]
-    return "\n".join(text)
+    # Each line is escaped whole: a value's own line break cannot start a line of its own.
+    return "\n".join(for_terminal(line) for line in text)
 
 
 def _previews(server: CAServer, csr: x509.CertificateSigningRequest) -> list[str]:
@@ -625,13 +636,18 @@ def _when(moment: datetime | None, *, date_only: bool = False) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned columns under a header and a rule; the last column is not padded."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    """Aligned columns under a header and a rule; the last column is not padded.
+
+    Every cell is escaped for the terminal (a stranger's text: see the module docstring).
+    """
+    shown = [[for_terminal(str(cell)) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        padded = [str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
         return "  ".join(padded).rstrip()
 
+    headers, rows = shown[0], shown[1:]
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
@@ -790,7 +806,7 @@ def _ca_directory(data_dir: Path, directory: str) -> Path:
 
 def _error(message: str) -> None:
     one_line = " ".join(message.splitlines())
-    print(f"error: {one_line}", file=sys.stderr)
+    print(f"error: {for_terminal(one_line)}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:

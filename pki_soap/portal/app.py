@@ -6,6 +6,7 @@ import hmac
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wrappers import Request, Response
 
 from pki_soap.errors import PkiError
+from pki_soap.escaping import for_shell
 from pki_soap.portal import auth
 
 if TYPE_CHECKING:
@@ -206,7 +208,7 @@ class Portal:
             return _plain(
                 403,
                 "The PKI portal answers only clients on this machine "
-                "(start the server with --portal-allow to admit other networks).",
+                "(start the server with --portal-network CIDR to admit other networks).",
             )
         if not environ.get("PATH_INFO"):
             # Mounted at /pki: relative links need the trailing slash.
@@ -263,8 +265,13 @@ class Portal:
             if session.password_tag != auth.password_tag(auth.password_hash(self.data_dir)):
                 return auth.Session(), "The portal password was changed; sign in again."
             if now - session.seen > self.idle_timeout:
+                self.store().remove_portal_session(session.id)
                 return auth.Session(), "You were signed out after a period of inactivity."
             if not 0 <= now - session.started <= MAX_SESSION_SECONDS:
+                self.store().remove_portal_session(session.id)
+                return auth.Session(), "Your session has ended; sign in again."
+            if not session.id or not self.store().portal_session_exists(session.id):
+                # Signed out (perhaps in another browser holding a copy of this cookie).
                 return auth.Session(), "Your session has ended; sign in again."
         return session, None
 
@@ -335,33 +342,59 @@ def _login(page: Page) -> Response:
     stored = auth.password_hash(page.data_dir)
     target = _local_target(page.request.values.get("next", "/"))
     errors = FormErrors()
+    status = 200
     if page.request.method == "POST" and stored is not None:
+        throttle = auth.LoginThrottle(page.store, page.portal.clock)
+        address = page.request.remote_addr
         password = page.secret("password")
-        if password is None:
+        wait = throttle.wait(address)
+        if wait:
+            # The password is not even checked: guessing gets one try per delay.
+            errors.add(
+                None,
+                f"Too many failed sign-ins. Wait {wait} second{'s' if wait != 1 else ''} "
+                "before trying again.",
+            )
+            status = 429
+        elif password is None:
             errors.add("password", "Enter the portal password.")
+            status = 401
         elif not auth.check_password(stored, password):
+            throttle.failed(address)
             errors.add("password", "Wrong password.")
+            status = 401
         else:
+            throttle.succeeded(address)
             now = page.portal.clock()
-            # A fresh session (new CSRF token) at login: a planted cookie gains nothing.
+            # A fresh session (new id and CSRF token) at login: a planted cookie gains nothing.
             page.session = auth.Session(
                 authenticated=True,
                 password_tag=auth.password_tag(stored),
                 started=now,
                 seen=now,
+                id=auth.new_session_id(),
             )
+            started = datetime.fromtimestamp(now, UTC)
+            page.store.remove_portal_sessions(
+                started_before=started - timedelta(seconds=MAX_SESSION_SECONDS)
+            )
+            page.store.add_portal_session(page.session.id, started)
             return Response(status=303, headers={"Location": page.request.script_root + target})
     return page.render(
         "login.html",
-        status=200 if not errors else 401,
+        status=status,
         password_set=stored is not None,
-        data_dir=str(page.data_dir),
+        set_password_command=(
+            f"python server_app.py portal-password --data-dir {for_shell(str(page.data_dir))}"
+        ),
         next=target,
         errors=errors,
     )
 
 
 def _logout(page: Page) -> Response:
+    if page.session.id:
+        page.store.remove_portal_session(page.session.id)  # copies of the cookie end too
     page.session = auth.Session()
     page.flash("info", "Signed out.")
     return page.redirect("login")

@@ -1,11 +1,14 @@
 """The portal's safety: administrator password, signed session cookies, CSRF tokens, networks.
 
 The administrator password is kept as an Argon2id hash in ``portal.json`` (mode 0600) in the
-data directory, beside the store rather than inside it, so the store's schema stays the CA's
-own.  Sessions live in a signed cookie (HMAC-SHA256 with a random key kept in
-``portal-session.secret``, mode 0600), so every gunicorn worker accepts every other worker's
-sessions; the signature also covers a tag of the password hash, so setting a new password
-ends every open session.
+data directory, beside the store.  Sessions live in a signed cookie (HMAC-SHA256 with a random
+key kept in ``portal-session.secret``, mode 0600) that names a session id the store keeps
+while the session is open, so every gunicorn worker accepts every other worker's sessions and
+a session ends on the server: at sign-out (a copied cookie stops working too) and when a new
+password is set (every session).  The signature also covers a tag of the password hash.
+
+Failed sign-ins are counted in the store per client address and for the account
+(:class:`LoginThrottle`): past a few, each further try must wait a delay that doubles.
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.keys import write_private_file
+
+if TYPE_CHECKING:
+    from pki_soap.store import Store
 
 PASSWORD_FILE = "portal.json"
 # Not ".key": the data directory's *.key files are the client's keys, named by their root.
@@ -60,6 +68,10 @@ def set_password(data_dir: Path, password: bytes) -> Path:
         write_private_file(path, (json.dumps(document, indent=2) + "\n").encode())
     except OSError as exc:
         raise PkiError(f"cannot write {path}: {exc.strerror}") from exc
+    from pki_soap.store import Store
+
+    with Store.open(Path(data_dir)) as store:
+        store.remove_portal_sessions()  # a new password ends every open session
     return path
 
 
@@ -122,7 +134,7 @@ def load_secret(data_dir: Path) -> bytes:
 
 
 def parse_networks(networks: Iterable[str] | None) -> list[IPNetwork]:
-    """Parse ``--portal-allow`` values such as ``192.0.2.0/24`` or ``2001:db8::1``.
+    """Parse ``--portal-network`` values such as ``192.0.2.0/24`` or ``2001:db8::1``.
 
     Raises:
         InvalidInput: a value that is not an IP address or network.
@@ -158,7 +170,10 @@ def password_tag(stored_hash: str | None) -> str:
 
 @dataclass
 class Session:
-    """What the signed cookie carries: login state, CSRF token, times, pending messages."""
+    """What the signed cookie carries: login state, CSRF token, times, pending messages.
+
+    ``id`` names the server-side record of a signed-in session (Store.portal_sessions).
+    """
 
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     authenticated: bool = False
@@ -166,6 +181,7 @@ class Session:
     started: float = 0.0
     seen: float = 0.0
     flashes: list[tuple[str, str]] = field(default_factory=list)
+    id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +191,7 @@ class Session:
             "s": self.started,
             "t": self.seen,
             "f": [list(item) for item in self.flashes],
+            "i": self.id,
         }
 
     @classmethod
@@ -187,9 +204,83 @@ class Session:
                 started=float(data["s"]),
                 seen=float(data["t"]),
                 flashes=[(str(kind), str(text)) for kind, text in data["f"]],
+                id=str(data["i"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class ThrottleRule:
+    """``free`` failed sign-ins in a row cost nothing; then each further try waits
+    ``first`` seconds after the last failure, doubling, at most ``longest``."""
+
+    free: int
+    first: float
+    longest: float
+
+    def delay(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return min(self.first * 2.0 ** (failures - self.free), self.longest)
+
+
+# Per address: a person mistyping is never slowed; a guesser soon waits 15 minutes a try.
+ADDRESS_RULE = ThrottleRule(free=5, first=1.0, longest=15 * 60.0)
+# For the account, whatever the address: more room, shorter delays, so that guessing from
+# many addresses crawls while the administrator is never locked out for long.
+ACCOUNT_RULE = ThrottleRule(free=20, first=1.0, longest=5 * 60.0)
+_ACCOUNT_KEY = "account:admin"
+
+
+class LoginThrottle:
+    """Growing delays after failed sign-ins, per client address and for the account.
+
+    The counts live in the store, so every gunicorn worker sees the same ones.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    @staticmethod
+    def _keys(address: str | None) -> list[tuple[str, ThrottleRule]]:
+        from pki_soap.server import client_key
+
+        by_address = f"address:{client_key(address) or '?'}"
+        return [(by_address, ADDRESS_RULE), (_ACCOUNT_KEY, ACCOUNT_RULE)]
+
+    def wait(self, address: str | None) -> int:
+        """Whole seconds ``address`` must still wait before its next try (0: may try now)."""
+        longest = 0.0
+        now = self._now()
+        for key, rule in self._keys(address):
+            found = self._store.login_failures(key)
+            if found is None:
+                continue
+            failures, last = found
+            until = last + timedelta(seconds=rule.delay(failures))
+            longest = max(longest, (until - now).total_seconds())
+        return math.ceil(longest) if longest > 0 else 0
+
+    def failed(self, address: str | None) -> None:
+        """Count a failed sign-in from ``address`` (and for the account)."""
+        now = self._now()
+        for key, _ in self._keys(address):
+            self._store.record_login_failure(key, now)
+
+    def succeeded(self, address: str | None) -> None:
+        """Forget the failures of ``address`` and of the account."""
+        for key, _ in self._keys(address):
+            self._store.clear_login_failures(key)
 
 
 class SessionSigner:

@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from werkzeug.wrappers import Response
 
-from pki_soap import keys, messages, names
+from pki_soap import keys, messages, names, policy
 from pki_soap.ca import CAPaths, Usage
 from pki_soap.errors import (
     CAFileError,
@@ -30,6 +30,7 @@ CONFIGURE_FIELDS = (
 )  # fmt: skip
 SEARCH_FIELDS = ("number", "hostname", "instance", "filename", "subject")
 MAX_LISTED = 1000
+REQUESTS_PER_PAGE = 50
 
 
 def register(portal: Portal) -> None:
@@ -212,10 +213,26 @@ def reinitialize(page: Page) -> Response:
 
 
 def pending(page: Page) -> Response:
-    """The pending CSRs, each with Process and Delete."""
+    """The pending CSRs, oldest first, a page at a time, each with Process and Delete."""
     configured = page.store.server_config() is not None
-    requests = page.server.pending() if configured else []
-    return page.render("server_requests.html", requests=requests, configured=configured)
+    total = page.store.count_requests() if configured else 0
+    pages = max(1, -(-total // REQUESTS_PER_PAGE))
+    try:
+        number = int(page.request.args.get("page", "1"))
+    except ValueError:
+        number = 1
+    number = min(max(number, 1), pages)
+    offset = (number - 1) * REQUESTS_PER_PAGE
+    requests = page.store.requests_page(offset, REQUESTS_PER_PAGE) if configured else []
+    return page.render(
+        "server_requests.html",
+        requests=requests,
+        configured=configured,
+        total=total,
+        page_number=number,
+        pages=pages,
+        first=offset + 1,
+    )
 
 
 @dataclass
@@ -230,13 +247,15 @@ class _RequestView:
     requested: list[str]
     previews: list[tuple[Usage, list[str], str | None]]
     problem: str | None
+    refused: list[str]
+    """What the issuance policy refuses in this request (empty: nothing)."""
 
 
 def _view(page: Page, request: PendingRequest) -> _RequestView:
     try:
         csr = keys.load_csr(request.contents)
     except PkiError as exc:
-        return _RequestView(request, request.subject, "", "", "", [], [], exc.message)
+        return _RequestView(request, request.subject, "", "", "", [], [], exc.message, [])
     try:
         authority = page.server.authority()
     except PkiError as exc:
@@ -261,6 +280,7 @@ def _view(page: Page, request: PendingRequest) -> _RequestView:
         requested=requested_extensions(csr),
         previews=previews,
         problem=problem,
+        refused=policy.refusals(csr),
     )
 
 
