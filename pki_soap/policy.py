@@ -55,13 +55,12 @@ def refusals(csr: x509.CertificateSigningRequest) -> list[str]:
         elif isinstance(name, x509.IPAddress):
             reasons += _ip_refusals(name.value, "requested subjectAltName IP:")
     cn = names.common_name(csr.subject)
-    if cn is not None and _looks_like_a_host(cn):
-        reasons += _dns_refusals(cn, "CN ")
-    elif cn is not None:
+    if cn is not None:
         try:
             reasons += _ip_refusals(ipaddress.ip_address(cn), "CN ")
         except ValueError:
-            pass
+            if _looks_like_a_host(cn):
+                reasons += _dns_refusals(cn, "CN ")
     return list(dict.fromkeys(reasons))
 
 
@@ -77,7 +76,7 @@ def check(csr: x509.CertificateSigningRequest) -> None:
 
 
 def _shown(value: str) -> str:
-    return repr(escaping.for_terminal(value)) if value else "''"
+    return f"'{escaping.for_terminal(value)}'"
 
 
 def _subject_refusals(subject: x509.Name) -> list[str]:
