@@ -238,8 +238,8 @@ def test_a_flood_of_submissions_sends_one_mail_then_one_digest(
     assert body.count("SHA-1 fingerprint of the request:") == 20  # described in full
     assert "  server_app.py show h1.example:IRIS:flood1" in body
     assert "Also received (279; `server_app.py pending` lists them all):" in body
-    assert "  h199.example:IRIS:flood199  from h199.example  SHA-1 " in body
-    assert "h200.example:IRIS:flood200" not in body
+    assert "  h200.example:IRIS:flood200  from h200.example  SHA-1 " in body
+    assert "flood201" not in body
     assert "  ... and 99 more." in body
     assert len(body) < 64 * 1024
 
