@@ -209,8 +209,8 @@ class CAServer:
         changed" (``reinitialize`` first): only the settings given change (``days``, the
         SMTP settings, the administrator's address, instance and node), ``None`` keeps a
         setting and ``""`` removes an optional one; ``password`` is then needed only to
-        encrypt a CA key found unencrypted (one given is checked).  An existing unencrypted CA key is encrypted
-        with ``password`` (never a CA that accepts any password).
+        encrypt a CA key found unencrypted (one given is checked).  An existing unencrypted
+        CA key is encrypted with ``password`` (never a CA that accepts any password).
 
         Raises:
             InvalidRoot: ``root`` breaks the file-name root rules.
