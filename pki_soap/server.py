@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -84,6 +84,10 @@ class ConfigureResult:
     paths: CAPaths
     fingerprint: str
     mailed_to: str | None
+    changed: tuple[str, ...] = ()
+    """The settings a configuration of an already configured CA changed."""
+    encrypted_key: bool = False
+    """True when an unencrypted CA key file was found and encrypted with the password."""
 
 
 @dataclass(frozen=True)
@@ -175,52 +179,15 @@ def _optional(value: str | None) -> str | None:
 class CAServer:
     """The Certificate Authority server of one data directory."""
 
-    def __init__(
-        self,
-        store: Store,
-        data_dir: Path,
-        notifier: Notifications | None = None,
-        *,
-        limits: SubmissionLimits | None = None,
-    ) -> None:
+    def __init__(self, store: Store, data_dir: Path, notifier: Notifications | None = None) -> None:
         """Serve from ``store``; CA files in relative directories live under ``data_dir``.
 
         ``notifier`` receives the notices; None sends none.  A notifier that raises never
-        fails the operation (the failure is logged).  ``limits`` bound what submissions
-        may store (the SOAP service passes its own); None: no limits (the administrator's
-        own tools).
+        fails the operation (the failure is logged).
         """
         self.store = store
         self.data_dir = Path(data_dir)
         self.notifier: Notifications = notifier if notifier is not None else _Silent()
-        self.limits = limits
-
-    @classmethod
-    def open(
-        cls,
-        data_dir: Path,
-        *,
-        smtp_cafile: Path | str | None = None,
-        deliver_now: bool = True,
-        limits: SubmissionLimits | None = None,
-    ) -> CAServer:
-        """Open the store of ``data_dir`` with the e-mail notifier of pki_soap.notify.
-
-        ``smtp_cafile`` and ``deliver_now`` are passed to the Notifier (see there);
-        ``limits`` as for the constructor.
-
-        Raises:
-            PkiError: the store cannot be opened.
-        """
-        store = Store.open(data_dir)
-        notifier: Notifications | None
-        try:
-            from pki_soap.notify import Notifier
-        except ImportError:  # a build without notifications
-            notifier = None
-        else:
-            notifier = Notifier(store, cafile=smtp_cafile, deliver_now=deliver_now)
-        return cls(store, data_dir, notifier, limits=limits)
 
     def close(self) -> None:
         """Close the store."""
@@ -258,8 +225,8 @@ class CAServer:
         *,
         root: str,
         directory: str,
-        password: bytes,
-        days: int,
+        password: bytes | None,
+        days: int | None,
         subject: x509.Name | None = None,
         ca_days: int | None = None,
         key_type: KeyType = KeyType.RSA2048,
@@ -273,18 +240,24 @@ class CAServer:
     ) -> ConfigureResult:
         """Configure the CA: use ``<root>.cer``/``.key`` in ``directory`` or create them.
 
-        Every setting is checked before any file is touched.  The configuration is stored
-        and the CA certificate saved as certificate number 0 (Filename = root, Hostname =
-        node, Instance = instance).  ``instance`` defaults to the one configured before, else
-        :data:`DEFAULT_INSTANCE`; ``node`` to the one configured before, else this host's
-        name.  Configuring again with the same files keeps them and updates the days and
-        e-mail settings.
+        Every setting is checked before any file is touched.  The first configuration needs
+        ``days`` and ``password``; it stores the configuration and saves the CA certificate
+        as certificate number 0 (Filename = root, Hostname = node, Instance = instance).
+        ``instance`` defaults to :data:`DEFAULT_INSTANCE`, ``node`` to this host's name.
+
+        On a configured CA the root and directory are fixed, as the original's "can not be
+        changed" (``reinitialize`` first): only the settings given change (``days``, the
+        SMTP settings, the administrator's address, instance and node), ``None`` keeps a
+        setting and ``""`` removes an optional one; ``password`` is then needed only to
+        encrypt a CA key found unencrypted (one given is checked).  An existing unencrypted
+        CA key is encrypted with ``password`` (never a CA that accepts any password).
 
         Raises:
             InvalidRoot: ``root`` breaks the file-name root rules.
             MissingField: ``directory`` is empty.
             InvalidInput: ``days``/``ca_days``/``smtp_port`` out of range, a new CA without
-                subject or validity, an empty password for a new CA.
+                subject or validity, no password where one is needed, another root or
+                directory than the configured ones.
             InvalidField: a setting too long or holding control characters.
             WrongPassword: the password does not decrypt the existing key.
             CAFileError: the existing files are unusable or the directory is not writable.
@@ -294,7 +267,8 @@ class CAServer:
             raise MissingField("the CA directory is required")
         if _has_control(directory):
             raise InvalidField("the CA directory holds a control character")
-        _check_days(days, "the validity of issued certificates")
+        if days is not None:
+            _check_days(days, "the validity of issued certificates")
         if ca_days is not None:
             _check_days(ca_days, "the validity of the CA certificate")
         if smtp_port is not None and not 1 <= smtp_port <= 65535:
@@ -311,33 +285,46 @@ class CAServer:
         if _present(admin_email) and not names.is_email_address((admin_email or "").strip()):
             raise InvalidField(f"the administrator e-mail {admin_email!r} is not one address")
         previous = self.store.server_config()
-        instance = instance or (previous.instance if previous else DEFAULT_INSTANCE)
-        node = node or (previous.node if previous else socket.gethostname())
-        _check_text("Instance", instance)
-        _check_text("Hostname", node)
-        cfg = ServerConfig(
+        if previous is not None:
+            self.check_files_unchanged(previous, root, directory)
+        elif days is None:
+            raise InvalidInput("the validity of issued certificates (days) is required")
+        cfg = _updated(
+            previous,
             root=root,
             directory=directory,
             days=days,
             instance=instance,
             node=node,
-            smtp_server=_optional(smtp_server),
+            smtp_server=smtp_server,
             smtp_port=smtp_port,
-            smtp_user=_optional(smtp_user),
-            smtp_password=smtp_password or None,
-            admin_email=(admin_email or "").strip() or None,
+            smtp_user=smtp_user,
+            smtp_password=smtp_password,
+            admin_email=admin_email,
         )
+        _check_text("Instance", cfg.instance)
+        _check_text("Hostname", cfg.node)
         paths = self.ca_paths(cfg)
-        authority, created = CertificateAuthority.configure(
-            paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
-        )
+        if previous is not None:
+            authority, created = CertificateAuthority.load(paths), False
+            encrypted = authority.encrypt_key(password)
+            if password is not None and not encrypted:
+                authority.private_key(password)  # a password given must be the right one
+        else:
+            if password is None:
+                raise InvalidInput("the CA key password is required")
+            plain_key = paths.key.exists() and not keys.key_file_encrypted(paths.key)
+            authority, created = CertificateAuthority.configure(
+                paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
+            )
+            encrypted = plain_key and not created
         with self.store.transaction():
             self.store.save_server_config(cfg)
             self.store.add_certificate(
                 IssuedCertificate(
                     number=0,
-                    hostname=node,
-                    instance=instance,
+                    hostname=cfg.node,
+                    instance=cfg.instance,
                     filename=root,
                     contents=authority.certificate_pem,
                     subject=authority.subject_text,
@@ -355,7 +342,23 @@ class CAServer:
             paths=paths,
             fingerprint=authority.fingerprint,
             mailed_to=mailed_to if isinstance(mailed_to, str) else None,
+            changed=_changes(previous, cfg),
+            encrypted_key=encrypted,
         )
+
+    def check_files_unchanged(self, previous: ServerConfig, root: str, directory: str) -> None:
+        """Refuse another root or directory than the configured ones (IRIS: "can not be changed").
+
+        Raises:
+            InvalidInput: the CA files named differ from the configured ones.
+        """
+        wanted = self.ca_paths(dataclasses.replace(previous, root=root, directory=directory))
+        configured = self.ca_paths(previous)
+        if wanted.cer.resolve() != configured.cer.resolve():
+            raise InvalidInput(
+                f"the CA is configured with root {previous.root} in {previous.directory}; "
+                "its files cannot be changed: run `reinitialize` first to configure another CA"
+            )
 
     def config(self) -> ServerConfig:
         """The stored configuration.
@@ -386,13 +389,20 @@ class CAServer:
 
     # -- requests -----------------------------------------------------------------------
 
-    def submit(self, req: PendingRequest, *, client_address: str | None = None) -> str:
+    def submit(
+        self,
+        req: PendingRequest,
+        *,
+        client_address: str | None = None,
+        limits: SubmissionLimits | None = None,
+    ) -> str:
         """Check and store a CSR as a pending request; notify the administrator.
 
         ``Name`` defaults to ``Hostname:Instance:Filename``; CR LF in ``Contents`` become
         LF and the CSR is stored as canonical PEM.  Nothing is stored unless everything
-        is valid, the issuance policy accepts the CSR and :attr:`limits` allow it
-        (``client_address``: who sent it, for the rate per address).
+        is valid, the issuance policy accepts the CSR and ``limits`` allow it (the SOAP
+        service passes its own; None: no limits).  ``client_address`` is who sent it,
+        for the rate per address.
 
         Returns:
             The original's sentence: 'Certificate Signing Request "<Filename>" successfully
@@ -441,12 +451,12 @@ class CAServer:
         _check_text("Name", name)
         counted_as = client_key(client_address)
         now = datetime.now(UTC)
-        self._check_limits(req.hostname, counted_as, now)  # cheap, before parsing the CSR
+        self._check_limits(limits, req.hostname, counted_as, now)  # cheap, before the CSR
         csr = keys.load_csr(contents)
         policy.check(csr)
         with self.store.transaction():
             # Again under the write lock: another worker may have stored one meanwhile.
-            self._check_limits(req.hostname, counted_as, now)
+            self._check_limits(limits, req.hostname, counted_as, now)
             stored = self.store.add_request(
                 dataclasses.replace(
                     req,
@@ -458,18 +468,21 @@ class CAServer:
                     received=now,
                 )
             )
-            if counted_as is not None and self.limits is not None and self.limits.per_address:
-                self.store.record_submission(
-                    counted_as, now, forget_before=now - self.limits.window
-                )
+            if counted_as is not None and limits is not None and limits.per_address:
+                self.store.record_submission(counted_as, now, forget_before=now - limits.window)
         fingerprint = names.fingerprint(csr)
         self._notify(
             "request_received", lambda: self.notifier.request_received(stored, fingerprint)
         )
         return messages.submission_sentence(req.filename, cfg.instance, cfg.node)
 
-    def _check_limits(self, hostname: str, counted_as: str | None, now: datetime) -> None:
-        limits = self.limits
+    def _check_limits(
+        self,
+        limits: SubmissionLimits | None,
+        hostname: str,
+        counted_as: str | None,
+        now: datetime,
+    ) -> None:
         if limits is None:
             return
         if counted_as is not None and limits.per_address:
@@ -555,7 +568,7 @@ class CAServer:
             # Every refusal sign() could make, made before a number is spent: one request
             # is worth the second check (issue_many, built for speed, checks once).
             authority.preview_extensions(csr, usage)
-            number = authority.serials.take()
+            number = authority.serials.take(after=self.store.highest_number())
             issued = self._signed(authority, req, csr, usage, key, cfg.days, number)
             self.store.record_issued([(name, issued)])
         self._notify("certificate_issued", lambda: self.notifier.certificate_issued(issued, req))
@@ -648,7 +661,8 @@ class CAServer:
                 outcome[name] = IssueResult(name, request=req, error=exc)
         signed: list[tuple[str, IssuedCertificate]] = []
         if parsed:
-            numbers = iter(authority.serials.take_block(len(parsed)))
+            highest = self.store.highest_number()
+            numbers = iter(authority.serials.take_block(len(parsed), after=highest))
             number = next(numbers)
             for name, csr in parsed.items():
                 req = pending[name]
@@ -777,6 +791,52 @@ def _stored_csr(req: PendingRequest) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(req.contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise InvalidCsr(f'the stored CSR of "{req.name}" is not readable: {exc}') from exc
+
+
+def _updated(previous: ServerConfig | None, **given: str | int | None) -> ServerConfig:
+    """``previous`` with the settings given (None keeps one, "" removes an optional one)."""
+    if previous is None:
+        previous = ServerConfig(
+            root=str(given["root"]),
+            directory=str(given["directory"]),
+            days=0,
+            instance=DEFAULT_INSTANCE,
+            node=socket.gethostname(),
+        )
+    if given.get("smtp_server") is not None and given.get("smtp_port") is None:
+        given["smtp_port"] = ""  # a new SMTP server without a port: the default port
+    changes: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and name not in ("root", "directory", "instance", "node"):
+            value = value if _present(value) else None
+        elif isinstance(value, str) and not _present(value):
+            continue  # instance and node are never removed
+        changes[name] = value
+    return dataclasses.replace(previous, **changes)
+
+
+_SETTING_LABELS = {
+    "days": "validity of issued certificates",
+    "instance": "instance",
+    "node": "node",
+    "smtp_server": "SMTP server",
+    "smtp_port": "SMTP port",
+    "smtp_user": "SMTP user",
+    "smtp_password": "SMTP password",
+    "admin_email": "administrator e-mail",
+}
+
+
+def _changes(previous: ServerConfig | None, cfg: ServerConfig) -> tuple[str, ...]:
+    if previous is None:
+        return ()
+    return tuple(
+        label
+        for name, label in _SETTING_LABELS.items()
+        if getattr(previous, name) != getattr(cfg, name)
+    )
 
 
 def _no_certificates() -> Generator[IssuedCertificate, None, None]:

@@ -4,6 +4,7 @@ ContactEmail address - so a flood of anonymous submissions cannot hurt the admin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -105,15 +106,14 @@ def _get_ca() -> bytes:
 
 def test_rate_window_slides(configured_server: CAServer) -> None:
     window = timedelta(seconds=1)
-    configured_server.limits = SubmissionLimits(
-        per_address=1, window=window, pending=0, pending_per_host=0
-    )
-    configured_server.submit(_request("one"), client_address="192.0.2.1")
+    limits = SubmissionLimits(per_address=1, window=window, pending=0, pending_per_host=0)
+    submit = functools.partial(configured_server.submit, limits=limits)
+    submit(_request("one"), client_address="192.0.2.1")
     with pytest.raises(TooManyRequests, match="at most 1 per 1 seconds"):
-        configured_server.submit(_request("two"), client_address="192.0.2.1")
-    configured_server.submit(_request("three"), client_address="192.0.2.2")  # another address
+        submit(_request("two"), client_address="192.0.2.1")
+    submit(_request("three"), client_address="192.0.2.2")  # another address
     time.sleep(window.total_seconds() + 0.1)  # the first is now older than the window
-    configured_server.submit(_request("four"), client_address="192.0.2.1")
+    submit(_request("four"), client_address="192.0.2.1")
     assert configured_server.store.count_requests() == 3
 
 
@@ -148,15 +148,16 @@ def _request(filename: str, hostname: str = "client.example.com") -> PendingRequ
 
 
 def test_pending_cap_per_hostname(configured_server: CAServer) -> None:
-    configured_server.limits = SubmissionLimits(per_address=0, pending=0, pending_per_host=2)
-    configured_server.submit(_request("a"))
-    configured_server.submit(_request("b"))
+    limits = SubmissionLimits(per_address=0, pending=0, pending_per_host=2)
+    submit = functools.partial(configured_server.submit, limits=limits)
+    submit(_request("a"))
+    submit(_request("b"))
     with pytest.raises(TooManyRequests, match="host client.example.com already has 2 pending"):
-        configured_server.submit(_request("c"))
-    configured_server.submit(_request("c", hostname="other.example.com"))
+        submit(_request("c"))
+    submit(_request("c", hostname="other.example.com"))
     # Processing one makes room again.
     configured_server.delete_request("client.example.com:IRIS:a")
-    configured_server.submit(_request("c"))
+    submit(_request("c"))
     assert configured_server.store.count_requests(hostname="client.example.com") == 2
 
 

@@ -113,7 +113,7 @@ def test_a_new_password_ends_sessions_on_the_server(portal_dir: Path, clock: Clo
     session = portal.signer.loads(cookie.value)
     assert session is not None and session.id
     assert portal.store().portal_session_exists(session.id)
-    set_password(portal_dir, b"another password")
+    set_password(portal_dir, b"another password", store=portal.store())
     assert not portal.store().portal_session_exists(session.id)
     assert b.get("/pki/").status_code == 303
 
@@ -158,12 +158,12 @@ def test_request_list_is_paginated(
     b.login()
     first = b.get("/pki/server/requests")
     assert first.status_code == 200
-    assert first.text.count('>Process</a>') == 50
+    assert first.text.count(">Process</a>") == 50
     assert "Requests 1–50 of 2120, oldest first." in first.text
     assert 'href="/pki/server/requests?page=2">Next page' in first.text
     assert len(first.text) < 100_000
     last = b.get("/pki/server/requests?page=43")
-    assert last.text.count('>Process</a>') == 20
+    assert last.text.count(">Process</a>") == 20
     assert "Requests 2101–2120 of 2120" in last.text
     assert "flood:02119" in last.text and "flood:02099" not in last.text
     assert b.get("/pki/server/requests?page=999").text.count("Process</a>") == 20

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pki_soap.datadir import open_data_directory
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.portal.auth import PASSWORD_MIN_LENGTH, set_password
 
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(getattr(args, "data_dir", None) or DEFAULT_DATA_DIR)
     try:
         password = _read_password(getattr(args, "password_file", None))
-        path = set_password(data_dir, password)
+        with open_data_directory(data_dir, create=True) as data:
+            path = set_password(data_dir, password, store=data.store)
     except PkiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -46,8 +46,11 @@ _HASHER = PasswordHasher()
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def set_password(data_dir: Path, password: bytes) -> Path:
+def set_password(data_dir: Path, password: bytes, *, store: Store | None = None) -> Path:
     """Store the Argon2id hash of the portal administrator's ``password``; return the file.
+
+    Every open session ends (their cookies carry a tag of the old hash); with ``store``,
+    the data directory's open store, their server-side records are removed too.
 
     Raises:
         InvalidInput: the password is shorter than eight characters or not UTF-8.
@@ -68,10 +71,8 @@ def set_password(data_dir: Path, password: bytes) -> Path:
         write_private_file(path, (json.dumps(document, indent=2) + "\n").encode())
     except OSError as exc:
         raise PkiError(f"cannot write {path}: {exc.strerror}") from exc
-    from pki_soap.store import Store
-
-    with Store.open(Path(data_dir)) as store:
-        store.remove_portal_sessions()  # a new password ends every open session
+    if store is not None:
+        store.remove_portal_sessions()
     return path
 
 
