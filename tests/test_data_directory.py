@@ -30,7 +30,7 @@ from pki_soap.errors import CAFileError, InvalidInput, StoreUnavailable
 from pki_soap.keys import KeyType
 from pki_soap.notify import Notifier
 from pki_soap.portal import auth
-from pki_soap.server import CAServer
+from pki_soap.server import CAServer, SubmissionLimits
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
 from tests.engine_support import open_server
 from tests.service_support import (
@@ -420,13 +420,16 @@ def test_a_full_disk_answers_a_server_fault_and_loses_nothing(tmp_path: Path) ->
         data = mount / "data"
         configure_ca(data)
         filler = mount / "filler"
-        with live_server(data, portal=False) as base_url:
+        # No submission limits: the disk must fill before any limit is reached.
+        no_limits = SubmissionLimits(per_address=0, pending=0, pending_per_host=0)
+        with live_server(data, portal=False, limits=no_limits) as base_url:
             # The running server has its data directory open before the disk fills.
             soap_post(base_url, iris_get_certificate("0"), ACTION + "GetCertificate")
             stored: list[str] = []
             faults: list[str] = []
             csr = _csr_pem()
-            with filler.open("wb") as sink, contextlib.suppress(OSError):
+            # Unbuffered: a partly written last block must not fail again at close.
+            with filler.open("wb", buffering=0) as sink, contextlib.suppress(OSError):
                 while True:
                     sink.write(b"\0" * 65536)
                     sink.flush()

@@ -164,7 +164,12 @@ class System:
     # -- the server ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.serve = start_serve(self.data_dir, self.port, "--workers", "2", stdout=self.serve_log)
+        # No submission limits: this test is about what survives kills (limits: test_limits).
+        unlimited = ["--submissions-per-minute", "0", "--max-pending", "0"]
+        unlimited += ["--max-pending-per-host", "0"]
+        self.serve = start_serve(
+            self.data_dir, self.port, "--workers", "2", *unlimited, stdout=self.serve_log
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
