@@ -1,11 +1,14 @@
-"""The floor: a minimal WSGI app on the same gunicorn settings, answering captured bytes.
+"""The floor: a minimal WSGI app served exactly as ``serve`` serves ours, answering captured bytes.
 
 It reads the request body (as any SOAP server must), looks up the answer captured from the
 real server for the request's SOAPAction, and returns those exact bytes with the same status
-and Content-Type.  Whatever the real server spends beyond this is the cost of our code.
+and Content-Type.  Whatever the real server spends beyond this is the cost of our code.  The
+gunicorn settings, the worker class (gevent: patched first, the body deadline in front) come
+from pki_soap.cli.serve itself, so the two servers differ only in the application.
 
-Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE``;
-FILE is JSON ``{soap_action: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
+Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE
+[--worker-class gevent|gthread|sync]``; FILE is JSON
+``{soap_action: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
 """
 
 from __future__ import annotations
@@ -13,25 +16,22 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # the pki_soap package
 
-# The same gunicorn settings `server_app.py serve` uses (pki_soap/cli/serve.py), so the only
-# difference between the two servers is the application.
-SERVE_OPTIONS: dict[str, Any] = {
-    "worker_class": "sync",
-    "timeout": 30,
-    "max_requests": 10000,
-    "max_requests_jitter": 1000,
-    "preload_app": True,
-    "accesslog": "-",
-    "errorlog": "-",
-    "loglevel": "info",
-    "control_socket_disable": True,
-}
+from pki_soap.cli.serve import (  # noqa: E402  (after the path is set)
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_WORKER_CLASS,
+    WORKER_CLASSES,
+    gunicorn_options,
+    prepare_workers,
+    run_gunicorn,
+)
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
@@ -66,27 +66,17 @@ def make_floor_app(answers: dict[str, Answer]) -> Callable[..., Iterable[bytes]]
     return app
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, app: Any, options: dict[str, Any]) -> None:
-        self._app, self._options = app, options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self._app
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bind", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--responses", type=Path, required=True)
+    parser.add_argument("--worker-class", choices=WORKER_CLASSES, default=DEFAULT_WORKER_CLASS)
     args = parser.parse_args()
+    prepare_workers(args.worker_class)
     app = make_floor_app(load_answers(args.responses))
-    _Gunicorn(app, {**SERVE_OPTIONS, "bind": args.bind, "workers": args.workers}).run()
+    options = gunicorn_options(bind=args.bind, workers=args.workers, worker_class=args.worker_class)
+    raise SystemExit(run_gunicorn(app, options, body_timeout=DEFAULT_BODY_TIMEOUT))
 
 
 if __name__ == "__main__":

@@ -133,8 +133,14 @@ def workers_default() -> int:
     return os.cpu_count() or 1
 
 
-def our_server(data_dir: Path, log: Path, workers: int | None = None) -> Server:
-    """``server_app.py serve`` on a free loopback port."""
+def our_server(
+    data_dir: Path, log: Path, workers: int | None = None, worker_class: str | None = None
+) -> Server:
+    """``server_app.py serve`` on a free loopback port, without submission limits.
+
+    The limits (a rate per client address, pending caps) would turn a SubmitCSR load into
+    faults; the benchmark measures the work of an accepted submission.
+    """
     port = free_port()
     command = [
         PYTHON,
@@ -148,12 +154,22 @@ def our_server(data_dir: Path, log: Path, workers: int | None = None) -> Server:
         str(port),
         "--workers",
         str(workers or workers_default()),
+        "--submissions-per-minute",
+        "0",
+        "--max-pending",
+        "0",
+        "--max-pending-per-host",
+        "0",
     ]
-    return Server("server_app.py serve", command, port, log)
+    if worker_class:
+        command += ["--worker-class", worker_class]
+    return Server(f"server_app.py serve ({worker_class or 'default'})", command, port, log)
 
 
-def floor_server(responses: Path, log: Path, workers: int | None = None) -> Server:
-    """The floor app (bench/floor_app.py) on the same gunicorn settings, on a free port."""
+def floor_server(
+    responses: Path, log: Path, workers: int | None = None, worker_class: str | None = None
+) -> Server:
+    """The floor app (bench/floor_app.py) served the same way, on a free port."""
     port = free_port()
     command = [
         PYTHON,
@@ -165,4 +181,6 @@ def floor_server(responses: Path, log: Path, workers: int | None = None) -> Serv
         "--responses",
         str(responses),
     ]
-    return Server("floor", command, port, log)
+    if worker_class:
+        command += ["--worker-class", worker_class]
+    return Server(f"floor ({worker_class or 'default'})", command, port, log)
