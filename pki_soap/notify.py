@@ -477,12 +477,12 @@ def _to_contact(req: PendingRequest, verdict: str) -> list[str]:
 
 
 def _mailable(address: str | None) -> bool:
-    """A contact address we send to: exactly one valid address (a list is never mailed)."""
+    """A contact address we send to: exactly one valid address (a list, or a name, never)."""
     if not address:
         return False
     if names.is_email_address(address):
         return True
-    log.warning("not mailing %s: not one e-mail address", for_mail_header(address))
+    log.info("no notice to %s: not one e-mail address", for_mail_header(address))
     return False
 
 

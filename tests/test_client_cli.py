@@ -328,8 +328,8 @@ def test_list_all_prints_four_columns_and_neutralises_control_characters(
     assert code == 0
     assert out.splitlines() == [
         "Serial Number  Hostname  Instance  Filename",
-        "-------------  --------  --------  --------",
-        "2              host-a    PKI       a?31mb",
+        "-------------  --------  --------  ---------",
+        "2              host-a    PKI       a\\x9b31mb",
         "10             host-b    IRIS      b",
     ]
     assert b"hostname" not in standin.posts()[0].body

@@ -275,7 +275,6 @@ def test_requests_arriving_after_a_quiet_period_are_told_at_once(
         "a@example.com;b@example.org",
         "Jane <jane@example.com>",
         "jane@example.com b@example.org",
-        "no-at-sign",
         "a@b@example.com",
         "jane@",
         "@example.com",
@@ -306,6 +305,23 @@ def test_two_addresses_over_soap_are_a_client_fault(data_dir: Path) -> None:
 def test_one_address_is_accepted(configured_server: CAServer, email: str) -> None:
     configured_server.submit(dataclasses.replace(_request("ok"), contact_email=email))
     assert configured_server.request("client.example.com:IRIS:ok").contact_email == email
+
+
+def test_a_name_in_the_email_field_is_kept_and_never_mailed(
+    configured_server: CAServer, smtp: MailServer
+) -> None:
+    # The real wget client fills ContactEmail with the contact's name: IRIS stores it, so do
+    # we; it is not an address, so no notice goes to it.
+    store = configured_server.store
+    cfg = store.server_config()
+    assert cfg is not None
+    store.save_server_config(dataclasses.replace(cfg, smtp_server="127.0.0.1", smtp_port=smtp.port))
+    configured_server.notifier = Notifier(store)
+    configured_server.submit(dataclasses.replace(_request("named"), contact_email="ContactPerson"))
+    stored = configured_server.request("client.example.com:IRIS:named")
+    assert stored.contact_email == "ContactPerson"
+    configured_server.delete_request(stored.name)
+    assert smtp.messages == []
 
 
 def test_a_stored_address_list_is_never_mailed(

@@ -577,7 +577,7 @@ def _describe_request(server: CAServer, req: PendingRequest) -> str:
         ("Subject (as sent)", req.subject or "(empty)"),
         ("Contact name", req.contact_name),
         ("Contact phone", req.contact_phone or "(none)"),
-        ("Contact e-mail", req.contact_email or "(none)"),
+        ("Contact e-mail", _contact_email(req.contact_email)),
     ]
     previews: list[str] = []
     try:
@@ -625,6 +625,14 @@ def _previews(server: CAServer, csr: x509.CertificateSigningRequest) -> list[str
         except PkiError as exc:
             text.append(f"  REFUSED: {exc.message}")
     return text
+
+
+def _contact_email(value: str | None) -> str:
+    if not value:
+        return "(none)"
+    if names.is_email_address(value):
+        return value
+    return f"{value} (not an e-mail address: no notice is sent to it)"
 
 
 def _certificate_row(cert: IssuedCertificate) -> tuple[str, ...]:
