@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from gevent import monkey
 from lxml import etree
 
 from pki_soap.cli.serve import (
@@ -59,14 +60,34 @@ def test_parser_defaults(tmp_path: Path) -> None:
         (["--workers", "0"], "--workers"),
         (["--max-body", "0"], "--max-body"),
         (["--public-url", "ftp://x"], "not an http"),
+        (["--portal-network", "192.0.2.0/33"], "not an IP address or network"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--body-timeout", "0"], "--body-timeout"),
+        (["--worker-connections", "0"], "--worker-connections"),
+        (["--submissions-per-minute", "-1"], "per_address"),
+        (["--max-pending", "-1"], "pending"),
     ],
-    ids=["port-zero", "port-high", "workers", "max-body", "public-url"],
+    ids=[
+        "port-zero",
+        "port-high",
+        "workers",
+        "max-body",
+        "public-url",
+        "portal-network",
+        "header-timeout",
+        "body-timeout",
+        "worker-connections",
+        "rate",
+        "max-pending",
+    ],  # fmt: skip
 )
 def test_bad_options_are_refused_before_serving(
     data_dir: Path, argv: list[str], message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        run_serve(_parse("--data-dir", str(data_dir), "serve", "--no-portal", *argv))
+        run_serve(_parse("--data-dir", str(data_dir), "serve", *argv))
+    # Refused before the gevent set-up: this process was not monkey-patched.
+    assert not monkey.is_module_patched("socket")
 
 
 def test_default_public_url() -> None:

@@ -38,6 +38,7 @@ from pki_soap import keys, names
 from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
+from pki_soap.portal.auth import parse_networks
 from pki_soap.server import SubmissionLimits
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
 
@@ -400,7 +401,11 @@ def run_serve(args: argparse.Namespace) -> int:
         pending=args.max_pending,
         pending_per_host=args.max_pending_per_host,
     )
-    prepare_workers(args.worker_class)
+    public_url = args.public_url or default_public_url(args.host, args.port)
+    # Everything make_app could refuse is checked before the worker set-up patches this
+    # process for gevent: a refused start leaves the process as it was.
+    endpoint_url(public_url)
+    parse_networks(args.portal_network)
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"
@@ -410,7 +415,7 @@ def run_serve(args: argparse.Namespace) -> int:
             f"Certificate Authority Certificate SHA-1 fingerprint:\n{fingerprint}",
             flush=True,
         )
-    public_url = args.public_url or default_public_url(args.host, args.port)
+    prepare_workers(args.worker_class)
     app = make_app(
         data_dir,
         public_url=public_url,
