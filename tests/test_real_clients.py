@@ -1,6 +1,6 @@
 """Real clients against the live service: the wget client, InterSystems' client, zeep.
 
-The wget client's requests are replayed from ../shared/real-clients/01 and 02 with its
+The wget client's requests are replayed from tests/real_clients/ with its
 headers, and its answers parsed exactly as it parses them (grep, the lines between
 <Contents> and </Contents>, the last <Number> line); openssl then checks what it saved.
 """
