@@ -23,6 +23,11 @@ def server_configured(*, created: bool, cer: Path, fingerprint: str, mailed_to: 
     return "\n".join(lines)
 
 
+def moved_aside(path: Path, old: Path) -> str:
+    """A lone ``<root>.cer`` or ``<root>.key`` was renamed before a new pair was made."""
+    return f'Renamed "{path}" to "{old}": its partner file was missing, so a new pair was made.'
+
+
 def certificate_issued(number: int, request_name: str) -> str:
     return f'Certificate number {number} issued for Certificate Signing Request "{request_name}"'
 

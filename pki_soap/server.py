@@ -82,6 +82,8 @@ class ConfigureResult:
     paths: CAPaths
     fingerprint: str
     mailed_to: str | None
+    moved_aside: tuple[tuple[Path, Path], ...] = ()
+    """(file, new name) of each lone ``<root>.cer`` or ``.key`` renamed ``.old`` on the way."""
 
 
 @dataclass(frozen=True)
@@ -270,8 +272,14 @@ class CAServer:
             admin_email=_optional(admin_email),
         )
         paths = self.ca_paths(cfg)
+        old_before = _old_files(paths)
         authority, created = CertificateAuthority.configure(
             paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
+        )
+        # Seen, not predicted: the .old files that appeared are the ones configure made.
+        moved_aside = tuple(
+            (old.with_name(old.name.split(".old", 1)[0]), old)
+            for old in sorted(_old_files(paths) - old_before)
         )
         with self.store.transaction():
             self.store.save_server_config(cfg)
@@ -297,6 +305,7 @@ class CAServer:
             paths=paths,
             fingerprint=authority.fingerprint,
             mailed_to=mailed_to if isinstance(mailed_to, str) else None,
+            moved_aside=moved_aside,
         )
 
     def config(self) -> ServerConfig:
@@ -403,6 +412,31 @@ class CAServer:
             UnknownRequest: no pending CSR has that name.
         """
         return self.store.request(name)
+
+    def find_request(self, text: str) -> PendingRequest:
+        """The pending CSR that ``text`` names: its Name, its Filename, or a prefix of its Name.
+
+        A Name (``host:instance:file``) is long to type; the administrator may give what
+        ``pending`` shows in the Filename column, or the start of the Name, as long as exactly
+        one pending request fits.  The whole Name always wins.
+
+        Raises:
+            UnknownRequest: no pending CSR fits.
+            InvalidInput: several fit (the message lists their Names).
+        """
+        try:
+            return self.store.request(text)
+        except UnknownRequest:
+            pass
+        fits = [r for r in self.store.requests() if r.filename == text or r.name.startswith(text)]
+        if len(fits) == 1:
+            return fits[0]
+        if not fits or not text:
+            raise UnknownRequest(f'no pending Certificate Signing Request "{text}"')
+        listed = ", ".join(r.name for r in fits[:10]) + (", ..." if len(fits) > 10 else "")
+        raise InvalidInput(
+            f'"{text}" fits {len(fits)} pending requests ({listed}); give more of the Name'
+        )
 
     def delete_request(self, name: str) -> PendingRequest:
         """Delete (reject) the pending CSR ``name``, notify its contact, return it.
@@ -674,6 +708,14 @@ def _stored_csr(req: PendingRequest) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(req.contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise InvalidCsr(f'the stored CSR of "{req.name}" is not readable: {exc}') from exc
+
+
+def _old_files(paths: CAPaths) -> set[Path]:
+    """The ``<root>.cer.old*`` and ``<root>.key.old*`` files now in the CA directory."""
+    found: set[Path] = set()
+    for path in (paths.cer, paths.key):
+        found.update(paths.directory.glob(f"{path.name}.old*"))
+    return found
 
 
 def _no_certificates() -> Generator[IssuedCertificate, None, None]:

@@ -844,3 +844,20 @@ class Store:
             f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
         )
         return [self._mail(row) for row in rows]
+
+    def drop_mail(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Delete undelivered messages from the outbox: those of ``ids``, or all when None.
+
+        Delivered messages are never touched (they are the record of what was sent).
+        Returns the ids dropped, in order; an id that is unknown or already delivered is
+        simply not among them.
+        """
+        wanted = None if ids is None else set(ids)
+        with self.transaction(), self._connection() as conn:
+            rows = conn.execute("SELECT id FROM mail WHERE sent IS NULL ORDER BY id").fetchall()
+            waiting = [int(row[0]) for row in rows]
+            chosen = waiting if wanted is None else [i for i in waiting if i in wanted]
+            conn.executemany(
+                "DELETE FROM mail WHERE id = ? AND sent IS NULL", [(i,) for i in chosen]
+            )
+        return chosen

@@ -925,8 +925,8 @@ def test_subprocess_errors_on_a_configured_server(configured: Path, tmp_path: Pa
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["issue", "x"], ["frobnicate"], ["issue", "x", "--usage", "email"]],
-    ids=["no-command", "no-usage", "unknown-command", "bad-usage"],
+    [["issue", "x"], ["frobnicate"], ["issue", "x", "--usage", "email"]],
+    ids=["no-usage", "unknown-command", "bad-usage"],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
     result = _run(*args)

@@ -18,6 +18,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names
+from pki_soap.cli.server import ca_configured, program_name
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.server import CAServer
@@ -166,6 +167,15 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--workers must be at least 1")
     if args.timeout < 1 or args.max_requests < 0 or args.max_body < 1:
         raise InvalidInput("--timeout and --max-body must be positive, --max-requests >= 0")
+    if not args.demo and not ca_configured(data_dir):
+        # Serving starts anyway (the portal can configure the CA), but say why SubmitCSR fails.
+        print(
+            f"warning: no Certificate Authority is configured in {data_dir}: SubmitCSR answers "
+            "a fault and there is no CA certificate to get until one is. Configure it with "
+            f"`{program_name()} configure ...` or in the portal (/pki/), or serve with --demo.",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"
