@@ -659,8 +659,9 @@ class CAServer:
     ) -> Generator[IssuedCertificate, None, None]:
         """ListCertificates' rows (wire-protocol.md §3.2), in number order, never number 0.
 
-        Both empty (or None) lists every certificate; otherwise both must match exactly,
-        so one empty and one given lists nothing (IRIS SQL compares with NULL).  The rows
+        Both empty (or None) lists every certificate; otherwise both must match, ignoring case
+        and trailing blanks as IRIS's SQLUPPER collation does (the store's ``_OWNER_MATCH``
+        says why), so one empty and one given lists nothing (IRIS SQL compares with NULL).  The rows
         stream from the store; ``close()`` the generator to stop early.
         """
         hostname, instance = hostname or "", instance or ""

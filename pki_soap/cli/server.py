@@ -97,6 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The administration commands parse without importing the service (spyne, gunicorn):
     # a first pass only finds out which command is wanted.
     parser, runners = build_parser()
+    command_names = {*runners, *(extra.name for extra in EXTRA_COMMANDS)}
+    if not set(arguments) & {*command_names, "-h", "--help"}:
+        # No command is `serve`, with serve's options; with none at all and no CA to serve,
+        # a newcomer learns how to make one instead of getting a bare warning.
+        data_dir_only = argparse.ArgumentParser(add_help=False)
+        data_dir_only.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        given, serve_options = data_dir_only.parse_known_args(arguments)
+        try:
+            if not serve_options and not ca_configured(given.data_dir):
+                return _explain_unconfigured(given.data_dir)
+        except PkiError as exc:
+            _error(exc.message)
+            return exc.exit_code
+        return main(["serve", *arguments])
     args, unknown = parser.parse_known_args(arguments)
     extra = next((c for c in EXTRA_COMMANDS if c.name == args.command), None)
     if extra is not None:
@@ -104,10 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra is not None or unknown:
         args = parser.parse_args(arguments)  # exits 2 on anything unknown
     try:
-        if args.command is None:
-            if not ca_configured(args.data_dir):
-                return _explain_unconfigured(args.data_dir)
-            return main([*arguments, "serve"])
         if args.command == "serve":  # runs until stopped: its warnings cannot wait
             return runners[args.command](args)
         with _warnings_after_result():
@@ -145,8 +155,8 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog=prog,
         epilog=(
-            "Without a command it serves the configured CA (as `serve`). Every command takes\n"
-            f"--data-dir; `{prog} COMMAND --help` shows its options."
+            "Without a command it serves the configured CA (as `serve`, with its options).\n"
+            f"Every command takes --data-dir; `{prog} COMMAND --help` shows its options."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
