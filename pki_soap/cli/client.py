@@ -176,9 +176,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _resubmit(args: argparse.Namespace) -> int:
-    given = [f"--{name.replace('_', '-')}" for name in ("subject", *_SUBJECT_FIELDS, "san")]
     if args.subject is not None or args.san or any(getattr(args, n) for n in _SUBJECT_FIELDS):
-        args.parser.error(f"--resubmit sends <root>.csr as it is: no {', '.join(given)}")
+        args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
