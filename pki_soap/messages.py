@@ -28,6 +28,13 @@ def moved_aside(path: Path, old: Path) -> str:
     return f'Renamed "{path}" to "{old}": its partner file was missing, so a new pair was made.'
 
 
+def server_reconfigured(changed: tuple[str, ...]) -> str:
+    """After ``configure`` on a configured CA: which settings changed."""
+    if not changed:
+        return "Certificate Authority server configuration unchanged."
+    return "Certificate Authority server configuration updated: " + ", ".join(changed) + "."
+
+
 def certificate_issued(number: int, request_name: str) -> str:
     return f'Certificate number {number} issued for Certificate Signing Request "{request_name}"'
 

@@ -16,9 +16,8 @@ from pki_soap import keys, names
 from pki_soap.ca import Usage
 from pki_soap.cli.client import main
 from pki_soap.client import CAClient, CertificateRow
-from pki_soap.server import CAServer
 from pki_soap.store import ClientConfig, Store
-from tests.engine_support import openssl_verify
+from tests.engine_support import open_server, openssl_verify
 from tests.service_support import CA_NODE, CA_ROOT, SERVICE_PATH, configure_ca, live_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +72,7 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
             f"Certificate Authority at instance IRIS on node {CA_NODE}\n"
         )
 
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             issued = server.issue("client.example:PKI:web_client", Usage.TLS, ca_password)
 
         done = client_app(client_dir, "list")
@@ -114,7 +113,7 @@ def test_caclient_against_the_live_service(tmp_path: Path) -> None:
                 contact_name="Pat",
             )
             assert "successfully submitted" in sentence
-        with CAServer.open(tmp_path) as server:
+        with open_server(tmp_path) as server:
             numbers = [
                 server.issue(f"host.example:PKI:cert_{n}", Usage.TLS, ca_password).number
                 for n in range(11)
@@ -202,7 +201,7 @@ def test_no_command_shows_where_the_client_stands_and_the_next_step(
             " `python client_app.py submit --root web --resubmit`.",
         ]
 
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             number = server.issue("client.example:PKI:web", Usage.TLS, ca_password).number
         shown = _shown(client_dir)
         assert shown[-3] == f"  web: issued as number {number}, not saved yet"
@@ -274,7 +273,7 @@ def test_resubmit_after_the_administrator_deleted_the_request(
         _configure(capsys, client_dir, base_url)
         assert _cli(capsys, client_dir, "submit", "--root", "web", "--common-name", "w")[0] == 0
         key_before = (client_dir / "web.key").read_bytes()
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             deleted = server.delete_request("client.example:PKI:web")
 
         code, out, err = _cli(capsys, client_dir, "submit", "--root", "web", "--common-name", "w")
@@ -290,7 +289,7 @@ def test_resubmit_after_the_administrator_deleted_the_request(
         assert out.startswith(f"SHA-1 Fingerprint:\n{names.fingerprint(csr)},\n")
         assert "successfully submitted" in out
         assert (client_dir / "web.key").read_bytes() == key_before
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             again = server.request("client.example:PKI:web")
         assert again.contents == deleted.contents  # the same CSR, hence the same key
 
@@ -336,7 +335,7 @@ def test_get_out_saves_where_asked(tmp_path: Path, capsys: pytest.CaptureFixture
     with live_server(server_dir, portal=False) as base_url:
         _configure(capsys, client_dir, base_url)
         assert _cli(capsys, client_dir, "submit", "--root", "web", "--common-name", "w")[0] == 0
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             number = server.issue("client.example:PKI:web", Usage.TLS, ca_password).number
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()

@@ -19,9 +19,9 @@ from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names
 from pki_soap.cli.server import ca_configured, program_name
+from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
-from pki_soap.server import CAServer
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
 
 DEFAULT_DATA_DIR = Path("pki-data")
@@ -129,7 +129,8 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
         PkiError: the store or the CA files cannot be used (e.g. WrongPassword when the
             CA files exist but the password file does not match them).
     """
-    with CAServer.open(data_dir) as server:
+    with open_data_directory(data_dir, create=True) as opened:
+        server = opened.server
         try:
             server.config()
         except NotConfigured:
@@ -167,6 +168,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--workers must be at least 1")
     if args.timeout < 1 or args.max_requests < 0 or args.max_body < 1:
         raise InvalidInput("--timeout and --max-body must be positive, --max-requests >= 0")
+    # Refused here rather than answered with a 500 on every call.  (The demo set-up below
+    # opens and closes the store before gunicorn forks: no connection crosses a fork.)
+    check_writable(data_dir)
     if not args.demo and not ca_configured(data_dir):
         # Serving starts anyway (the portal can configure the CA), but say why SubmitCSR fails.
         print(
