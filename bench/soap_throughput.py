@@ -98,9 +98,8 @@ def profile_in_process(
     import pstats
     import time
 
-    from pki_soap.service import make_app
-
     from pki_soap.server import SubmissionLimits
+    from pki_soap.service import make_app
 
     # As the servers run here: without submission limits (bench/servers.py says why).
     unlimited = SubmissionLimits(per_address=0, pending=0, pending_per_host=0)

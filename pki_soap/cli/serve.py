@@ -35,6 +35,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names
+from pki_soap.cli.server import ca_configured, program_name
 from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
@@ -406,6 +407,15 @@ def run_serve(args: argparse.Namespace) -> int:
     # process for gevent: a refused start leaves the process as it was.
     endpoint_url(public_url)
     parse_networks(args.portal_network)
+    if not args.demo and not ca_configured(data_dir):
+        # Serving starts anyway (the portal can configure the CA), but say why SubmitCSR fails.
+        print(
+            f"warning: no Certificate Authority is configured in {data_dir}: SubmitCSR answers "
+            "a fault and there is no CA certificate to get until one is. Configure it with "
+            f"`{program_name()} configure ...` or in the portal (/pki/), or serve with --demo.",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"
