@@ -48,6 +48,19 @@ def memory_of(pid: int) -> Memory:
     return Memory(values["VmRSS"], values["VmHWM"])
 
 
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU time of ``pid`` (with ``reaped``: plus its waited-for children's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # Fields after the command name start at field 3: utime is 14, stime 15, cutime 16, cstime 17.
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def children_of(pid: int) -> list[int]:
     """The direct children of ``pid`` (gunicorn's workers, for its arbiter)."""
     found: list[int] = []
@@ -105,6 +118,13 @@ class Server:
     def workers(self) -> list[int]:
         """The worker pids (children of the arbiter)."""
         return [] if self.process is None else children_of(self.process.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds the server has used so far: arbiter, live workers and reaped ones."""
+        if self.process is None:
+            return 0.0
+        arbiter = self.process.pid
+        return cpu_seconds(arbiter, reaped=True) + sum(cpu_seconds(w) for w in self.workers())
 
     def worker_memory(self) -> dict[int, Memory]:
         """Each worker's memory right now."""

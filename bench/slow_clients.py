@@ -154,15 +154,18 @@ def run(plan: Plan) -> Section:
                 for script in scripts.values():
                     run_wrk(server.url, script, connections=2, seconds=1, args=["warm"])
             results: dict[tuple[str, str], list[LoadResult]] = {}
+            cpu: dict[tuple[str, str], list[float]] = {}
             for rep in range(plan.reps):
                 for method, script in scripts.items():
                     order = [("ours", ours), ("floor", floor)]
                     for name, server in order if rep % 2 == 0 else order[::-1]:
-                        results.setdefault((method, name), []).append(
-                            run_wrk(
-                                server.url, script, connections=CONNECTIONS, seconds=plan.seconds
-                            )
+                        before = server.cpu()
+                        measured = run_wrk(
+                            server.url, script, connections=CONNECTIONS, seconds=plan.seconds
                         )
+                        per_request = (server.cpu() - before) / max(measured.requests, 1)
+                        results.setdefault((method, name), []).append(measured)
+                        cpu.setdefault((method, name), []).append(per_request)
             with _Attack(ours.port):
                 time.sleep(2.0)
                 latencies = _legit_calls(ours.port, bodies["GetCertificate"], timeout)
@@ -175,10 +178,13 @@ def run(plan: Plan) -> Section:
             mine, base = results[(method, "ours")], results[(method, "floor")]
             ratios = [ratio(a.rate, b.rate) for a, b in zip(mine, base, strict=True)]
             value = median(ratios)
+            # CPU per request: the servers' own CPU time, hardly moved by other load.
+            cpu_ours, cpu_floor = median(cpu[(method, "ours")]), median(cpu[(method, "floor")])
             cells.append(
                 f"**{fmt(value, 2)}** ({spread(ratios)}) {verdict(value, TARGET)}; "
                 f"{fmt(median([r.rate for r in mine]))} / {fmt(median([r.rate for r in base]))}"
-                " req/s"
+                f" req/s; CPU {fmt(ratio(cpu_floor, cpu_ours), 2)} "
+                f"({fmt(cpu_ours * 1e6)} / {fmt(cpu_floor * 1e6)} µs)"
             )
         cells.append(_shown(latencies, timeout))
         rows.append(cells)
