@@ -266,8 +266,10 @@ def test_a_version_1_store_is_migrated_and_matches_regardless_of_case(tmp_path: 
             '2026-01-02T03:04:05.000000+00:00', NULL);
         """
     )
-    for table in ("server_config", "client_config", "requests", "mail"):  # the rest of v1
+    for table in ("server_config", "client_config", "mail"):  # the rest of v1
         raw.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+    # Version 3 indexes the requests by host name.
+    raw.execute("CREATE TABLE requests (name TEXT PRIMARY KEY, hostname TEXT NOT NULL)")
     raw.execute("PRAGMA user_version = 1")
     raw.commit()
     raw.close()
