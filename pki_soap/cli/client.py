@@ -1,9 +1,13 @@
-"""``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get).
+"""``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get,
+export).
 
 Prints the original's messages; on failure prints one ``error: <message>`` line on stderr and
 returns the error's exit code (2 for usage errors), never a traceback.  The key password comes
 from ``--password-file``, the ``PKI_KEY_PASSWORD`` environment variable, or a prompt with
-confirmation when stdin is a terminal -- never from the command line.
+confirmation when stdin is a terminal -- never from the command line.  ``export --p12`` asks
+the PKCS#12 password the same way (``--password-file``, ``PKI_P12_PASSWORD``, a prompt) and
+the key's own password, only if the key is encrypted, from ``--key-password-file``,
+``PKI_KEY_PASSWORD`` or a prompt.
 """
 
 from __future__ import annotations
@@ -16,23 +20,28 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
 from pki_soap import client_tasks, messages
 from pki_soap.client import DEFAULT_PATH
 from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.export import ExportFormat
 from pki_soap.keys import KeyType
 from pki_soap.names import (
     DEFAULT_INSTANCE,
     check_root,
+    parse_fingerprint,
     parse_sans,
+    sha256_fingerprint,
     subject_from_fields,
     subject_from_text,
 )
 from pki_soap.store import Store
 
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
+P12_PASSWORD_ENV = "PKI_P12_PASSWORD"
 DEFAULT_DATA_DIR = Path("pki-data")
 _SUBJECT_FIELDS = ("country", "state", "locality", "organization", "org_unit", "common_name")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -89,13 +98,44 @@ def _store(args: argparse.Namespace) -> Store:
     return Store.open(args.data_dir)
 
 
+def _server_address(args: argparse.Namespace) -> tuple[str, int, str, bool]:
+    """(host, port, path, tls) from ``--server`` (a host or an http(s) URL) and the options.
+
+    Raises:
+        InvalidInput: an unusable URL, a port given twice differently, or no port at all.
+    """
+    text = args.server.strip()
+    if "://" not in text:
+        if args.port is None:
+            raise InvalidInput("give the CA server's port: --port PORT (or --server URL)")
+        return text, args.port, args.path or DEFAULT_PATH, args.tls
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise InvalidInput(f"--server {text!r}: use http(s)://host:port[/path] or a host name")
+    if parts.scheme == "http" and args.tls:
+        raise InvalidInput(f"--server {text!r} is plain http://, but --tls was given")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput(f"--server {text!r}: the port is not a number from 1 to 65535") from None
+    if port is not None and args.port is not None and port != args.port:
+        raise InvalidInput(f"--server {text!r} and --port {args.port} name different ports")
+    port = port or args.port or (443 if parts.scheme == "https" else 80)
+    if parts.path not in ("", "/") and args.path is not None and parts.path != args.path:
+        raise InvalidInput(f"--server {text!r} and --path {args.path} name different paths")
+    path = parts.path if parts.path not in ("", "/") else (args.path or DEFAULT_PATH)
+    return parts.hostname, port, path, parts.scheme == "https"
+
+
 def _configure(args: argparse.Namespace) -> int:
+    server, port, path, tls = _server_address(args)
     with _store(args) as store:
         client_tasks.configure(
             store,
-            server=args.server,
-            port=args.port,
-            path=args.path,
+            server=server,
+            port=port,
+            path=path,
+            tls=tls,
             contact_name=args.contact_name,
             contact_phone=args.contact_phone,
             contact_email=args.contact_email,
@@ -107,13 +147,26 @@ def _configure(args: argparse.Namespace) -> int:
 
 
 def _get_ca(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack, _store(args) as store:
+    expected = parse_fingerprint(args.fingerprint) if args.fingerprint is not None else None
+    with _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
         path, fp = client_tasks.get_ca_certificate(
-            store, args.data_dir, force=args.force, client=client
+            store, args.data_dir, force=args.force, expected=expected
         )
+        pinned = client_tasks.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
+    if expected is not None and pinned is not None:
+        checked = (
+            "every call to the CA server is verified against it"
+            if cfg.tls
+            else (
+                "get-ca compares it with what the server sends (plain HTTP itself is not verified)"
+            )
+        )
+        print(
+            f"Pinned as the trusted CA certificate ({expected.algorithm} fingerprint matched; "
+            f"SHA-256 {sha256_fingerprint(pinned)}): {checked}."
+        )
     return 0
 
 
@@ -124,7 +177,9 @@ def _submit(args: argparse.Namespace) -> int:
     check_root(args.root)
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+        )
         password = _key_password(args)
         text = client_tasks.submit(
             store,
@@ -143,8 +198,10 @@ def _submit(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
-        rows = client_tasks.list_certificates(store, all=args.all, client=client)
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+        )
+        rows = client_tasks.list_certificates(store, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
     table: list[tuple[str, ...]]
     if args.all:
@@ -172,12 +229,75 @@ def _list(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+        )
         path, fp, number = client_tasks.get_certificate(
             store, args.data_dir, args.number, force=args.force, client=client
         )
     print(messages.certificate_saved(number, fp, path))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    kind = ExportFormat(args.format)
+    check_root(args.name)
+    password = None
+    if kind is ExportFormat.P12:
+        password = _new_password(args.password_file, P12_PASSWORD_ENV, "the PKCS#12 password")
+    elif args.password_file is not None:
+        raise InvalidInput("--password-file is the PKCS#12 password: only with --p12")
+    path, cas = client_tasks.export(
+        args.data_dir,
+        args.name,
+        kind,
+        out=args.out,
+        force=args.force,
+        password=password,
+        key_password=lambda: _existing_key_password(args),
+    )
+    what = {
+        ExportFormat.P12: "key, certificate and",
+        ExportFormat.CHAIN: "certificate and",
+        ExportFormat.FULLCHAIN: "certificate and",
+    }[kind]
+    print(_printable(f'Wrote "{path}": {what} {cas} CA certificate(s).'))
+    return 0
+
+
+def _new_password(file: Path | None, env: str, what: str) -> bytes:
+    """A password to protect something new: ``file``, ``$env`` or a prompt with confirmation.
+
+    Raises:
+        InvalidInput: empty, the two answers differ, or nowhere to get it from.
+    """
+    if file is not None:
+        return _read_password_file(file)
+    from_env = os.environ.get(env)
+    if from_env:
+        return from_env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"{what} is needed: use --password-file FILE or ${env}")
+    first = getpass.getpass(f"{what[0].upper()}{what[1:]}: ")
+    if not first:
+        raise InvalidInput(f"{what} may not be empty")
+    if getpass.getpass("Confirm the password: ") != first:
+        raise InvalidInput("the passwords do not match")
+    return first.encode("utf-8")
+
+
+def _existing_key_password(args: argparse.Namespace) -> bytes | None:
+    """The password of an encrypted ``<root>.key``: its file, ``$PKI_KEY_PASSWORD``, a prompt."""
+    if args.key_password_file is not None:
+        return _read_password_file(args.key_password_file)
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"{args.name}.key is encrypted: use --key-password-file FILE or ${PASSWORD_ENV}"
+        )
+    return getpass.getpass(f"Password of {args.name}.key: ").encode("utf-8") or None
 
 
 def _timeout(text: str) -> float:
@@ -228,9 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("configure", _configure, "store the CA server and contact", net=False)
-    sub.add_argument("--server", required=True, help="CA server host name or IP address")
-    sub.add_argument("--port", required=True, type=_port, help="CA web server port")
-    sub.add_argument("--path", default=DEFAULT_PATH, help="CA server path (default: %(default)s)")
+    sub.add_argument(
+        "--server",
+        required=True,
+        help="CA server host name or IP address, or its URL https://host:port[/path]",
+    )
+    sub.add_argument("--port", type=_port, help="CA web server port (unless in --server's URL)")
+    sub.add_argument("--path", help=f"CA server path (default: {DEFAULT_PATH})")
+    sub.add_argument(
+        "--tls",
+        action="store_true",
+        help="reach the server over HTTPS (as --server https://...); then run get-ca --fingerprint",
+    )
     sub.add_argument("--contact-name", required=True, help="local technical contact")
     sub.add_argument("--contact-phone")
     sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
@@ -238,7 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--instance", help=f"this instance's name (default: {DEFAULT_INSTANCE})")
 
     sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
-    sub.add_argument("--force", action="store_true", help="replace a different <CA root>.cer")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different <CA root>.cer (and, with --fingerprint, another pin)",
+    )
+    sub.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="the CA certificate's fingerprint from the CA administrator (SHA256:AB:CD:... or "
+        "the SHA-1 form E3:FB:...): checked, then the certificate is pinned and trusted",
+    )
 
     sub = command("submit", _submit, "generate a key and CSR and submit the CSR")
     sub.add_argument("--root", required=True, help="file name root of <root>.key/.csr/.cer")
@@ -271,6 +410,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("get", _get, "save certificate NUMBER as <Filename>.cer")
     sub.add_argument("number", metavar="NUMBER", help="certificate (serial) number")
     sub.add_argument("--force", action="store_true", help="replace a different existing file")
+
+    sub = command(
+        "export", _export, "write NAME.cer (and NAME.key) as PKCS#12 or a PEM chain", net=False
+    )
+    sub.add_argument("name", metavar="NAME", help="file name root of NAME.cer / NAME.key")
+    formats = sub.add_mutually_exclusive_group(required=True)
+    formats.add_argument(
+        "--p12",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.P12.value,
+        help="PKCS#12 with key, certificate and CA chain (Java keytool, .NET): NAME.p12",
+    )
+    formats.add_argument(
+        "--chain",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.CHAIN.value,
+        help="PEM: the certificate and its intermediate CAs: NAME-chain.pem",
+    )
+    formats.add_argument(
+        "--fullchain",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.FULLCHAIN.value,
+        help="PEM: the certificate and every CA up to the root: NAME-fullchain.pem",
+    )
+    sub.add_argument(
+        "--password-file",
+        type=Path,
+        help=f"file holding the PKCS#12 password (else ${P12_PASSWORD_ENV}, else a prompt)",
+    )
+    sub.add_argument(
+        "--key-password-file",
+        type=Path,
+        help=f"file holding NAME.key's password if encrypted (else ${PASSWORD_ENV}, a prompt)",
+    )
+    sub.add_argument("--out", type=Path, help="the file to write (default: in the data directory)")
+    sub.add_argument("--force", action="store_true", help="replace an existing file")
     return parser
 
 

@@ -719,6 +719,15 @@ def _password(file: Path | None, *, env: str, what: str, confirm: bool) -> bytes
     return password
 
 
+def ca_password(file: Path | None) -> bytes:
+    """The CA key password as every command asks it: ``file``, ``$PKI_CA_PASSWORD``, a prompt.
+
+    Raises:
+        InvalidInput: as the administration commands (see ``_password``).
+    """
+    return _password(file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False)
+
+
 def _confirm(question: str, yes: bool) -> bool:
     """True if ``yes`` or the administrator answers y.
 

@@ -217,7 +217,7 @@ def certificates(page: Page) -> Response:
     rows: list[CertificateRow] = []
     if config is not None:
         try:
-            rows = client_tasks.list_certificates(store, all=show_all)
+            rows = client_tasks.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
             errors.add(None, forms.sentence(exc.message))
     return page.render(
