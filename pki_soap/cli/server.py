@@ -30,7 +30,7 @@ from cryptography import x509
 
 from pki_soap import keys, messages, names
 from pki_soap.ca import CAPaths, Usage
-from pki_soap.errors import InvalidInput, NotConfigured, PkiError
+from pki_soap.errors import InvalidInput, NotConfigured, PkiError, UnknownCertificate
 from pki_soap.keys import KeyType
 from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import DATABASE_NAME, IssuedCertificate, Mail, PendingRequest, Store
@@ -231,7 +231,30 @@ def build_parser(
     _add_yes(delete)
     runners["delete"] = _delete
 
-    sub.add_parser("certificates", parents=[common], help="list the issued certificates")
+    certificates = sub.add_parser(
+        "certificates",
+        parents=[common],
+        help="list the issued certificates, or export one (--export NUMBER)",
+    )
+    certificates.add_argument(
+        "--export",
+        metavar="NUMBER",
+        help="write certificate NUMBER as PEM: <Filename>.cer (with --chain or --fullchain: "
+        "<Filename>-chain.pem, <Filename>-fullchain.pem)",
+    )
+    shape = certificates.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--chain", action="store_true", help="with --export: add the intermediate CA certificates"
+    )
+    shape.add_argument(
+        "--fullchain", action="store_true", help="with --export: add every CA up to the root"
+    )
+    certificates.add_argument(
+        "--out", type=Path, metavar="FILE", help="with --export: the file to write ('-': stdout)"
+    )
+    certificates.add_argument(
+        "--force", action="store_true", help="with --export: replace an existing file"
+    )
     runners["certificates"] = _certificates
 
     status = sub.add_parser(
@@ -437,6 +460,10 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _certificates(args: argparse.Namespace) -> int:
+    if args.export is not None:
+        return _export_certificate(args)
+    if args.chain or args.fullchain or args.out is not None or args.force:
+        raise InvalidInput("--chain, --fullchain, --out and --force go with --export NUMBER")
     with _open_server(args.data_dir) as (server, _):
         rows = [_certificate_row(cert) for cert in server.certificates()]
     if not rows:
@@ -447,6 +474,38 @@ def _certificates(args: argparse.Namespace) -> int:
             ("Number", "Hostname", "Instance", "Filename", "Subject", "Usage", "Not after"), rows
         )
     )
+    return 0
+
+
+def _export_certificate(args: argparse.Namespace) -> int:
+    from pki_soap import export
+
+    with _open_server(args.data_dir) as (server, _):
+        issued = server.certificate(args.export.strip())
+        if issued is None:
+            raise UnknownCertificate(f"no certificate number {args.export.strip()!r}")
+        ca = server.authority().certificate
+    cert = x509.load_pem_x509_certificate(issued.contents.encode("ascii"))
+    if args.chain or args.fullchain:
+        kind = export.ExportFormat.FULLCHAIN if args.fullchain else export.ExportFormat.CHAIN
+        default_name = kind.file_name(issued.filename)
+        cas = [] if cert == ca else export.issuers(cert, [ca])
+        data = export.pem_bundle(export.chain(cert, cas, full=args.fullchain))
+    else:
+        default_name = f"{issued.filename}.cer"
+        data = keys.cert_pem(cert).encode("ascii")
+    if args.out == Path("-"):
+        sys.stdout.write(data.decode("ascii"))
+        return 0
+    if args.out is None:
+        names.check_root(issued.filename)  # a Filename a client sent: here it names a file
+        target = Path(default_name)
+    else:
+        target = args.out
+    if (target.exists() or target.is_symlink()) and not args.force:
+        raise InvalidInput(f'file "{target}" already exists; use --force to replace it')
+    keys.write_public_file(target, data)
+    print(f'Certificate number {issued.number} written to "{target}".')
     return 0
 
 
@@ -478,6 +537,10 @@ def _status(args: argparse.Namespace) -> int:
                 lines += [
                     ("CA subject", authority.subject_text),
                     ("CA SHA-1 fingerprint", authority.fingerprint),
+                    (
+                        "CA SHA-256 fingerprint",
+                        names.sha256_fingerprint(authority.certificate),
+                    ),
                     ("CA valid until", _when(authority.not_after)),
                     ("CA key", keys.describe_key(authority.certificate.public_key())),
                     ("Serial counter (.srl)", _serial_text(authority.serials.current)),
