@@ -26,7 +26,8 @@ from lxml import etree
 
 from pki_soap import keys, names, tls
 from pki_soap.ca import Usage
-from pki_soap.errors import InvalidInput
+from pki_soap.client import CAClient
+from pki_soap.errors import InvalidInput, ServerUnreachable
 from pki_soap.server import CAServer
 from tests.engine_support import CA_PASSWORD as ENGINE_CA_PASSWORD
 from tests.engine_support import make_ca, make_csr, openssl_verify, write_pem
@@ -283,9 +284,18 @@ def test_plain_http_beside_serves_soap_and_wsdl_but_never_the_portal(served: Ser
     assert "strict-transport-security" not in portal.headers
 
 
-def test_plain_http_to_the_https_port_gets_no_answer(served: Served) -> None:
+def test_plain_http_to_the_https_port_gets_no_answer_and_our_client_says_why(
+    served: Served,
+) -> None:
     with pytest.raises(OSError):
         soap_post(f"http://127.0.0.1:{served.port}", wget_get_certificate("0"), ACTION)
+    with CAClient(f"http://127.0.0.1:{served.port}/isc/pki/PKI.CAServer.cls") as client:
+        with pytest.raises(
+            ServerUnreachable,
+            match=r"unreachable: the server closed the connection without an answer \(as an "
+            r"HTTPS server does to plain HTTP: is the client configured for TLS\?\)",
+        ):
+            client.get_certificate(0)
 
 
 # -- the server's own certificate: first start, restarts, renewal ----------------------------
