@@ -1,4 +1,4 @@
-"""``make bench``: run the benchmarks of issue 8, print their figures, append them to RESULTS.md.
+"""``make bench``: run the benchmarks, print their figures, append them to RESULTS.md.
 
 Usage: ``.venv/bin/python bench/run.py [--quick] [--only NAME ...] [--no-record]``.
 Never part of ``make test``; nothing here asserts on time.  How to read the figures:
@@ -38,6 +38,7 @@ BENCHMARKS = {
     "scale": list_scale.run,
     "issuance": issuance.run,
     "client": client_cost.run,
+    "tls": soap_throughput.run_tls,
 }
 
 
