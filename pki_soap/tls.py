@@ -12,7 +12,8 @@
 * **Renewal**: due once two thirds of its life have passed, or at once when the names, the CA
   or the files no longer fit.  Issuing needs the CA key password, which the running server
   does not keep: ``serve --tls`` checks at start (and asks for the password only when it must
-  issue); while it runs, :class:`Renewer` re-checks every hour and renews when the password
+  issue); while it runs, :class:`Renewer` re-checks every hour and has the certificate
+  renewed (``server_app.py https-certificate``, in a process of its own) when the password
   can be read again without a person (a password file, the environment), else it warns.
 * **Hot reload**: workers build their ``SSLContext`` from the files and rebuild it when the
   files change (:class:`ReloadingContext`, gunicorn's ``ssl_context`` hook), so a renewed or
@@ -35,7 +36,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from pki_soap import keys, names
-from pki_soap.ca import CertificateAuthority
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate
@@ -216,14 +216,15 @@ def read_server_certificate(files: ServerFiles) -> x509.Certificate | None:
 
 def problem(
     files: ServerFiles,
-    authority: CertificateAuthority,
+    ca_certificate: x509.Certificate,
     wanted: Sequence[x509.GeneralName],
     now: datetime.datetime | None = None,
 ) -> str | None:
     """Why the server's certificate must be issued (anew), or None while it is good.
 
-    Good means: both files readable, the key is the certificate's, the CA issued it, it names
-    exactly ``wanted`` and its renewal time (:func:`renewal_time`) has not come.
+    Good means: both files readable, the key is the certificate's, the CA of
+    ``ca_certificate`` issued it, it names exactly ``wanted`` and its renewal time
+    (:func:`renewal_time`) has not come.  Only the two files are read (no database).
     """
     now = now or datetime.datetime.now(datetime.UTC)
     if not files.cer.exists() or not files.key.exists():
@@ -238,7 +239,7 @@ def problem(
     if not keys.same_public_key(key.public_key(), cert.public_key()):
         return f"{files.key} is not the key of {files.cer}"
     try:
-        cert.verify_directly_issued_by(authority.certificate)
+        cert.verify_directly_issued_by(ca_certificate)
     except (ValueError, TypeError, InvalidSignature):
         return "it was not issued by this CA"
     have = _certificate_names(cert)
@@ -294,55 +295,36 @@ def issue(
 class Renewer:
     """Keeps the server's certificate fresh while ``serve --tls`` runs (a thread of its own).
 
-    ``password`` is asked each time a renewal is due and answers None when no password can
-    be had without a person; ``report`` receives one line for each thing worth telling.
+    Every ``interval`` seconds it checks the files (:func:`problem`); when the certificate is
+    due it calls ``renew`` with the reason.  It never opens the database itself: it runs in
+    gunicorn's master process, which forks workers at any time, and a database connection
+    open across a fork can corrupt the database; ``renew`` does the work in a process of its
+    own.
     """
 
     def __init__(
         self,
-        data_dir: Path,
+        files: ServerFiles,
+        ca_certificate: x509.Certificate,
         wanted: Sequence[x509.GeneralName],
-        password: Callable[[], bytes | None],
-        report: Callable[[str], None],
+        renew: Callable[[str], None],
         *,
         interval: float = RENEW_CHECK_SECONDS,
     ) -> None:
-        self.data_dir = Path(data_dir)
-        self.files = ServerFiles.of(self.data_dir)
+        self.files = files
+        self.ca_certificate = ca_certificate
         self.wanted = list(wanted)
-        self._password = password
-        self._report = report
+        self._renew = renew
         self.interval = interval
         self._stop = threading.Event()
 
-    def check(self, now: datetime.datetime | None = None) -> IssuedCertificate | None:
-        """Renew the certificate if it is due and a password can be had; the new one or None.
-
-        Never raises for a PkiError or OSError: it is reported and tried again next time.
-        """
-        try:
-            with CAServer.open(self.data_dir) as server:
-                why = problem(self.files, server.authority(), self.wanted, now)
-                if why is None:
-                    return None
-                password = self._password()
-                if password is None:
-                    self._report(
-                        f"the HTTPS certificate must be renewed ({why}), but the CA key "
-                        "password is only available at start: restart serve --tls, or start "
-                        "it with --password-file"
-                    )
-                    return None
-                issued = issue(server, self.files, self.wanted, password)
-        except (PkiError, OSError) as exc:
-            message = exc.message if isinstance(exc, PkiError) else str(exc)
-            self._report(f"the HTTPS certificate could not be renewed: {message}")
-            return None
-        self._report(
-            f"HTTPS certificate number {issued.number} issued ({why}); valid until "
-            f"{issued.not_after:%Y-%m-%d %H:%M} UTC"
-        )
-        return issued
+    def check(self, now: datetime.datetime | None = None) -> bool:
+        """Call ``renew`` if the certificate is due at ``now``; True when it was."""
+        why = problem(self.files, self.ca_certificate, self.wanted, now)
+        if why is None:
+            return False
+        self._renew(why)
+        return True
 
     def start(self) -> threading.Thread:
         """Check every ``interval`` seconds in a daemon thread until :meth:`stop`."""

@@ -21,8 +21,8 @@ from pki_soap.client import CAClient
 from pki_soap.client_tasks import PINNED_CA_FILE
 from pki_soap.errors import InvalidInput, UntrustedServer
 from pki_soap.names import parse_fingerprint
-from pki_soap.server import CAServer
 from pki_soap.store import Store
+from tests.engine_support import open_server
 from tests.service_support import CA_PASSWORD, CA_ROOT, configure_ca, https_context, live_server
 
 SERVICE = "/isc/pki/PKI.CAServer.cls"
@@ -51,7 +51,7 @@ class CA:
 
 def _ca(directory: Path) -> CA:
     configure_ca(directory)
-    with CAServer.open(directory) as server:
+    with open_server(directory) as server:
         return CA(directory, server.authority().certificate)
 
 

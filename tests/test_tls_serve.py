@@ -7,6 +7,7 @@ cookies from the portal, and plain HTTP served beside HTTPS.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
@@ -26,11 +27,11 @@ from lxml import etree
 
 from pki_soap import keys, names, tls
 from pki_soap.ca import Usage
+from pki_soap.cli.serve import add_serve_parser, renewal_action
 from pki_soap.client import CAClient
 from pki_soap.errors import InvalidInput, ServerUnreachable
-from pki_soap.server import CAServer
 from tests.engine_support import CA_PASSWORD as ENGINE_CA_PASSWORD
-from tests.engine_support import make_ca, make_csr, openssl_verify, write_pem
+from tests.engine_support import make_ca, make_csr, open_server, openssl_verify, write_pem
 from tests.service_support import (
     ACTION,
     CA_PASSWORD,
@@ -319,7 +320,7 @@ def test_first_start_issues_a_certificate_that_later_starts_keep(tmp_path: Path)
     assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
     assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
     assert not keys.key_is_encrypted(files.key.read_bytes())
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         listed = [(c.number, c.filename, c.usage) for c in server.certificates()]
         fingerprint = names.sha256_fingerprint(server.authority().certificate)
     assert listed == [(1, "https", "tls")]
@@ -353,7 +354,7 @@ def test_a_certificate_to_issue_needs_the_ca_password(
     assert message in output
     assert "Traceback" not in output and "Listening at" not in output
     assert not tls.ServerFiles.of(data_dir).key.exists()
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         assert list(server.certificates()) == []
 
 
@@ -378,38 +379,99 @@ def test_other_names_make_a_new_certificate(tmp_path: Path) -> None:
     assert cert is not None and cert.serial_number == 2
 
 
-def test_a_due_certificate_is_renewed_while_serving_and_served_at_once(tmp_path: Path) -> None:
+def _serve_args(data_dir: Path, *options: str | Path) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path)
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["--data-dir", str(data_dir), "serve", *map(str, options)])
+
+
+def test_the_renewal_thread_acts_only_once_the_certificate_is_due(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pki-data"
+    configure_ca(data_dir)
+    files = tls.ServerFiles.of(data_dir)
+    wanted = tls.server_names("127.0.0.1")
+    with open_server(data_dir) as server:
+        tls.issue(server, files, wanted, CA_PASSWORD)
+        ca = server.authority().certificate
+    cert = tls.read_server_certificate(files)
+    assert cert is not None
+    reasons: list[str] = []
+    renewer = tls.Renewer(files, ca, wanted, reasons.append)
+
+    assert not renewer.check()
+    assert not renewer.check(tls.renewal_time(cert) - datetime.timedelta(seconds=1))
+    assert renewer.check(tls.renewal_time(cert))
+    assert reasons == [
+        f"it expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC (renewed after two "
+        "thirds of its life)"
+    ]
+
+
+def test_a_due_certificate_is_renewed_in_its_own_process_and_served_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "pki-data"
     configure_ca(data_dir)
     password = _password_file(tmp_path)
     running = serve_tls(data_dir, "--password-file", password)
+    monkeypatch.delenv("PKI_CA_PASSWORD", raising=False)
+    # Due because the names changed: what serve's thread does once it finds it so.
+    wanted = tls.server_names("127.0.0.1", ["localhost"])
     try:
-        files = tls.ServerFiles.of(data_dir)
-        before = tls.read_server_certificate(files)
-        assert before is not None
-        due = tls.renewal_time(before) + datetime.timedelta(seconds=1)
-        reports: list[str] = []
-        wanted = tls.server_names("127.0.0.1")
-        # What the server's renewal thread does when it wakes up after the renewal time.
-        without = tls.Renewer(data_dir, wanted, lambda: None, reports.append).check(now=due)
-        not_yet = tls.Renewer(data_dir, wanted, lambda: None, reports.append).check()
-        renewed = tls.Renewer(
-            data_dir, wanted, lambda: password.read_bytes().strip(), reports.append
-        ).check(now=due)
-        served_now = s_client(running.port, "-CAfile", running.ca_file, "-verify_ip", "127.0.0.1")
+        before = tls.read_server_certificate(tls.ServerFiles.of(data_dir))
+        renewal_action(_serve_args(data_dir, "--tls"), data_dir, wanted)("the names changed")
+        without_password = capsys.readouterr().err
+        renewal_action(
+            _serve_args(data_dir, "--tls", "--password-file", password), data_dir, wanted
+        )("the names changed")
+        renewed = capsys.readouterr().err
+        served = s_client(running.port, "-CAfile", running.ca_file, "-verify_hostname", "localhost")
     finally:
         running.stop()
 
-    assert without is None and not_yet is None
-    assert renewed is not None and renewed.number == 2
-    assert "the HTTPS certificate must be renewed (it expires on" in reports[0]
-    assert "restart serve --tls, or start it with --password-file" in reports[0]
-    assert reports[1].startswith("HTTPS certificate number 2 issued (it expires on")
-    assert len(reports) == 2
+    assert "the HTTPS certificate must be renewed (the names changed), but there is no " in (
+        without_password
+    )
+    assert "restart serve --tls, or start it with --password-file" in without_password
+    assert "[pki-soap] renewing the HTTPS certificate (the names changed)" in renewed
+    assert "[pki-soap] HTTPS certificate number 2 issued." in renewed
     # The running workers picked the new files up: no restart.
-    sent = x509.load_pem_x509_certificate(served_now.encode())
-    assert sent.serial_number == 2 and sent != before
-    assert "Verify return code: 0 (ok)" in served_now
+    sent = x509.load_pem_x509_certificate(served.encode())
+    assert before is not None and sent != before and sent.serial_number == 2
+    assert "Verify return code: 0 (ok)" in served
+
+
+def test_https_certificate_command_renews_on_demand_for_a_running_server(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "pki-data"
+    configure_ca(data_dir)
+    password = _password_file(tmp_path)
+    running = serve_tls(data_dir, "--password-file", password)
+    command = [sys.executable, "server_app.py", "--data-dir", str(data_dir), "https-certificate"]
+    try:
+        kept = subprocess.run(
+            [*command, "--name", "127.0.0.1"],
+            cwd=REPOSITORY, capture_output=True, text=True, timeout=60, env=_environment(),
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        forced = subprocess.run(
+            [*command, "--name", "127.0.0.1", "--force", "--password-file", str(password)],
+            cwd=REPOSITORY, capture_output=True, text=True, timeout=60, env=_environment(),
+            check=False,
+        )  # fmt: skip
+        served = s_client(running.port, "-CAfile", running.ca_file, "-verify_ip", "127.0.0.1")
+    finally:
+        running.stop()
+
+    assert kept.returncode == 0, kept.stderr
+    assert (
+        "must be issued" not in kept.stdout and "HTTPS certificate for IP:127.0.0.1" in kept.stdout
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "The HTTPS certificate must be issued: asked for with --force." in forced.stdout
+    assert x509.load_pem_x509_certificate(served.encode()).serial_number == 2
 
 
 def test_certfile_and_keyfile_serve_a_certificate_from_elsewhere(tmp_path: Path) -> None:
@@ -482,8 +544,8 @@ def test_problem_names_each_reason_to_issue_anew(tmp_path: Path) -> None:
     configure_ca(data_dir)
     files = tls.ServerFiles.of(data_dir)
     wanted = tls.server_names("ca.example", ["192.0.2.7"])
-    with CAServer.open(data_dir) as server:
-        authority = server.authority()
+    with open_server(data_dir) as server:
+        authority = server.authority().certificate
         none_yet = tls.problem(files, authority, wanted)
         tls.issue(server, files, wanted, CA_PASSWORD)
         cert = tls.read_server_certificate(files)
@@ -492,7 +554,7 @@ def test_problem_names_each_reason_to_issue_anew(tmp_path: Path) -> None:
         due = tls.problem(files, authority, wanted, tls.renewal_time(cert))
         expired = tls.problem(files, authority, wanted, cert.not_valid_after_utc)
         renamed = tls.problem(files, authority, tls.server_names("ca.example"))
-        other = tls.problem(files, make_ca(tmp_path), wanted)
+        other = tls.problem(files, make_ca(tmp_path).certificate, wanted)
         files.key.write_bytes(keys.key_pem(keys.generate_key(keys.KeyType.EC256), None))
         foreign_key = tls.problem(files, authority, wanted)
 
@@ -526,7 +588,7 @@ def test_reloading_context_keeps_serving_the_old_pair_while_a_renewal_is_half_wr
     configure_ca(data_dir)
     files = tls.ServerFiles.of(data_dir)
     wanted = tls.server_names("127.0.0.1")
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         tls.issue(server, files, wanted, CA_PASSWORD)
         hook = tls.ReloadingContext(files.cer, files.key)
         first = hook(None, ssl.create_default_context)

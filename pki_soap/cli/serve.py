@@ -10,7 +10,9 @@ asked at start, as every administration command asks it (``--password-file``,
 ``$PKI_CA_PASSWORD``, a prompt), and only when the certificate must be made or renewed.
 While serving, renewal happens without a person only when the password can be read again:
 from ``--password-file`` (read anew at each renewal, never kept in memory), the environment
-variable, or the demo CA's password file; otherwise the log says a restart is due.
+variable, or the demo CA's password file; otherwise the log says a restart is due.  The
+renewal itself runs ``server_app.py https-certificate`` in a process of its own: gunicorn's
+master never holds a database connection while it forks workers.
 ``--certfile/--keyfile`` serve a certificate from elsewhere instead (reloaded when the files
 change).  ``--http-port`` also serves SOAP and the WSDL over plain HTTP, in a second gunicorn
 master process (gunicorn's TLS setting holds for all its listeners); the portal is never
@@ -25,6 +27,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,13 +36,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
+import pki_soap
 from pki_soap import keys, names, tls
+from pki_soap.cli import https_certificate
 from pki_soap.cli import server as server_cli
+from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
-from pki_soap.server import CAServer
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
 
 DEFAULT_DATA_DIR = Path("pki-data")
@@ -183,7 +189,8 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
         PkiError: the store or the CA files cannot be used (e.g. WrongPassword when the
             CA files exist but the password file does not match them).
     """
-    with CAServer.open(data_dir) as server:
+    with open_data_directory(data_dir, create=True) as opened:
+        server = opened.server
         try:
             server.config()
         except NotConfigured:
@@ -245,30 +252,61 @@ def _report(line: str) -> None:
     print(f"[{stamp}] [{os.getpid()}] [pki-soap] {line}", file=sys.stderr, flush=True)
 
 
-def _unattended_password(args: argparse.Namespace, data_dir: Path) -> Callable[[], bytes | None]:
-    """Where the renewal thread reads the CA key password again: the file, else the
-    environment, else the demo CA's password file; a prompt's answer is never kept."""
-    path: Path | None = args.password_file
-    if path is None and args.demo:
-        path = data_dir / DEMO_PASSWORD_FILE
-
-    def read() -> bytes | None:
-        if path is not None:
-            try:
-                return path.read_bytes().removesuffix(b"\n").removesuffix(b"\r") or None
-            except OSError:
-                return None
-        return os.environb.get(server_cli.CA_PASSWORD_ENV.encode()) or None
-
-    return read
-
-
 def _start_password(args: argparse.Namespace, data_dir: Path) -> bytes:
     """The CA key password at start: as every command asks it; the demo CA's from its file."""
     demo_file = data_dir / DEMO_PASSWORD_FILE
     if args.password_file is None and args.demo and demo_file.exists():
         return server_cli.ca_password(demo_file)
     return server_cli.ca_password(args.password_file)
+
+
+def renewal_action(
+    args: argparse.Namespace, data_dir: Path, wanted: list[x509.GeneralName]
+) -> Callable[[str], None]:
+    """What the renewal thread does when the certificate falls due.
+
+    It runs ``https-certificate`` in a process of its own, which reads the password anew from
+    the password file (or the demo CA's), else from the environment; a prompt's answer is
+    never kept, so without a file or variable it only says that a restart is due.
+    """
+    password_file: Path | None = args.password_file
+    if password_file is None and args.demo and (data_dir / DEMO_PASSWORD_FILE).exists():
+        password_file = data_dir / DEMO_PASSWORD_FILE
+    unattended = password_file is not None or bool(
+        os.environb.get(server_cli.CA_PASSWORD_ENV.encode())
+    )
+    command = [sys.executable, "-m", https_certificate.MODULE]
+    command += ["--data-dir", str(data_dir.resolve())]
+    for name in wanted:
+        command += ["--name", str(name.value)]
+    if password_file is not None:
+        command += ["--password-file", str(password_file.resolve())]
+    # The same package, wherever the server was started from.
+    package_parent = str(Path(pki_soap.__file__).resolve().parent.parent)
+    python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+
+    def renew(why: str) -> None:
+        if not unattended:
+            _report(
+                f"the HTTPS certificate must be renewed ({why}), but there is no password "
+                "file or environment variable to read the CA key password from: restart "
+                "serve --tls, or start it with --password-file"
+            )
+            return
+        _report(f"renewing the HTTPS certificate ({why})")
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": python_path},
+            check=False,
+        )
+        for line in (done.stdout + done.stderr).splitlines():
+            _report(line)
+
+    return renew
 
 
 def _prepare_https(args: argparse.Namespace, data_dir: Path, public_url: str) -> _Https:
@@ -285,25 +323,17 @@ def _prepare_https(args: argparse.Namespace, data_dir: Path, public_url: str) ->
         return _Https(args.certfile, args.keyfile, None)
     host = urlsplit(public_url).hostname or ""
     wanted = tls.server_names(host, args.tls_name)
+    # Opened and closed here, before gunicorn forks (as the demo set-up).
+    ca_certificate = https_certificate.ensure(
+        data_dir, wanted, lambda: _start_password(args, data_dir)
+    )
+    print(
+        "Clients trust this CA with:\n  client_app.py get-ca --fingerprint "
+        f"SHA256:{names.sha256_fingerprint(ca_certificate)}",
+        flush=True,
+    )
     files = tls.ServerFiles.of(data_dir)
-    with CAServer.open(data_dir) as server:
-        authority = server.authority()
-        why = tls.problem(files, authority, wanted)
-        if why is not None:
-            print(f"The HTTPS certificate must be issued: {why}.", flush=True)
-            issued = tls.issue(server, files, wanted, _start_password(args, data_dir))
-            print(f"HTTPS certificate number {issued.number} issued.", flush=True)
-        cert = tls.read_server_certificate(files)
-        assert cert is not None  # just checked or written
-        print(
-            f"HTTPS certificate for {names.sans_text(wanted)} valid until "
-            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC (renewed from "
-            f"{tls.renewal_time(cert):%Y-%m-%d %H:%M} UTC). Clients trust this CA with:\n"
-            f"  client_app.py get-ca --fingerprint "
-            f"SHA256:{names.sha256_fingerprint(authority.certificate)}",
-            flush=True,
-        )
-    renewer = tls.Renewer(data_dir, wanted, _unattended_password(args, data_dir), _report)
+    renewer = tls.Renewer(files, ca_certificate, wanted, renewal_action(args, data_dir, wanted))
     return _Https(files.cer, files.key, renewer)
 
 
@@ -364,6 +394,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """
     data_dir: Path = getattr(args, "data_dir", DEFAULT_DATA_DIR)
     _check_options(args)
+    # Refused here rather than answered with a 500 on every call.  (The demo set-up below
+    # opens and closes the store before gunicorn forks: no connection crosses a fork.)
+    check_writable(data_dir)
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"
