@@ -173,7 +173,7 @@ def test_only_tls_1_2_and_1_3_are_spoken(served: Served, version: str, accepted:
 
     if accepted:
         assert "Verify return code: 0 (ok)" in output, output
-        assert f"Protocol  : TLSv1.{version[-1]}" in output
+        assert f"New, TLSv1.{version[-1]}, Cipher is " in output
     else:
         assert "alert protocol version" in output, output
         assert "Cipher is (NONE)" in output
