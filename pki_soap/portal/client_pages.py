@@ -241,7 +241,7 @@ def certificates(page: Page) -> Response:
         try:
             rows = client_tasks.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
-            errors.add(None, forms.sentence(exc.message))
+            errors.add(None, _portal_wording(exc))
     return page.render(
         "client_certificates.html",
         status=400 if errors else 200,
@@ -283,4 +283,8 @@ def _portal_wording(exc: PkiError) -> str:
         exc.message.replace("use --force to replace it", 'tick "replace an existing file"')
         .replace("use --force to pin this one instead", 'tick "replace" to pin this one instead')
         .replace("run get-ca --fingerprint with its fingerprint", "enter its fingerprint")
+        .replace(
+            "first run client_app.py get-ca --fingerprint SHA256:... with the fingerprint",
+            "first enter, on the CA certificate page, the fingerprint",
+        )
     )
