@@ -229,7 +229,7 @@ def test_client_pages_over_https_pin_the_ca_by_fingerprint(
     assert no_fingerprint.status_code == 400
     assert "first enter, on the CA certificate page, the fingerprint" in shown(no_fingerprint)[0]
     assert wrong.status_code == 400 and "nothing was saved or pinned" in shown(wrong)[0]
-    assert malformed.status_code == 400 and "is not hexadecimal" in shown(malformed)[0]
+    assert malformed.status_code == 400 and "has 2 bytes: a SHA-1" in shown(malformed)[0]
     assert shown(right) == [
         messages.ca_certificate_saved(names.fingerprint(ca), client_dir / "TestCA.cer")
     ]
