@@ -15,7 +15,7 @@ to the same class through the error number (:func:`error_for_number`).
     │   ├── InvalidField          Client  7201  (IRIS: value longer than MAXLEN)
     │   ├── MissingField          Client  5659  (IRIS: property required)
     │   └── BadSoapRequest        Client  6237  (IRIS: unexpected tag, bad envelope)
-    ├── DuplicateRequest          Server  5805  exit 1  (IRIS: ID key not unique)
+    ├── DuplicateRequest          Server  5805  exit 7  (IRIS: ID key not unique)
     ├── NotFound                  Server  8110  exit 3
     │   ├── UnknownRequest        Server  8111
     │   └── UnknownCertificate    Server  8112
@@ -24,7 +24,7 @@ to the same class through the error number (:func:`error_for_number`).
     ├── WrongPassword             Server  8122  exit 5
     ├── StoreUnavailable          Server  8123  exit 1  (disk full, read-only database)
     └── ServerUnreachable         Server  8130  exit 6  (client side only)
-        └── UntrustedServer       Server  8131  exit 7  (client side only: TLS, CA pin)
+        └── UntrustedServer       Server  8131  exit 8  (client side only: TLS, CA pin)
 
 Numbers 5001, 5659, 5805, 6237 and 7201 are the IRIS ones for the same
 situations; the 81xx numbers are ours (IRIS clients only show the faultstring).
@@ -104,6 +104,7 @@ class DuplicateRequest(PkiError):
     """A pending CSR with the same Name exists (IRIS answers this with a Server fault)."""
 
     error_number = 5805
+    exit_code = 7
 
 
 class NotFound(PkiError):
@@ -173,7 +174,7 @@ class UntrustedServer(ServerUnreachable):
     fingerprint given.  Nothing was sent (or nothing was saved)."""
 
     error_number = 8131
-    exit_code = 7
+    exit_code = 8
 
 
 def _all_classes() -> list[type[PkiError]]:

@@ -213,7 +213,7 @@ def test_a_wrong_fingerprint_saves_and_pins_nothing(
         if form == "sha256"
         else ("SHA-1", ours.sha1)
     )
-    assert (code, out) == (7, "")
+    assert (code, out) == (8, "")
     assert err == (
         f"error: the CA certificate the server at https://127.0.0.1:{port}{SERVICE} sent has "
         f"the {algorithm} fingerprint {shown}, not {parse_fingerprint(wrong)}; nothing was "
@@ -239,13 +239,13 @@ def test_a_server_whose_certificate_another_ca_issued_is_refused(
         code, out, err = run(capsys, data_dir, "list")
         submitted = run(capsys, data_dir, "submit", "--root", "web", "--subject", "/CN=web.example")
 
-    assert (code, out) == (7, "")
+    assert (code, out) == (8, "")
     assert err == (
         f"error: CA server at https://127.0.0.1:{port}{SERVICE} is not trusted: its certificate "
         "was not issued by the trusted CA certificate (self-signed certificate in certificate "
         "chain); nothing was sent\n"
     )
-    assert submitted[0] == 7 and "is not trusted" in submitted[2]
+    assert submitted[0] == 8 and "is not trusted" in submitted[2]
     # Nothing reached the server, so the new key is not kept.
     assert not (data_dir / "web.key").exists() and not (data_dir / "web.csr").exists()
     with Store.open(theirs.data_dir) as store:
@@ -276,7 +276,7 @@ def test_a_certificate_for_another_host_name_is_refused_with_that_reason(
         configure(capsys, data_dir, f"https://localhost:{port}")
         code, out, err = run(capsys, data_dir, "get-ca", "--fingerprint", ours.sha256)
 
-    assert (code, out) == (7, "")
+    assert (code, out) == (8, "")
     assert err == (
         f"error: CA server at https://localhost:{port}{SERVICE} is not trusted: its certificate "
         "does not name the host connected to (Hostname mismatch, certificate is not valid for "
@@ -315,7 +315,7 @@ def test_over_plain_http_the_pin_guards_get_ca(
 
     assert code == 0
     assert "(plain HTTP itself is not verified)" in out
-    assert refused[0] == 7
+    assert refused[0] == 8
     assert refused[2] == (
         f"error: the CA server at http://127.0.0.1:{port}{SERVICE} sent a CA certificate "
         f"(SHA-256 {theirs.sha256[7:]}) that is not the pinned one (SHA-256 "
@@ -342,7 +342,7 @@ def test_the_wrong_scheme_either_way_says_so(
 
     # werkzeug resets the connection; gunicorn closes it (test_tls_serve.py checks that one).
     assert to_tls[0] == 6 and " unreachable: " in to_tls[2]
-    assert to_plain[0] == 7
+    assert to_plain[0] == 8
     assert (
         "it does not speak TLS on this port (plain HTTP? then configure without TLS)"
         in (to_plain[2])
@@ -360,7 +360,9 @@ def test_configure_reads_a_url_or_host_port_and_tls(
         ),
         (["--server", "http://[::1]:52773"], ("::1", 52773, SERVICE, False)),
         (["--server", "ca.example", "--port", "9", "--tls"], ("ca.example", 9, SERVICE, True)),
-        (["--server", "ca.example", "--port", "9"], ("ca.example", 9, SERVICE, False)),
+        # What is not given is kept (the scheme too), until changed.
+        (["--server", "ca.example", "--port", "8"], ("ca.example", 8, SERVICE, True)),
+        (["--no-tls"], ("ca.example", 8, SERVICE, False)),
     ]
     for args, expected in cases:
         code, _, err = run(capsys, data_dir, "configure", "--contact-name", "P", *args)
@@ -371,9 +373,9 @@ def test_configure_reads_a_url_or_host_port_and_tls(
         assert (cfg.server, cfg.port, cfg.path, cfg.tls) == expected, args
 
     for args, message in [
-        (["--server", "ca.example"], "give the CA server's port"),
         (["--server", "https://ca.example:1", "--port", "2"], "name different ports"),
-        (["--server", "http://ca.example:1", "--tls"], "is plain http://, but --tls was given"),
+        (["--server", "http://ca.example:1", "--tls"], "and --tls disagree"),
+        (["--server", "https://ca.example:1", "--no-tls"], "and --no-tls disagree"),
         (["--server", "https://ca.example:99999"], "the port is not a number"),
     ]:
         code, _, err = run(capsys, data_dir, "configure", "--contact-name", "P", *args)
@@ -386,4 +388,4 @@ def test_a_client_refuses_a_cafile_with_verification_off(tmp_path: Path) -> None
 
 
 def test_untrusted_is_its_own_error_and_exit_code() -> None:
-    assert UntrustedServer.exit_code == 7 and UntrustedServer.error_number == 8131
+    assert UntrustedServer.exit_code == 8 and UntrustedServer.error_number == 8131

@@ -1,6 +1,7 @@
 """``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get,
 export).
 
+Without a command (or with ``show``) it shows where the client stands and the next step.
 Prints the original's messages; on failure prints one ``error: <message>`` line on stderr and
 returns the error's exit code (2 for usage errors), never a traceback.  The key password comes
 from ``--password-file``, the ``PKI_KEY_PASSWORD`` environment variable, or a prompt with
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from pki_soap import client_tasks, messages
+from pki_soap.cli import Commands
 from pki_soap.client import DEFAULT_PATH
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.export import ExportFormat
@@ -38,8 +40,10 @@ from pki_soap.names import (
     subject_from_fields,
     subject_from_text,
 )
-from pki_soap.store import Store
+from pki_soap.store import DATABASE_NAME, Store
 
+PROG = "client_app.py"
+INSTALLED_PROG = "pki-client"
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
 P12_PASSWORD_ENV = "PKI_P12_PASSWORD"
 DEFAULT_DATA_DIR = Path("pki-data")
@@ -98,22 +102,39 @@ def _store(args: argparse.Namespace) -> Store:
     return Store.open(args.data_dir)
 
 
-def _server_address(args: argparse.Namespace) -> tuple[str, int, str, bool]:
-    """(host, port, path, tls) from ``--server`` (a host or an http(s) URL) and the options.
+def program_name() -> str:
+    """``pki-client`` when run as the installed command, else ``client_app.py``."""
+    return INSTALLED_PROG if Path(sys.argv[0]).name == INSTALLED_PROG else PROG
+
+
+def _invocation() -> str:
+    """How the user runs this program, for the next steps we print."""
+    return f"python {PROG}" if program_name() == PROG else INSTALLED_PROG
+
+
+_CONFIGURE_OPTIONS = (
+    "server", "port", "path", "contact_name", "contact_phone", "contact_email", "hostname",
+    "instance", "tls",
+)  # fmt: skip
+
+
+def _server_address(
+    args: argparse.Namespace,
+) -> tuple[str | None, int | None, str | None, bool | None]:
+    """(host, port, path, tls) from ``--server`` (a host or an http(s) URL) and the options;
+    None for what is not given (kept as stored).
 
     Raises:
-        InvalidInput: an unusable URL, a port given twice differently, or no port at all.
+        InvalidInput: an unusable URL, or a port or path given twice differently.
     """
+    if args.server is None or "://" not in args.server:
+        return args.server, args.port, args.path, args.tls
     text = args.server.strip()
-    if "://" not in text:
-        if args.port is None:
-            raise InvalidInput("give the CA server's port: --port PORT (or --server URL)")
-        return text, args.port, args.path or DEFAULT_PATH, args.tls
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
         raise InvalidInput(f"--server {text!r}: use http(s)://host:port[/path] or a host name")
-    if parts.scheme == "http" and args.tls:
-        raise InvalidInput(f"--server {text!r} is plain http://, but --tls was given")
+    if args.tls is not None and args.tls != (parts.scheme == "https"):
+        raise InvalidInput(f"--server {text!r} and --{'' if args.tls else 'no-'}tls disagree")
     try:
         port = parts.port
     except ValueError:
@@ -123,11 +144,17 @@ def _server_address(args: argparse.Namespace) -> tuple[str, int, str, bool]:
     port = port or args.port or (443 if parts.scheme == "https" else 80)
     if parts.path not in ("", "/") and args.path is not None and parts.path != args.path:
         raise InvalidInput(f"--server {text!r} and --path {args.path} name different paths")
+    # A URL names the whole endpoint: without a path, IRIS's, not a path stored before.
     path = parts.path if parts.path not in ("", "/") else (args.path or DEFAULT_PATH)
     return parts.hostname, port, path, parts.scheme == "https"
 
 
 def _configure(args: argparse.Namespace) -> int:
+    if all(getattr(args, name) is None for name in _CONFIGURE_OPTIONS):
+        raise InvalidInput(
+            "give the settings to store (see configure --help); "
+            f"`{_invocation()} show` shows the configuration"
+        )
     server, port, path, tls = _server_address(args)
     with _store(args) as store:
         client_tasks.configure(
@@ -151,7 +178,12 @@ def _get_ca(args: argparse.Namespace) -> int:
     with _store(args) as store:
         cfg = client_tasks.client_config(store)
         path, fp = client_tasks.get_ca_certificate(
-            store, args.data_dir, force=args.force, expected=expected
+            store,
+            args.data_dir,
+            force=args.force,
+            out=args.out,
+            expected=expected,
+            timeout=args.timeout,
         )
         pinned = client_tasks.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
@@ -159,9 +191,7 @@ def _get_ca(args: argparse.Namespace) -> int:
         checked = (
             "every call to the CA server is verified against it"
             if cfg.tls
-            else (
-                "get-ca compares it with what the server sends (plain HTTP itself is not verified)"
-            )
+            else "get-ca compares it with what the server sends (plain HTTP itself is not verified)"
         )
         print(
             f"Pinned as the trusted CA certificate ({expected.algorithm} fingerprint matched; "
@@ -171,10 +201,20 @@ def _get_ca(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.resubmit:
+        return _resubmit(args)
     # Everything that can be refused is checked before the password is asked for.
     subject = _subject(args, args.parser)
     sans = parse_sans(",".join(args.san)) if args.san else []
     check_root(args.root)
+    for suffix in (".key", ".csr"):
+        existing = args.data_dir / f"{args.root}{suffix}"
+        if existing.exists() or existing.is_symlink():
+            raise InvalidInput(
+                f'"{existing}" exists (a key is never overwritten): to send that request again, '
+                f"e.g. after the CA administrator deleted it, run `{_invocation()} submit "
+                f"--root {args.root} --resubmit`; for a new key, choose another --root"
+            )
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
@@ -191,6 +231,19 @@ def _submit(args: argparse.Namespace) -> int:
             sans=sans,
             client=client,
         )
+    print("\n".join(_printable(line) for line in text.split("\n")))
+    return 0
+
+
+def _resubmit(args: argparse.Namespace) -> int:
+    if args.subject is not None or args.san or any(getattr(args, n) for n in _SUBJECT_FIELDS):
+        args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+        )
+        text = client_tasks.resubmit(store, args.data_dir, root=args.root, client=client)
     print("\n".join(_printable(line) for line in text.split("\n")))
     return 0
 
@@ -233,10 +286,125 @@ def _get(args: argparse.Namespace) -> int:
             client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
         )
         path, fp, number = client_tasks.get_certificate(
-            store, args.data_dir, args.number, force=args.force, client=client
+            store, args.data_dir, args.number, force=args.force, client=client, out=args.out
         )
     print(messages.certificate_saved(number, fp, path))
     return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    cfg = None
+    if (data_dir / DATABASE_NAME).is_file():  # looking must not create a data directory
+        with _store(args) as store:
+            cfg = store.client_config()
+    client = None
+    if cfg is not None and (not cfg.tls or client_tasks.pinned_ca(data_dir) is not None):
+        client = client_tasks.make_client(cfg, data_dir, timeout=args.timeout)
+    with client or contextlib.nullcontext():
+        seen = client_tasks.overview(data_dir, cfg, client=client)
+    for line in _overview_lines(seen, data_dir):
+        print(_printable(line))
+    return 0
+
+
+def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
+    run = _invocation()
+    cfg = seen.config
+    lines = [f"Certificate Authority client, data directory {data_dir}"]
+    if cfg is None:
+        lines += [
+            "Configuration:   none yet",
+            "",
+            "Next step: say where the CA server is and who the technical contact is:",
+            f'  {run} configure --server HOST --port 52773 --contact-name "Your Name"'
+            " [--contact-email you@example.com]",
+        ]
+        return lines
+    contact = ", ".join(x for x in (cfg.contact_phone, cfg.contact_email) if x)
+    if seen.server_error is not None:
+        answer = f"NO ANSWER: {_one_line(seen.server_error)}"
+    elif seen.server_ca is None:
+        answer = "answers, but has no CA certificate (is the CA configured?)"
+    else:
+        answer = "answers"
+    pinned = client_tasks.pinned_ca(data_dir)
+    if pinned is not None:
+        trust = f"pinned CA certificate, SHA-256 {sha256_fingerprint(pinned)}"
+    else:
+        trust = "no CA certificate pinned (get-ca --fingerprint pins one)"
+    lines += [
+        f"CA server:       {seen.url} ({answer})",
+        f"Trust:           {trust}",
+        f"This client:     host {cfg.hostname}, instance {cfg.instance}",
+        f"Contact:         {cfg.contact_name}" + (f" ({contact})" if contact else ""),
+    ]
+    if seen.ca_file is None:
+        lines.append("CA certificate:  none saved")
+    else:
+        match = {True: "", False: " - NOT the server's CA certificate", None: ""}
+        lines.append(
+            f"CA certificate:  {seen.ca_file} (SHA-1 {seen.ca_fingerprint})"
+            + match[seen.ca_matches]
+        )
+    lines += ["", "Requests and certificates:"]
+    if not seen.requests:
+        lines.append("  none")
+    for req in seen.requests:
+        lines.append(f"  {req.root}: " + _request_state(req, seen))
+    lines += ["", "Next step: " + _next_step(seen, run, pinned is not None)]
+    return lines
+
+
+def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) -> str:
+    if req.certificate is not None:
+        until = req.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
+        return f"certificate number {req.certificate.serial_number} saved, valid until {until}"
+    if req.issued_number is not None:
+        return f"issued as number {req.issued_number}, not saved yet"
+    fp = f"CSR SHA-1 {req.csr_fingerprint}" if req.csr_fingerprint else "no readable CSR"
+    if not req.has_key:
+        return f"{fp}; its key is missing"
+    if seen.server_error is not None:
+        return f"{fp}; not issued as far as known"
+    return f"{fp}; not issued yet (pending, or deleted by the CA administrator)"
+
+
+def _next_step(seen: client_tasks.Overview, run: str, pinned: bool) -> str:
+    cfg = seen.config
+    assert cfg is not None
+    if cfg.tls and not pinned:
+        return (
+            "trust the CA certificate by the fingerprint the CA administrator gives you "
+            f"(`server_app.py status` shows it): `{run} get-ca --fingerprint SHA256:...`."
+        )
+    if seen.server_error is not None:
+        return (
+            f"check that the CA server runs at {seen.url} and that port {cfg.port} is open to "
+            f"this host (`{run} configure --server HOST --port PORT` fixes the address)."
+        )
+    if seen.server_ca is None:
+        return "ask the CA administrator to configure the CA server, then run this again."
+    if seen.ca_file is None or seen.ca_matches is False:
+        force = " --force" if seen.ca_matches is False else ""
+        return f"save the CA certificate: `{run} get-ca{force}`."
+    ready = [r for r in seen.requests if r.certificate is None and r.issued_number is not None]
+    if ready:
+        return f"save your certificate: `{run} get {ready[0].issued_number}`."
+    waiting = [r for r in seen.requests if r.certificate is None and r.has_key]
+    if waiting:
+        root = waiting[0].root
+        return (
+            "read the CSR's SHA-1 fingerprint to the CA administrator and wait for the "
+            f"certificate (`{run}` again shows it); if the request was deleted: "
+            f"`{run} submit --root {root} --resubmit`."
+        )
+    if not seen.requests:
+        return (
+            f'request a certificate: `{run} submit --root NAME --subject "/CN={cfg.hostname}"'
+            f" --san DNS:{cfg.hostname}`."
+        )
+    return f"nothing to do; `{run} list --all` shows every certificate of the CA."
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -318,14 +486,20 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``client_app.py``."""
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog="client_app.py",
-        description="CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).",
+        prog=prog,
+        epilog=(
+            "Without a command it shows where this client stands (as `show`). Every command\n"
+            f"takes --data-dir; `{prog} COMMAND --help` shows its options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
+        metavar="DIR",
         help="directory of the client's files and database (default: ./pki-data)",
     )
     # Each subcommand accepts --data-dir too; SUPPRESS keeps the global value when it is absent.
@@ -338,39 +512,54 @@ def build_parser() -> argparse.ArgumentParser:
         default=client_tasks.DEFAULT_TIMEOUT,
         help="seconds to wait for the CA server (default: %(default)s)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = Commands(
+        parser, "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]", metavar="COMMAND"
+    )
+    parser.set_defaults(run=_show, parser=parser, timeout=client_tasks.DEFAULT_TIMEOUT)
 
     def command(
         name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, parents=[network if net else common])
+        sub = commands.add(name, help, parents=[network if net else common])
         sub.set_defaults(run=run, parser=sub)
         return sub
 
-    sub = command("configure", _configure, "store the CA server and contact", net=False)
+    command("show", _show, "configuration, server, CA certificate, requests, next step")
+
+    sub = command(
+        "configure", _configure, "store the CA server and contact (or change one)", net=False
+    )
+    sub.description = (
+        "Store where the CA server is and who the technical contact is. The first time, "
+        "--server, --port and --contact-name are needed; later, only what changes "
+        '(an empty --contact-phone "" or --contact-email "" removes it).'
+    )
     sub.add_argument(
-        "--server",
-        required=True,
-        help="CA server host name or IP address, or its URL https://host:port[/path]",
+        "--server", help="CA server host name or IP address, or its URL https://host:port[/path]"
     )
     sub.add_argument("--port", type=_port, help="CA web server port (unless in --server's URL)")
     sub.add_argument("--path", help=f"CA server path (default: {DEFAULT_PATH})")
-    sub.add_argument(
-        "--tls",
-        action="store_true",
-        help="reach the server over HTTPS (as --server https://...); then run get-ca --fingerprint",
-    )
-    sub.add_argument("--contact-name", required=True, help="local technical contact")
+    sub.add_argument("--contact-name", help="local technical contact")
     sub.add_argument("--contact-phone")
     sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
     sub.add_argument("--hostname", help="this host's name (default: the node name)")
     sub.add_argument("--instance", help=f"this instance's name (default: {DEFAULT_INSTANCE})")
+    sub.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reach the server over HTTPS, as --server https://... does (then run get-ca "
+        "--fingerprint); --no-tls: plain HTTP again",
+    )
 
-    sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
+    sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer (and pin it)")
     sub.add_argument(
         "--force",
         action="store_true",
         help="replace a different <CA root>.cer (and, with --fingerprint, another pin)",
+    )
+    sub.add_argument(
+        "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
     )
     sub.add_argument(
         "--fingerprint",
@@ -381,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("submit", _submit, "generate a key and CSR and submit the CSR")
     sub.add_argument("--root", required=True, help="file name root of <root>.key/.csr/.cer")
+    sub.add_argument(
+        "--resubmit",
+        action="store_true",
+        help="send the existing <root>.csr again (its key kept), e.g. after a deletion",
+    )
     sub.add_argument("--subject", help='e.g. "/C=US/O=Example/CN=host.example.com"')
     sub.add_argument("--country")
     sub.add_argument("--state")
@@ -410,7 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("get", _get, "save certificate NUMBER as <Filename>.cer")
     sub.add_argument("number", metavar="NUMBER", help="certificate (serial) number")
     sub.add_argument("--force", action="store_true", help="replace a different existing file")
-
+    sub.add_argument(
+        "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
+    )
     sub = command(
         "export", _export, "write NAME.cer (and NAME.key) as PKCS#12 or a PEM chain", net=False
     )
@@ -449,6 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--out", type=Path, help="the file to write (default: in the data directory)")
     sub.add_argument("--force", action="store_true", help="replace an existing file")
+    parser.description = (
+        "CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).\n\n"
+        + commands.listing()
+    )
     return parser
 
 
