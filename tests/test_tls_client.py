@@ -389,3 +389,23 @@ def test_a_client_refuses_a_cafile_with_verification_off(tmp_path: Path) -> None
 
 def test_untrusted_is_its_own_error_and_exit_code() -> None:
     assert UntrustedServer.exit_code == 8 and UntrustedServer.error_number == 8131
+
+
+def test_show_says_what_is_trusted_and_that_the_ca_must_be_pinned_first(
+    capsys: pytest.CaptureFixture[str], ours: CA, data_dir: Path
+) -> None:
+    with https(ours) as port:
+        configure(capsys, data_dir, f"https://127.0.0.1:{port}")
+        before = run(capsys, data_dir, "show")
+        run(capsys, data_dir, "get-ca", "--fingerprint", ours.sha256)
+        after = run(capsys, data_dir, "show")
+
+    assert before[0] == 0, before[2]
+    assert "Trust:           no CA certificate pinned yet (get-ca --fingerprint)" in before[1]
+    assert (
+        "Next step: trust the CA certificate by the fingerprint the CA administrator" in (before[1])
+    )
+    assert "get-ca --fingerprint SHA256:...`." in before[1]
+    assert after[0] == 0, after[2]
+    assert f"Trust:           pinned CA certificate, SHA-256 {ours.sha256[7:]}" in after[1]
+    assert f"CA server:       https://127.0.0.1:{port}{SERVICE} (answers)" in after[1]

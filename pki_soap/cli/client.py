@@ -329,13 +329,14 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
     else:
         answer = "answers"
     pinned = client_tasks.pinned_ca(data_dir)
+    lines.append(f"CA server:       {seen.url} ({answer})")
     if pinned is not None:
-        trust = f"pinned CA certificate, SHA-256 {sha256_fingerprint(pinned)}"
-    else:
-        trust = "no CA certificate pinned (get-ca --fingerprint pins one)"
+        lines.append(
+            f"Trust:           pinned CA certificate, SHA-256 {sha256_fingerprint(pinned)}"
+        )
+    elif cfg.tls:
+        lines.append("Trust:           no CA certificate pinned yet (get-ca --fingerprint)")
     lines += [
-        f"CA server:       {seen.url} ({answer})",
-        f"Trust:           {trust}",
         f"This client:     host {cfg.hostname}, instance {cfg.instance}",
         f"Contact:         {cfg.contact_name}" + (f" ({contact})" if contact else ""),
     ]
