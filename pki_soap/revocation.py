@@ -722,7 +722,8 @@ class Revocations:
         """Sign an answer about ``cert_id`` from the records as they are now, and cache it.
 
         Status and signature happen in one store transaction, so a revocation committed by
-        another process is never overwritten by a stale "good".  Unknown serials are not
+        another process is never overwritten by a stale "good"; an answer someone else cached
+        meanwhile and not yet due is returned as it is.  Unknown serials are not
         cached (anyone may ask about any number), nor is an answer echoing a ``nonce``.
 
         Raises:
@@ -732,6 +733,10 @@ class Revocations:
             status = certificate_status(self.store, self.issuer, cert_id.number)
             return signer.sign(cert_id, status, now=self.clock(), nonce=nonce)
         with self.store.transaction():
+            # Another worker (or the refresher) may have signed it while we waited.
+            cached = self.store.ocsp_response(cert_id)
+            if cached is not None and self.clock() < cached.refresh_after:
+                return cached
             status = certificate_status(self.store, self.issuer, cert_id.number)
             answer = signer.sign(cert_id, status, now=self.clock())
             if status.kind is ocsp.OCSPCertStatus.UNKNOWN:

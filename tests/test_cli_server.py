@@ -701,7 +701,9 @@ def test_certificates_table(
         "Usage",
         "Not",
         "after",
+        "State",
     ]
+    assert lines[2].split()[-1] == "valid"
     assert lines[2].split()[:5] == [
         "1",
         "web1",
