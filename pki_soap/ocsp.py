@@ -115,10 +115,10 @@ def _read_request(der: bytes) -> _Request:
         raise _Malformed(str(exc)) from exc
     if algorithm not in OCSP_HASHES:
         raise _Malformed(f"unsupported CertID hash {algorithm}")
-    try:
-        nonce: bytes | None = extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-    except x509.ExtensionNotFound:
-        nonce = None
+    nonce: bytes | None = None
+    for extension in extensions:  # usually none: no exception raised for the common case
+        if isinstance(extension.value, x509.OCSPNonce):
+            nonce = extension.value.nonce
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_BYTES:
         raise _Malformed(f"a nonce of {len(nonce)} octets")
     return _Request(cert_id, nonce)

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, NameOID
 
 from pki_soap import keys
 from pki_soap.ca import CLOCK_SKEW, CertificateAuthority, RevocationUrls
@@ -584,7 +584,7 @@ class Revocations:
         The number is taken from ``<root>.crlnumber`` (durably, under its lock) before the
         records are read, so whichever CRL ends up with the highest number covers every
         revocation recorded before its number was taken.  Entries of certificates already
-        expired are left out (RFC 5280 3.3).
+        expired are left out (RFC 5280 3.3).  No store lock is held while the CRL is built.
 
         Raises:
             CAFileError: ``key`` is not the CA's, or the CRL number file cannot be written.
@@ -594,25 +594,19 @@ class Revocations:
         number = self.crl_numbers.take()
         this_update = self.clock()
         next_update = this_update + datetime.timedelta(days=self.crl_days)
-        with self.store.transaction():  # one snapshot: the revision and what it counts
-            revision = self.store.crl_state(self.issuer).revision
-            records = list(self.store.revocations(self.issuer))
-        reasons = {
-            reason: x509.CRLReason(reason.flag) for reason in Reason if reason.flag is not None
+        revision, records = self.store.crl_records(self.issuer, this_update)
+        reasons: dict[str, list[x509.Extension[x509.ExtensionType]]] = {
+            reason.value: [
+                x509.Extension(CRLEntryExtensionOID.CRL_REASON, False, x509.CRLReason(reason.flag))
+            ]
+            for reason in Reason
+            if reason.flag is not None
         }
-        entries = []
-        for record in records:
-            if record.not_after is not None and record.not_after < this_update:
-                continue
-            entry = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(record.number)
-                .revocation_date(record.revoked)
-            )
-            reason = reasons.get(Reason(record.reason))
-            if reason is not None:
-                entry = entry.add_extension(reason, critical=False)
-            entries.append(entry.build())
+        # The builders' constructors, not their chained setters: half the time per entry.
+        entries = [
+            x509.RevokedCertificateBuilder(serial, revoked, reasons.get(reason, [])).build()
+            for serial, revoked, reason in records
+        ]
         # All entries at once: add_revoked_certificate() copies the list on every call,
         # which makes 100,000 entries take half a minute instead of a second.
         builder = (

@@ -1078,6 +1078,34 @@ class Store:
             finally:
                 cursor.close()
 
+    def crl_records(
+        self, issuer: str, not_expired_at: datetime
+    ) -> tuple[int, list[tuple[int, datetime, str]]]:
+        """What a CRL lists: the revision and ``(number, revoked, reason)`` of each revocation
+        whose certificate has not expired at ``not_expired_at``, in number order.
+
+        Read in one snapshot (a deferred transaction: no write lock is held while 100,000
+        rows are read), so the revision counts exactly the records returned.
+        """
+        with self._connection() as conn:
+            own = not conn.in_transaction
+            if own:
+                conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    "SELECT revision FROM crl_state WHERE issuer = ?", (issuer,)
+                ).fetchone()
+                rows = conn.execute(
+                    "SELECT number, revoked, reason FROM revocations WHERE issuer = ?"
+                    " AND (not_after IS NULL OR not_after >= ?) ORDER BY number",
+                    (issuer, _to_text(not_expired_at)),
+                ).fetchall()
+            finally:
+                if own:
+                    conn.execute("COMMIT")
+        parse = datetime.fromisoformat
+        return (row[0] if row else 0), [(n, parse(when), why) for n, when, why in rows]
+
     def count_revocations(self, issuer: str) -> int:
         """How many certificates of the CA ``issuer`` are recorded as revoked."""
         row = self._fetchone("SELECT count(*) FROM revocations WHERE issuer = ?", (issuer,))
