@@ -42,7 +42,7 @@ from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate
 from pki_soap.keys import KeyType, PrivateKey
 from pki_soap.serial import SerialCounter
 from pki_soap.store import (
-    SQLITE_MAX_INTEGER,
+    MAX_NUMBER,
     CachedOcspResponse,
     CertId,
     CrlState,
@@ -273,7 +273,7 @@ def certificate_status(store: Store, issuer: str, number: int) -> CertificateSta
     Revoked when a revocation is recorded (even after a reinitialisation), good when the
     store holds a certificate with that number, unknown otherwise.
     """
-    if not 0 < number <= SQLITE_MAX_INTEGER:
+    if not 0 < number <= MAX_NUMBER:
         return UNKNOWN
     revocation = store.revocation(issuer, number)
     if revocation is not None:
@@ -494,7 +494,7 @@ class Revocations:
 
     def revocation(self, number: int) -> Revocation | None:
         """The recorded revocation of certificate ``number``, or None."""
-        if not 0 < number <= SQLITE_MAX_INTEGER:
+        if not 0 < number <= MAX_NUMBER:
             return None
         return self.store.revocation(self.issuer, number)
 
@@ -691,7 +691,7 @@ class Revocations:
             raise InvalidInput(
                 "certificate number 0 is the CA's own certificate; it cannot be revoked here"
             )
-        certificate = self.store.certificate(number) if 0 < number <= SQLITE_MAX_INTEGER else None
+        certificate = self.store.certificate(number) if 0 < number <= MAX_NUMBER else None
         if certificate is None:
             raise UnknownCertificate(f"no certificate number {number} was issued by this CA")
         previous = self.store.revocation(self.issuer, number)

@@ -26,14 +26,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownRequest
+from pki_soap.errors import (
+    DuplicateRequest,
+    MissingField,
+    PkiError,
+    StoreUnavailable,
+    UnknownRequest,
+)
 
 DATABASE_NAME = "pki.sqlite3"
 BUSY_TIMEOUT_SECONDS = 30.0
-SQLITE_MAX_INTEGER = 2**63 - 1
-"""The largest number an INTEGER column holds; a larger serial was never ours."""
 _IDLE_CONNECTIONS = 4
 _NAMES_PER_QUERY = 500
+MAX_NUMBER = 2**63 - 1
+"""The largest certificate number the store can hold (an SQLite INTEGER)."""
 
 
 @dataclass
@@ -367,14 +373,33 @@ def _migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` 0600 if absent and tighten it if someone loosened it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _prepare_private_database(path: Path) -> None:
+    """Make ``path`` and its -wal/-shm files 0600, by path only.
+
+    Never through a file descriptor: closing any descriptor of a database file drops every
+    POSIX lock this process holds on it (SQLite's "How To Corrupt", 2.2), and another process
+    may then delete the WAL under our live connections.  A new database is created by SQLite
+    itself under a 077 umask (its journal files copy the database file's mode).
+    """
     try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+def _translated(exc: sqlite3.Error, what: str) -> PkiError:
+    """Our error for an SQLite failure; a full or read-only disk says so, without paths."""
+    text = str(exc)
+    if any(mark in text for mark in ("full", "readonly", "read-only", "disk I/O")):
+        return StoreUnavailable(
+            "the CA server cannot write its database now (disk full or not writable); "
+            "nothing was changed, try again later"
+        )
+    if "locked" in text or "busy" in text:
+        return PkiError(f"{what}: the database stayed busy (another process holds it)")
+    return PkiError(f"{what}: {text}")
 
 
 class Store:
@@ -400,10 +425,20 @@ class Store:
         self._local = threading.local()
         self._closed = False
         try:
-            _create_private_file(path)
+            _prepare_private_database(path)
         except OSError as exc:
-            raise PkiError(f"cannot create the database {path}: {exc}") from exc
-        conn = self._connect()
+            raise PkiError(f"cannot use the database {path}: {exc.strerror}") from exc
+        created = not path.exists()
+        previous_umask = os.umask(0o077) if created else None
+        try:
+            conn = self._connect()
+        except PkiError as exc:
+            if created:
+                raise PkiError(f"cannot create the database {path}: {exc.message}") from exc
+            raise
+        finally:
+            if previous_umask is not None:
+                os.umask(previous_umask)
         try:
             _migrate(conn)
         except sqlite3.DatabaseError as exc:
@@ -451,7 +486,7 @@ class Store:
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise PkiError(f"cannot open the database {self.path}: {exc}") from exc
+            raise _translated(exc, f"cannot open the database {self.path}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -460,7 +495,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise PkiError(f"cannot use the database {self.path}: {exc}") from exc
+            raise _translated(exc, f"cannot use the database {self.path}") from exc
         return conn
 
     def _checkout(self) -> sqlite3.Connection:
@@ -513,8 +548,9 @@ class Store:
             try:
                 yield
             except BaseException:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {savepoint}")
+                    conn.execute(f"RELEASE {savepoint}")
                 raise
             else:
                 conn.execute(f"RELEASE {savepoint}")
@@ -526,15 +562,24 @@ class Store:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise PkiError(f"cannot start a database transaction: {exc}") from exc
+                raise _translated(exc, "cannot start a database transaction") from exc
             self._local.conn, self._local.depth = conn, 1
             try:
                 yield
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    conn.execute("ROLLBACK")
+                # Constraint errors stay sqlite3's: the store's methods translate them.
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise _translated(exc, "a database change failed") from exc
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise _translated(exc, "a database change could not be committed") from exc
             finally:
                 self._local.conn = None
         finally:
@@ -546,12 +591,18 @@ class Store:
 
     def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._connection() as conn:
-            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            try:
+                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc, "the database cannot be read") from exc
             return row
 
     def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
-            return conn.execute(sql, params).fetchall()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc, "the database cannot be read") from exc
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -841,8 +892,18 @@ class Store:
             seen.add(number)
         return None
 
+    def highest_number(self) -> int:
+        """The highest certificate number stored (0 when only the CA's own, or none)."""
+        row = self._fetchone("SELECT max(number) FROM certificates")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
     def certificate(self, number: int) -> IssuedCertificate | None:
-        """The certificate numbered ``number`` (0 is the CA's own), or None."""
+        """The certificate numbered ``number`` (0 is the CA's own), or None.
+
+        A number outside SQLite's 64-bit integers cannot be stored, so it matches nothing.
+        """
+        if not 0 <= number <= MAX_NUMBER:
+            return None
         row = self._fetchone(
             f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates WHERE number = ?", (number,)
         )
@@ -1189,7 +1250,7 @@ class Store:
 
     def ocsp_response(self, cert_id: CertId) -> CachedOcspResponse | None:
         """The cached response for exactly ``cert_id``, or None."""
-        if not 0 <= cert_id.number <= SQLITE_MAX_INTEGER:
+        if not 0 <= cert_id.number <= MAX_NUMBER:
             return None
         row = self._fetchone(
             "SELECT der, this_update, refresh_after, next_update FROM ocsp_responses"

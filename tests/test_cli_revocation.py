@@ -15,7 +15,7 @@ from cryptography import x509
 
 from pki_soap.cli.serve import configured_public_url
 from pki_soap.cli.server import main
-from pki_soap.server import CAServer
+from tests.engine_support import open_server
 from tests.revocation_support import issue, run, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def configured(data_dir: Path, password_file: Path, capsys: pytest.CaptureFixtur
     args += ["--key-type", "ec256", "--password-file", str(password_file)]
     args += ["--public-url", "http://ca.example.test:52773", "--crl-days", "7"]
     assert main(args) == 0
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         for host in ("one", "two"):
             issue(server, CA_PASSWORD, host)
     capsys.readouterr()
@@ -67,7 +67,7 @@ def test_revoke_prints_what_it_did_and_the_new_crl(
     assert code == 0
     assert out[0] == "Certificate number 2 revoked (reason: keyCompromise)."
     assert out[1].startswith("CRL number 2 signed: 1 revoked certificate(s), next update ")
-    with CAServer.open(configured) as server:
+    with open_server(configured) as server:
         recorded = server.revocations().revocation(2)
         assert recorded is not None and recorded.revoked_by.endswith("(command line)")
         crl = server.revocations().crl()
@@ -163,7 +163,7 @@ def test_crl_signs_a_new_one_and_if_due_needs_no_password_when_current(
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
 
     # Behind the records (a revocation whose CRL was never signed): due, and signed.
-    with CAServer.open(configured) as server:
+    with open_server(configured) as server:
         issuer = server.revocations().issuer
     with sqlite3.connect(configured / "pki.sqlite3") as conn:  # as a crash after the record would
         conn.execute("UPDATE crl_state SET revision = revision + 1 WHERE issuer = ?", (issuer,))
@@ -205,7 +205,7 @@ def test_revoke_as_a_real_process(configured: Path, password_file: Path, tmp_pat
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.startswith("Certificate number 2 revoked (reason: cessationOfOperation).")
-    with CAServer.open(configured) as server:
+    with open_server(configured) as server:
         crl = server.revocations().crl()
         assert crl is not None
         two = next(c for c in server.certificates() if c.number == 2)

@@ -25,7 +25,7 @@ from pki_soap.revocation import OCSP_PATH, Reason
 from pki_soap.server import CAServer
 from pki_soap.store import CachedOcspResponse
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
-from tests.engine_support import make_ca
+from tests.engine_support import make_ca, open_server
 from tests.revocation_support import issue, openssl_ocsp, pkilint, run, write
 from tests.service_support import (
     ACTION,
@@ -59,7 +59,7 @@ class Live:
 
 @pytest.fixture
 def live(data_dir: Path, tmp_path: Path) -> Iterator[Live]:
-    with live_server(data_dir, portal=False) as url, CAServer.open(data_dir) as server:
+    with live_server(data_dir, portal=False) as url, open_server(data_dir) as server:
         server.configure(
             root=CA_ROOT,
             directory=CA_DIRECTORY,
@@ -358,7 +358,7 @@ def make_app_responder(live: Live) -> OcspResponder:
 
 
 def test_no_signer_yet_means_try_later(data_dir: Path) -> None:
-    with live_server(data_dir, portal=False) as url, CAServer.open(data_dir) as server:
+    with live_server(data_dir, portal=False) as url, open_server(data_dir) as server:
         server.configure(
             root=CA_ROOT,
             directory=CA_DIRECTORY,
@@ -442,7 +442,7 @@ def test_soap_answers_are_the_same_bytes_before_and_after_a_revocation(live: Liv
 def test_ocsp_and_crl_under_gunicorn(data_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         server.configure(
             root=CA_ROOT,
             directory=CA_DIRECTORY,

@@ -26,6 +26,7 @@ from pki_soap.revocation import Reason, State, public_base, revoked_in_store, st
 from pki_soap.server import CAServer
 from pki_soap.store import Store, _schema_v1
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
+from tests.engine_support import open_server
 from tests.revocation_support import CONTACT, issue, pkilint, run, write
 from tests.smtp_support import MailServer
 
@@ -230,7 +231,7 @@ def test_states_for_the_listing(configured_server: CAServer, ca_password: bytes)
 def test_revocation_notice_goes_to_the_contact(
     data_dir: Path, ca_password: bytes, tmp_path: Path
 ) -> None:
-    with MailServer(tmp_path) as smtp, CAServer.open(data_dir) as server:
+    with MailServer(tmp_path) as smtp, open_server(data_dir) as server:
         server.configure(
             root=CA_ROOT,
             directory=CA_DIRECTORY,
@@ -257,7 +258,7 @@ def test_revocation_notice_goes_to_the_contact(
 
 
 def _revoke_child(data_dir: str, number: int, password: bytes, start: Any, out: Any) -> None:
-    with CAServer.open(Path(data_dir)) as server:
+    with open_server(Path(data_dir)) as server:
         key = server.authority().private_key(password)
         start.wait(timeout=60)
         if number:

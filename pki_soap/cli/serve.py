@@ -18,11 +18,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names
+from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
-from pki_soap.server import CAServer
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
-from pki_soap.store import DATABASE_NAME, Store
+from pki_soap.store import DATABASE_NAME
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -128,8 +128,9 @@ def configured_public_url(data_dir: Path) -> str | None:
     """
     if not (data_dir / DATABASE_NAME).exists():
         return None
-    with Store.open(data_dir) as store:
-        cfg = store.server_config()
+    # Opened and closed before gunicorn forks, as the demo set-up does.
+    with open_data_directory(data_dir) as opened:
+        cfg = opened.store.server_config()
     return cfg.public_url if cfg is not None else None
 
 
@@ -143,7 +144,8 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
         PkiError: the store or the CA files cannot be used (e.g. WrongPassword when the
             CA files exist but the password file does not match them).
     """
-    with CAServer.open(data_dir) as server:
+    with open_data_directory(data_dir, create=True) as opened:
+        server = opened.server
         try:
             server.config()
         except NotConfigured:
@@ -181,6 +183,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--workers must be at least 1")
     if args.timeout < 1 or args.max_requests < 0 or args.max_body < 1:
         raise InvalidInput("--timeout and --max-body must be positive, --max-requests >= 0")
+    # Refused here rather than answered with a 500 on every call.  (The demo set-up below
+    # opens and closes the store before gunicorn forks: no connection crosses a fork.)
+    check_writable(data_dir)
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"
