@@ -591,7 +591,8 @@ class Revocations:
         """
         self._check_key(key)
         self.crl_numbers.create()
-        number = self.crl_numbers.take()
+        # A number file behind the latest CRL (restored from a backup) never repeats a number.
+        number = self.crl_numbers.take(after=self.crl_state().number or 0)
         this_update = self.clock()
         next_update = this_update + datetime.timedelta(days=self.crl_days)
         revision, records = self.store.crl_records(self.issuer, this_update)

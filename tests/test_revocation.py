@@ -134,6 +134,18 @@ def test_crl_numbers_grow_durably_and_survive_a_reinitialisation(
     assert crl.get_revoked_certificate_by_serial_number(first.number) is not None
 
 
+def test_a_crl_number_file_restored_from_a_backup_never_repeats_a_number(
+    configured_server: CAServer, ca_password: bytes
+) -> None:
+    issue(configured_server, ca_password, "one")
+    configured_server.refresh_revocation(ca_password)  # CRL 2
+    configured_server.authority().paths.crlnumber.write_text("01\n")  # an old copy
+
+    refreshed = configured_server.refresh_revocation(ca_password)
+
+    assert refreshed.crl is not None and refreshed.crl.number == 3 and refreshed.crl.current
+
+
 def test_bad_revocations_are_refused_and_change_nothing(
     configured_server: CAServer, ca_password: bytes
 ) -> None:
