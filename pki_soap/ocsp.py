@@ -18,6 +18,7 @@ import base64
 import binascii
 import datetime
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -311,6 +312,15 @@ def _http_date(moment: datetime.datetime) -> str:
     return format_datetime(moment.astimezone(datetime.UTC), usegmt=True)
 
 
+@functools.lru_cache(maxsize=1024)
+def _answer_headers(
+    this_update: datetime.datetime, next_update: datetime.datetime, der: bytes
+) -> tuple[str, str, str]:
+    """Last-Modified, Expires and ETag of a cached answer: the same for every request of it."""
+    etag = '"' + hashlib.sha1(der).hexdigest() + '"'
+    return _http_date(this_update), _http_date(next_update), etag
+
+
 def _plain(
     start_response: StartResponse, status: str, text: str, headers: Iterable[tuple[str, str]] = ()
 ) -> list[bytes]:
@@ -451,14 +461,16 @@ class RevocationEndpoints:
         ]
         if cacheable and answer.this_update is not None and answer.next_update is not None:
             # RFC 5019 6.2: caches may keep the answer, never past its nextUpdate.
-            now = datetime.datetime.now(datetime.UTC)
-            left = int((answer.next_update - now).total_seconds())
-            max_age = max(0, min(left, MAX_HTTP_CACHE_SECONDS))
+            left = (answer.next_update - datetime.datetime.now(datetime.UTC)).total_seconds()
+            max_age = max(0, min(int(left), MAX_HTTP_CACHE_SECONDS))
+            last_modified, expires, etag = _answer_headers(
+                answer.this_update, answer.next_update, answer.der
+            )
             headers += [
                 ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
-                ("Last-Modified", _http_date(answer.this_update)),
-                ("Expires", _http_date(answer.next_update)),
-                ("ETag", '"' + hashlib.sha1(answer.der).hexdigest() + '"'),
+                ("Last-Modified", last_modified),
+                ("Expires", expires),
+                ("ETag", etag),
             ]
         else:
             headers.append(("Cache-Control", "no-store"))
