@@ -216,3 +216,24 @@ def test_revoke_as_a_real_process(configured: Path, password_file: Path, tmp_pat
         write(tmp_path / "two.pem", two),
     )  # fmt: skip
     assert "certificate revoked" in refused.stdout + refused.stderr
+
+
+def test_configure_again_changes_only_the_revocation_settings_given(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["configure", "--data-dir", str(configured), "--root", "CliCA", "--dir", "CA"]
+    assert main([*base, "--no-revocation-urls"]) == 0
+    with open_server(configured) as server:
+        cfg = server.config()
+        assert (cfg.public_url, cfg.revocation_urls, cfg.crl_days) == (
+            "http://ca.example.test:52773",
+            False,
+            7,
+        )
+        assert server.authority().revocation_urls is None
+    assert main([*base, "--revocation-urls", "--public-url", ""]) == 0
+    with open_server(configured) as server:
+        cfg = server.config()
+        assert (cfg.public_url, cfg.revocation_urls) == (None, True)
+        assert server.authority().revocation_urls is None  # no URL, nothing to name
+    capsys.readouterr()

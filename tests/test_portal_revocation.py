@@ -145,3 +145,8 @@ def test_configure_keeps_the_revocation_settings(
     assert field_error(refused, "public_url") == (
         "Public URL 'gopher://x' is not an http:// or https:// URL."
     )
+    page = ca_browser.get("/pki/server/configure")
+    assert 'value="http://ca.example.test:52773"' in page.text and 'value="3"' in page.text
+    emptied = ca_browser.submit("/pki/server/configure", {**values, "public_url": ""})
+    assert emptied.status_code == 200
+    assert configured_server.config().public_url is None

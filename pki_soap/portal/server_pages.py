@@ -149,9 +149,10 @@ def configure(page: Page) -> Response:
                 admin_email=values["admin_email"] or None,
                 instance=values["instance"] or None,
                 node=values["node"] or None,
-                public_url=values["public_url"] or None,
+                # The form shows the current URL: an emptied field removes it.
+                public_url=values["public_url"],
                 revocation_urls=revocation_urls,
-                crl_days=crl_days or revocation.DEFAULT_CRL_DAYS,
+                crl_days=crl_days,
             )
         except PkiError as exc:
             errors.add(_configure_error_field(exc), forms.sentence(exc.message))
