@@ -2,7 +2,7 @@
 
 :func:`make_app` answers ``POST /isc/pki/PKI.CAServer.cls`` (SOAP, spoken by
 :class:`~pki_soap.wire.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
-static, IRIS-faithful ``wsdl/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
+static, IRIS-faithful ``wire/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
 asked, the portal under ``/pki/``; the OCSP responder and the CRL (pki_soap.ocsp) answer
 beside them.  The request body is read here, up to a limit, whether or
 not a Content-Length is sent, so spyne never sees a truncated body.  Every answer is written
@@ -44,6 +44,7 @@ from pki_soap.errors import (
 from pki_soap.ocsp import RevocationEndpoints, is_revocation_path
 from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
+from pki_soap.wire import WSDL_FILE
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.wire.envelope import (
     CONTENT_TYPE,
@@ -65,7 +66,6 @@ SERVICE_PATH = "/isc/pki/PKI.CAServer.cls"
 PORTAL_PREFIX = "/pki"
 DEFAULT_PORT = 52773
 DEFAULT_MAX_BODY = 256 * 1024
-WSDL_FILE = Path(__file__).resolve().parent.parent / "wsdl" / "CAServer.wsdl"
 
 # An oversized body is read and thrown away up to this much, so the client, still sending,
 # gets the 413 instead of a reset connection; beyond it the connection is simply closed.
@@ -367,7 +367,7 @@ def _xml_attribute(value: str) -> str:
 
 
 def load_wsdl(public_url: str | None = None) -> bytes:
-    """``wsdl/CAServer.wsdl`` with its ``soap:address`` set from ``public_url``.
+    """The packaged WSDL (:data:`WSDL_FILE`) with its ``soap:address`` set from ``public_url``.
 
     Raises:
         InvalidInput: ``public_url`` is not usable (see :func:`endpoint_url`).

@@ -35,6 +35,16 @@ from pki_soap.errors import (
 )
 
 DATABASE_NAME = "pki.sqlite3"
+_OWNER_MATCH = "upper(rtrim({column})) = upper(rtrim(?))"
+"""How ListCertificates matches Hostname and Instance: as IRIS does, most likely.
+
+IRIS compares ``%String`` properties under their default collation, SQLUPPER, which upper-cases
+and drops trailing blanks, so a real server lists the certificates of ``IRIS`` for ``iris``
+(wire-protocol.md §3.2, Q18: inferred, no capture).  A client that spells its own name in
+another case (a node name from the OS, an instance typed by hand) still finds its certificates.
+SQLite's upper() folds ASCII letters only; host names are ASCII, and IRIS instance names are
+too in practice, so the rare non-ASCII name matches only in its exact case.
+"""
 BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 4
 _NAMES_PER_QUERY = 500
@@ -283,6 +293,19 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
 
 
 def _schema_v2(conn: sqlite3.Connection) -> None:
+    # ListCertificates matches host name and instance as IRIS's SQLUPPER collation does (see
+    # _OWNER_MATCH); the index is on the same expressions, so the query can use it.
+    _run_script(
+        conn,
+        """
+        DROP INDEX certificates_by_owner;
+        CREATE INDEX certificates_by_owner_upper
+            ON certificates (upper(rtrim(hostname)), upper(rtrim(instance)), number);
+        """,
+    )
+
+
+def _schema_v3(conn: sqlite3.Connection) -> None:
     """Revocation: records, CRL state, the OCSP signer and its cached responses; settings.
 
     Revocations, CRL state and the OCSP signer are keyed by ``issuer`` (the hex SHA-1 of the
@@ -341,7 +364,11 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
 
 
 # Migration i brings the schema from version i to i + 1; never edit one that has shipped.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _schema_v1,
+    _schema_v2,
+    _schema_v3,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -916,10 +943,10 @@ class Store:
         where = ["number <> 0"]
         params: list[str] = []
         if hostname is not None:
-            where.append("hostname = ?")
+            where.append(_OWNER_MATCH.format(column="hostname"))
             params.append(hostname)
         if instance is not None:
-            where.append("instance = ?")
+            where.append(_OWNER_MATCH.format(column="instance"))
             params.append(instance)
         sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY number"
         return sql, tuple(params)
@@ -929,7 +956,8 @@ class Store:
     ) -> Generator[IssuedCertificate, None, None]:
         """Issued certificates in number order, never number 0, streamed from one cursor.
 
-        ``None`` leaves that column unfiltered; a string must match exactly.  The iterator
+        ``None`` leaves that column unfiltered; a string matches regardless of case and
+        trailing blanks, as IRIS's SQLUPPER collation does (:data:`_OWNER_MATCH`).  The iterator
         holds a pooled connection (a consistent snapshot) until it is exhausted or closed.
         """
         sql, params = self._certificates_query(self._CERTIFICATE_COLUMNS, hostname, instance)
@@ -1054,6 +1082,23 @@ class Store:
             f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
         )
         return [self._mail(row) for row in rows]
+
+    def drop_mail(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Delete undelivered messages from the outbox: those of ``ids``, or all when None.
+
+        Delivered messages are never touched (they are the record of what was sent).
+        Returns the ids dropped, in order; an id that is unknown or already delivered is
+        simply not among them.
+        """
+        wanted = None if ids is None else set(ids)
+        with self.transaction(), self._connection() as conn:
+            rows = conn.execute("SELECT id FROM mail WHERE sent IS NULL ORDER BY id").fetchall()
+            waiting = [int(row[0]) for row in rows]
+            chosen = waiting if wanted is None else [i for i in waiting if i in wanted]
+            conn.executemany(
+                "DELETE FROM mail WHERE id = ? AND sent IS NULL", [(i,) for i in chosen]
+            )
+        return chosen
 
     # -- revocation ---------------------------------------------------------------------------
 
