@@ -118,7 +118,7 @@ class IssuedCertificate:
     issued: datetime
     not_after: datetime | None
     contact_name: str | None = None
-    """The request's contact, kept to tell them of a revocation (None before schema 2)."""
+    """The request's contact, kept to tell them of a revocation (None before schema 3)."""
     contact_email: str | None = None
 
 
