@@ -1,9 +1,9 @@
-"""Benchmarks 1 and 5: SOAP throughput of the three web methods against a floor, with wrk.
+"""Benchmarks 1 and 6: SOAP throughput of the three web methods against a floor, with wrk.
 
 Our server (``server_app.py serve``, gunicorn sync workers = cores) and the floor (the same
 gunicorn settings around an app that returns bytes captured from our server) run side by
 side; each repetition runs every (method, connections) cell on both, alternating which goes
-first.  The figure is the median over repetitions of ours / floor.  Benchmark 5 does the same
+first.  The figure is the median over repetitions of ours / floor.  Benchmark 6 does the same
 over HTTPS: ``serve --tls`` and the floor serving the same certificate with the same TLS
 settings.
 """
@@ -162,14 +162,14 @@ def run(plan: Plan) -> Section:
 
 
 def run_tls(plan: Plan) -> Section:
-    """Benchmark 5 (HTTPS on both servers): measure and return the section of the report."""
+    """Benchmark 6 (HTTPS on both servers): measure and return the section of the report."""
     return _throughput(plan, tls=True)
 
 
 def _throughput(plan: Plan, *, tls: bool) -> Section:
     label = "tls" if tls else "throughput"
     section = Section(
-        "5. SOAP throughput over TLS (wrk) against the floor over the same TLS"
+        "6. SOAP throughput over TLS (wrk) against the floor over the same TLS"
         if tls
         else "1. SOAP throughput (wrk) against the floor"
     )
