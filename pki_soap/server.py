@@ -573,7 +573,8 @@ class CAServer:
         No pending request is involved and nobody is notified; otherwise as :meth:`issue`:
         the CA key is decrypted first, then one transaction takes the next serial number,
         signs for :attr:`Usage.TLS` and records the certificate (Hostname ``hostname``, the
-        configured instance, Filename ``filename``), so it is listed like any other.
+        configured instance, Filename ``filename``), so it is listed (and can be revoked) like
+        any other; a CRL or OCSP signer that is due is renewed while the key is at hand.
 
         Raises:
             NotConfigured: the CA server has not been configured.
@@ -597,9 +598,10 @@ class CAServer:
         )
         with self.store.transaction():
             authority.preview_extensions(csr, Usage.TLS)
-            number = authority.serials.take()
+            number = authority.serials.take(after=self.store.highest_number())
             issued = self._signed(authority, request, csr, Usage.TLS, key, days, number)
             self.store.add_certificate(issued)
+        self._refresh_revocation(authority, key)
         return issued
 
     def issue_many(

@@ -260,6 +260,17 @@ def test_wsdl_says_https_and_soap_answers_over_it(served: Served) -> None:
     )
 
 
+def test_the_crl_is_served_over_https_too(served: Served) -> None:
+    crl = soap_post(
+        served.url, b"", None, method="GET", path=f"/isc/pki/crl/{CA_ROOT}.crl",
+        cafile=served.ca_file,
+    )  # fmt: skip
+
+    assert crl.status == 200 and crl.headers["content-type"] == "application/pkix-crl"
+    ca = x509.load_pem_x509_certificate(served.ca_file.read_bytes())
+    assert x509.load_der_x509_crl(crl.body).is_signature_valid(ca.public_key())
+
+
 def test_the_portal_sends_hsts_and_secure_cookies_over_https(served: Served) -> None:
     page = soap_post(served.url, b"", None, method="GET", path="/pki/login", cafile=served.ca_file)
 
