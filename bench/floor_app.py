@@ -1,14 +1,17 @@
 """The floor: a minimal WSGI app served exactly as ``serve`` serves ours, answering captured bytes.
 
 It reads the request body (as any SOAP server must), looks up the answer captured from the
-real server for the request's SOAPAction, and returns those exact bytes with the same status
-and Content-Type.  Whatever the real server spends beyond this is the cost of our code.  The
-gunicorn settings, the worker class (gevent: patched first, the body deadline in front) come
-from pki_soap.cli.serve itself, so the two servers differ only in the application.
+real server for the request's SOAPAction (for a request without one, e.g. OCSP: its method and
+path, ``"GET /isc/pki/ocsp/..."``), and returns those exact bytes with the same status and
+Content-Type.  Whatever the real server spends beyond this is the cost of our code.
 
-Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE
-[--worker-class gevent|gthread|sync]``; FILE is JSON
-``{soap_action: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
+Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE``;
+FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
+With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
+(``pki_soap.tls.gunicorn_settings``).
+The gunicorn settings and the worker class (gevent: patched first, the body deadline in
+front) come from pki_soap.cli.serve itself, so the two servers differ only in the application
+(``--worker-class gevent|gthread|sync``, default serve's).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the pki_soap package
 
-from pki_soap.cli.serve import (  # noqa: E402  (after the path is set)
+from pki_soap import tls  # noqa: E402
+from pki_soap.cli.serve import (  # noqa: E402
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_WORKER_CLASS,
     WORKER_CLASSES,
@@ -37,7 +41,7 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
 def load_answers(path: Path) -> dict[str, Answer]:
-    """The captured answers of ``path``, keyed by SOAPAction."""
+    """The captured answers of ``path``, keyed by SOAPAction (or method and path)."""
     raw = json.loads(path.read_text())
     return {
         action: (
@@ -50,12 +54,15 @@ def load_answers(path: Path) -> dict[str, Answer]:
 
 
 def make_floor_app(answers: dict[str, Answer]) -> Callable[..., Iterable[bytes]]:
-    """The floor WSGI app for ``answers`` (an unknown SOAPAction gets a 404)."""
+    """The floor WSGI app for ``answers`` (an unknown key gets a 404)."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         environ["wsgi.input"].read(length)
-        answer = answers.get(environ.get("HTTP_SOAPACTION", ""))
+        key = (
+            environ.get("HTTP_SOAPACTION") or f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+        )
+        answer = answers.get(key)
         if answer is None:
             start_response("404 Not Found", [("Content-Length", "0")])
             return [b""]
@@ -72,10 +79,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--responses", type=Path, required=True)
     parser.add_argument("--worker-class", choices=WORKER_CLASSES, default=DEFAULT_WORKER_CLASS)
+    parser.add_argument("--certfile", type=Path)
+    parser.add_argument("--keyfile", type=Path)
     args = parser.parse_args()
     prepare_workers(args.worker_class)
     app = make_floor_app(load_answers(args.responses))
     options = gunicorn_options(bind=args.bind, workers=args.workers, worker_class=args.worker_class)
+    if args.certfile is not None:
+        options.update(tls.gunicorn_settings(args.certfile, args.keyfile))
     raise SystemExit(run_gunicorn(app, options, body_timeout=DEFAULT_BODY_TIMEOUT))
 
 

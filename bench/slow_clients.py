@@ -116,7 +116,7 @@ def _shown(latencies: list[float | None], timeout: float) -> str:
 
 def run(plan: Plan) -> Section:
     """Measure each worker setup; return the section of the report."""
-    section = Section("5. Slow clients and worker setups")
+    section = Section("7. Slow clients and worker setups")
     work = plan.work / "slow"
     work.mkdir(parents=True)
     data_dir = work / "data"

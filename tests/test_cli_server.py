@@ -689,7 +689,9 @@ def test_certificates_table(
         "Usage",
         "Not",
         "after",
+        "State",
     ]
+    assert lines[2].split()[-1] == "valid"
     assert lines[2].split()[:5] == [
         "1",
         "web1",
@@ -1321,9 +1323,9 @@ def test_help_lists_each_command_on_one_line(program: str) -> None:
     block = result.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     expected = (
         ["configure", "reinitialize", "pending", "show", "issue", "delete", "certificates",
-         "status", "drop-mail", "serve", "portal-password"]
+         "revoke", "crl", "status", "drop-mail", "serve", "https-certificate", "portal-password"]
         if program == "server_app.py"
-        else ["show", "configure", "get-ca", "submit", "list", "get"]
+        else ["show", "configure", "get-ca", "submit", "list", "get", "export"]
     )  # fmt: skip
     assert [line.split()[0] for line in block] == expected
     # Each line: two spaces, the command, and its help text on the same line.
