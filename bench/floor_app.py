@@ -9,8 +9,8 @@ Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses
 FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
 With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
 (``pki_soap.tls.gunicorn_settings``).
-The gunicorn settings and the worker class (gevent: patched first, the body deadline in
-front) come from pki_soap.cli.serve itself, so the two servers differ only in the application
+The gunicorn settings and the worker class (gevent: the body deadline in front) come from
+pki_soap.cli.serve itself, so the two servers differ only in the application
 (``--worker-class gevent|gthread|sync``, default serve's).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -33,7 +34,7 @@ from pki_soap.cli.serve import (  # noqa: E402
     DEFAULT_WORKER_CLASS,
     WORKER_CLASSES,
     gunicorn_options,
-    prepare_workers,
+    quiet_worker_patch_warning,
     run_gunicorn,
 )
 
@@ -82,12 +83,13 @@ def main() -> None:
     parser.add_argument("--certfile", type=Path)
     parser.add_argument("--keyfile", type=Path)
     args = parser.parse_args()
-    prepare_workers(args.worker_class)
-    app = make_floor_app(load_answers(args.responses))
+    answers = load_answers(args.responses)
     options = gunicorn_options(bind=args.bind, workers=args.workers, worker_class=args.worker_class)
     if args.certfile is not None:
         options.update(tls.gunicorn_settings(args.certfile, args.keyfile))
-    raise SystemExit(run_gunicorn(app, options, body_timeout=DEFAULT_BODY_TIMEOUT))
+    build = functools.partial(make_floor_app, answers)
+    quiet_worker_patch_warning()
+    raise SystemExit(run_gunicorn(build, options, body_timeout=DEFAULT_BODY_TIMEOUT))
 
 
 if __name__ == "__main__":

@@ -189,7 +189,9 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, http.client.RemoteDisconnected):
+        # An HTTPS server closes a plain-HTTP connection; one that has not read all of the
+        # request yet (gevent workers) resets it: the same cause either way.
+        if isinstance(current, http.client.RemoteDisconnected | ConnectionResetError):
             return (
                 "the server closed the connection without an answer (as an HTTPS server does "
                 "to plain HTTP: is the client configured for TLS?)"

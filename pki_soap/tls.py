@@ -109,9 +109,11 @@ class ReloadingContext:
     """gunicorn's ``ssl_context`` hook: one SSLContext per process, rebuilt on file changes.
 
     gunicorn calls the hook for every connection (sync and gthread workers) or once (async
-    workers); the context is built at the first call and again only when the certificate or
-    key file changed.  While a renewal is half written (new key, old certificate) the build
-    fails: the previous context is kept and the next connection tries again.
+    workers, serve's gevent); the context is built at the first call and again only when the
+    certificate or key file changed.  Every handshake also asks (the SNI callback, which
+    OpenSSL calls with or without a server name), so a connection of an async worker gets
+    the rebuilt context too.  While a renewal is half written (new key, old certificate) the
+    build fails: the previous context is kept and the next connection tries again.
     """
 
     def __init__(self, certfile: Path, keyfile: Path) -> None:
@@ -125,17 +127,27 @@ class ReloadingContext:
         self, config: Any, default_factory: Callable[[], ssl.SSLContext]
     ) -> ssl.SSLContext:
         """The SSLContext for the next connection (gunicorn's factory is not used)."""
+        return self._current()
+
+    def _current(self) -> ssl.SSLContext:
         stamps = (_stamp(self.certfile), _stamp(self.keyfile))
         with self._lock:
             if self._context is None or stamps != self._stamps:
                 try:
-                    self._context = server_context(self.certfile, self.keyfile)
+                    context = server_context(self.certfile, self.keyfile)
                 except (OSError, ssl.SSLError):
                     if self._context is None:
                         raise
                     return self._context
-                self._stamps = stamps
+                context.sni_callback = self._switch
+                self._context, self._stamps = context, stamps
             return self._context
+
+    def _switch(self, connection: Any, server_name: str | None, context: ssl.SSLContext) -> None:
+        """At each handshake: serve the current certificate, rebuilt if its files changed."""
+        current = self._current()
+        if current is not context:
+            connection.context = current
 
 
 def gunicorn_settings(certfile: Path, keyfile: Path) -> dict[str, Any]:

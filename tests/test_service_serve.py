@@ -86,7 +86,7 @@ def test_bad_options_are_refused_before_serving(
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         run_serve(_parse("--data-dir", str(data_dir), "serve", *argv))
-    # Refused before the gevent set-up: this process was not monkey-patched.
+    # Refused before serving; nothing in this process was monkey-patched.
     assert not monkey.is_module_patched("socket")
 
 

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
+import logging
 import os
 import secrets
 import signal
@@ -64,8 +66,10 @@ from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.portal.auth import parse_networks
 from pki_soap.server import SubmissionLimits
-from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
+from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, PkiSoapApp, endpoint_url, make_app
 from pki_soap.store import DATABASE_NAME
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -81,6 +85,7 @@ DEFAULT_WORKER_CONNECTIONS = 1000
 DEFAULT_HEADER_TIMEOUT = 5
 DEFAULT_BODY_TIMEOUT = 30
 GTHREAD_THREADS = 4
+GRACEFUL_TIMEOUT = 10
 _LIMITS = SubmissionLimits()
 
 StartResponse = Callable[..., Any]
@@ -246,10 +251,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn has no type information
-    """gunicorn run programmatically: our options, our (preloaded) WSGI application."""
+    """gunicorn run programmatically: our options, the WSGI application ``build`` makes.
 
-    def __init__(self, app: Any, options: dict[str, Any]) -> None:
-        self._app = app
+    ``build`` runs where gunicorn loads the application: in the master when the options
+    preload it, else in each worker after the fork (gevent: after the worker's monkey-patch).
+    """
+
+    def __init__(self, build: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._build = build
         self._options = options
         super().__init__()
 
@@ -258,7 +267,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn has no type 
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return self._app
+        return self._build()
 
 
 class BodyDeadline:
@@ -330,23 +339,6 @@ class _DeadlineInput:
             yield line
 
 
-def prepare_workers(worker_class: str) -> None:
-    """Get the process ready for ``worker_class`` before the application is built.
-
-    For gevent, monkey-patch now: the application is built here and preloaded, so the
-    locks and threads it makes must be gevent's already (gunicorn patches again in each
-    worker, harmlessly).
-    """
-    if worker_class == "gevent":
-        from gevent import monkey
-
-        with warnings.catch_warnings():
-            # gunicorn and spyne import ssl before this point, but no SSL object exists yet
-            # (the workers make theirs after the patch), which is what the warning is about.
-            warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
-            monkey.patch_all()
-
-
 def gunicorn_options(
     *,
     bind: str,
@@ -366,6 +358,10 @@ def gunicorn_options(
         # The gevent worker bounds the wait for each request's headers by keepalive.
         "keepalive": header_timeout,
         "timeout": timeout,
+        # Requests take milliseconds and slow clients are cut by the deadlines above; and a
+        # gevent worker told to stop in its first moments (its monkey-patch runs before
+        # gunicorn installs its signal handlers) misses the signal: killed after this.
+        "graceful_timeout": GRACEFUL_TIMEOUT,
         "max_requests": max_requests,
         "max_requests_jitter": max_requests // 10,
         "preload_app": True,
@@ -380,16 +376,46 @@ def gunicorn_options(
     return options
 
 
-def deadlined(app: WsgiApp, worker_class: str, body_timeout: int) -> WsgiApp:
-    """``app`` behind :class:`BodyDeadline` when the workers are gevent's (else as it is)."""
-    return BodyDeadline(app, body_timeout) if worker_class == "gevent" else app
+def open_in_worker(app: PkiSoapApp, worker: Any) -> None:
+    """gunicorn's ``post_worker_init`` hook: open this worker's data directory before any
+    request is served.
 
-
-def run_gunicorn(app: WsgiApp, options: dict[str, Any], *, body_timeout: int) -> int:
-    """Serve ``app`` (behind :func:`deadlined`) with gunicorn until it stops; its exit status."""
-    app = deadlined(app, options["worker_class"], body_timeout)
+    Under gevent the application was built (preloaded) before the worker's monkey-patch, so
+    the data directory's lock is a real one; opened here, while nothing else runs, the later
+    calls only take and give it back without a greenlet switch in between.  A failure is
+    logged and left to the first request, which answers it as a Server fault.
+    """
     try:
-        _Gunicorn(app, options).run()
+        app.data.get()
+    except PkiError as exc:
+        log.warning("cannot open the data directory yet: %s", exc.message)
+
+
+def quiet_worker_patch_warning() -> None:
+    """Silence gevent's warning that ssl was imported before a worker's monkey-patch.
+
+    gunicorn and the preloaded application import ssl in the master; every SSL object the
+    workers use (gunicorn's context, SMTP's STARTTLS) is made after their patch.
+    """
+    warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already")
+
+
+def deadlined(
+    build: Callable[[], WsgiApp], worker_class: str, body_timeout: int
+) -> Callable[[], WsgiApp]:
+    """``build``, its application put behind :class:`BodyDeadline` for gevent workers."""
+    if worker_class != "gevent":
+        return build
+    return lambda: BodyDeadline(build(), body_timeout)
+
+
+def run_gunicorn(
+    build: Callable[[], WsgiApp], options: dict[str, Any], *, body_timeout: int
+) -> int:
+    """Serve what ``build`` makes (see :class:`_Gunicorn`, :func:`deadlined`) until gunicorn
+    stops; its exit status."""
+    try:
+        _Gunicorn(deadlined(build, options["worker_class"], body_timeout), options).run()
     except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -602,14 +628,14 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _serve_plain_beside(app: Any, options: dict[str, Any]) -> int:
-    """Fork a second gunicorn master serving ``app`` over plain HTTP; its pid."""
+def _serve_plain_beside(build: Callable[[], Any], options: dict[str, Any]) -> int:
+    """Fork a second gunicorn master serving what ``build`` makes over plain HTTP; its pid."""
     pid = os.fork()
     if pid == 0:  # the child never returns into the caller's code
         code = 1
         try:
             _die_with_parent()
-            _Gunicorn(app, options).run()
+            _Gunicorn(build, options).run()
             code = 0
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else 0
@@ -685,16 +711,14 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     if args.http_port is not None:
         _check_free(args.host, args.http_port)
-    # Everything above refuses a bad start with the process as it was; from here on the
-    # application and the HTTPS renewer are built, so for gevent the process is patched first.
-    prepare_workers(args.worker_class)
+    smtp_cafile = os.environ.get(SMTP_CAFILE_ENV) or None
     app = make_app(
         data_dir,
         public_url=public_url,
         max_body=args.max_body,
         portal=not args.no_portal,
         portal_networks=args.portal_network,
-        smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
+        smtp_cafile=smtp_cafile,
         limits=limits,
     )
     plain_app = None
@@ -706,7 +730,7 @@ def run_serve(args: argparse.Namespace) -> int:
             public_url=plain_url,
             max_body=args.max_body,
             portal=False,
-            smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
+            smtp_cafile=smtp_cafile,
             limits=limits,
         )
     served = _prepare_https(args, data_dir, public_url) if https else None
@@ -720,6 +744,7 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_requests=args.max_requests,
     )
+    quiet_worker_patch_warning()
     plain_pid = None
     if plain_app is not None:
         print(
@@ -728,15 +753,20 @@ def run_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         plain_pid = _serve_plain_beside(
-            deadlined(plain_app, args.worker_class, args.body_timeout),
-            {**options, "bind": _bind(args.host, args.http_port)},
+            deadlined(lambda: plain_app, args.worker_class, args.body_timeout),
+            {
+                **options,
+                "bind": _bind(args.host, args.http_port),
+                "post_worker_init": functools.partial(open_in_worker, plain_app),
+            },
         )
     if served is not None:
         options.update(tls.gunicorn_settings(served.certfile, served.keyfile))
         if served.renewer is not None:
             served.renewer.start()
     try:
-        _Gunicorn(deadlined(app, args.worker_class, args.body_timeout), options).run()
+        options["post_worker_init"] = functools.partial(open_in_worker, app)
+        _Gunicorn(deadlined(lambda: app, args.worker_class, args.body_timeout), options).run()
     except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
