@@ -328,12 +328,13 @@ class CAServer:
 
     # -- requests -----------------------------------------------------------------------
 
-    def submit(self, req: PendingRequest) -> str:
+    def submit(self, req: PendingRequest, *, as_received: bool = False) -> str:
         """Check and store a CSR as a pending request; notify the administrator.
 
         ``Name`` defaults to ``Hostname:Instance:Filename``; CR LF in ``Contents`` become
         LF and the CSR is stored as canonical PEM.  Nothing is stored unless everything
-        is valid.
+        is valid.  With ``as_received`` (IRIS-strict mode) ``Contents`` is stored exactly
+        as it came, unchecked, as IRIS stores it: the CSR is checked when it is issued.
 
         Returns:
             The original's sentence: 'Certificate Signing Request "<Filename>" successfully
@@ -344,8 +345,10 @@ class CAServer:
             MissingField: Hostname, Instance, Filename, Contents or ContactName is empty.
             InvalidField: a field longer than its MAXLEN, or holding a control character.
             InvalidRoot: Filename breaks the file-name root rules.
-            InvalidCsr: Contents is not exactly one PEM CSR with a valid signature.
-            UnacceptableKey: the CSR's key is not one the CA certifies.
+            InvalidCsr: Contents is not exactly one PEM CSR with a valid signature
+                (not with ``as_received``).
+            UnacceptableKey: the CSR's key is not one the CA certifies (not with
+                ``as_received``).
             DuplicateRequest: a pending CSR with the same Name exists.
         """
         cfg = self.config()
@@ -374,19 +377,23 @@ class CAServer:
         names.check_root(req.filename)
         name = req.name if _present(req.name) else f"{req.hostname}:{req.instance}:{req.filename}"
         _check_text("Name", name)
-        csr = keys.load_csr(contents)
+        # The one check of the CSR at submission (IRIS has none: see as_received).
+        if as_received:
+            stored_contents, fingerprint = req.contents, _fingerprint_if_readable(contents)
+        else:
+            csr = keys.load_csr(contents)
+            stored_contents, fingerprint = keys.csr_pem(csr), names.fingerprint(csr)
         stored = self.store.add_request(
             dataclasses.replace(
                 req,
                 name=name,
-                contents=keys.csr_pem(csr),
+                contents=stored_contents,
                 subject=req.subject or "",
                 contact_phone=_optional(req.contact_phone),
                 contact_email=_optional(req.contact_email),
                 received=datetime.now(UTC),
             )
         )
-        fingerprint = names.fingerprint(csr)
         self._notify(
             "request_received", lambda: self.notifier.request_received(stored, fingerprint)
         )
@@ -621,36 +628,47 @@ class CAServer:
     # -- certificates -------------------------------------------------------------------
 
     def certificates(
-        self, hostname: str | None = "", instance: str | None = ""
+        self,
+        hostname: str | None = "",
+        instance: str | None = "",
+        *,
+        iris_collation: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """ListCertificates' rows (wire-protocol.md §3.2), in number order, never number 0.
 
         Both empty (or None) lists every certificate; otherwise both must match exactly,
-        so one empty and one given lists nothing (IRIS SQL compares with NULL).  The rows
+        so one empty and one given lists nothing (IRIS SQL compares with NULL).  With
+        ``iris_collation`` (IRIS-strict mode) they match and sort as IRIS SQL does: case
+        and trailing blanks ignored, numbers in text order ("10" before "9").  The rows
         stream from the store; ``close()`` the generator to stop early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificates()
+            return self.store.certificates(iris_collation=iris_collation)
         if not hostname or not instance:
             return _no_certificates()
-        return self.store.certificates(hostname, instance)
+        return self.store.certificates(hostname, instance, iris_collation=iris_collation)
 
     def certificate_rows(
-        self, hostname: str | None = "", instance: str | None = ""
+        self,
+        hostname: str | None = "",
+        instance: str | None = "",
+        *,
+        iris_collation: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """ListCertificates' rows as ``(number, hostname, instance, filename)``, lean.
 
         Exactly the rows, order and wire semantics of :meth:`certificates` (§3.2: both
-        empty lists every certificate, one empty lists nothing), without the PEM text or
-        dates.  The rows stream from the store; ``close()`` the generator to stop early.
+        empty lists every certificate, one empty lists nothing; ``iris_collation`` as
+        there), without the PEM text or dates.  The rows stream from the store;
+        ``close()`` the generator to stop early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificate_rows()
+            return self.store.certificate_rows(iris_collation=iris_collation)
         if not hostname or not instance:
             return _no_rows()
-        return self.store.certificate_rows(hostname, instance)
+        return self.store.certificate_rows(hostname, instance, iris_collation=iris_collation)
 
     def certificate(self, number: str | int) -> IssuedCertificate | None:
         """GetCertificate (wire-protocol.md §3.3): the certificate whose Number is ``number``.
@@ -674,6 +692,15 @@ def _stored_csr(req: PendingRequest) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(req.contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise InvalidCsr(f'the stored CSR of "{req.name}" is not readable: {exc}') from exc
+
+
+def _fingerprint_if_readable(contents: str) -> str:
+    """The SHA-1 fingerprint of a CSR stored unchecked, or a note that it cannot be read."""
+    try:
+        csr = x509.load_pem_x509_csr(contents.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return "(none: the request is not a readable PEM CSR)"
+    return names.fingerprint(csr)
 
 
 def _no_certificates() -> Generator[IssuedCertificate, None, None]:

@@ -15,6 +15,7 @@ Times are stored as UTC ISO-8601 text with microseconds, so text order is time o
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -22,11 +23,12 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownRequest
+from pki_soap.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
 
 DATABASE_NAME = "pki.sqlite3"
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -200,8 +202,42 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Settings (IRIS-strict mode, exchange recording) and the recorded SOAP exchanges."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE settings (
+            name          TEXT PRIMARY KEY,
+            value         TEXT NOT NULL
+        );
+        CREATE TABLE exchanges (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            received      TEXT NOT NULL,
+            size          INTEGER NOT NULL,
+            duration_ms   REAL NOT NULL,
+            client        TEXT NOT NULL,
+            user_agent    TEXT,
+            method        TEXT,
+            status        INTEGER NOT NULL,
+            fault         TEXT,
+            strict_iris   INTEGER NOT NULL,
+            request_size  INTEGER NOT NULL,
+            answer_size   INTEGER NOT NULL,
+            notes         TEXT NOT NULL,
+            request_headers TEXT NOT NULL,
+            answer_headers  TEXT NOT NULL,
+            request       BLOB NOT NULL,
+            answer        BLOB NOT NULL
+        );
+        CREATE INDEX exchanges_by_time ON exchanges (received);
+        CREATE INDEX exchanges_sizes ON exchanges (id, size);
+        """,
+    )
+
+
 # Migration i brings the schema from version i to i + 1; never edit one that has shipped.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -231,6 +267,11 @@ def _migrate(conn: sqlite3.Connection) -> int:
         conn.execute("ROLLBACK")
         raise
     return found
+
+
+def _iris_upper(value: str | None) -> str | None:
+    """IRIS SQL's default collation (SQLUPPER) of a text: upper case, trailing blanks gone."""
+    return value.rstrip().upper() if isinstance(value, str) else value
 
 
 def _create_private_file(path: Path) -> None:
@@ -324,6 +365,7 @@ class Store:
             # FULL: a committed issue survives power loss; the SRL file is fsynced as well.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.create_function("iris_upper", 1, _iris_upper, deterministic=True)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise PkiError(f"cannot use the database {self.path}: {exc}") from exc
@@ -703,28 +745,40 @@ class Store:
 
     @staticmethod
     def _certificates_query(
-        columns: str, hostname: str | None, instance: str | None
+        columns: str, hostname: str | None, instance: str | None, iris_collation: bool
     ) -> tuple[str, tuple[str, ...]]:
         where = ["number <> 0"]
         params: list[str] = []
+        # IRIS compares and sorts these %String columns under SQLUPPER: case and trailing
+        # blanks do not count, and Number sorts as text ("10" before "9").
+        column = "iris_upper({0}) = iris_upper(?)" if iris_collation else "{0} = ?"
         if hostname is not None:
-            where.append("hostname = ?")
+            where.append(column.format("hostname"))
             params.append(hostname)
         if instance is not None:
-            where.append("instance = ?")
+            where.append(column.format("instance"))
             params.append(instance)
-        sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY number"
+        order = "CAST(number AS TEXT)" if iris_collation else "number"
+        sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY {order}"
         return sql, tuple(params)
 
     def certificates(
-        self, hostname: str | None = None, instance: str | None = None
+        self,
+        hostname: str | None = None,
+        instance: str | None = None,
+        *,
+        iris_collation: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """Issued certificates in number order, never number 0, streamed from one cursor.
 
-        ``None`` leaves that column unfiltered; a string must match exactly.  The iterator
-        holds a pooled connection (a consistent snapshot) until it is exhausted or closed.
+        ``None`` leaves that column unfiltered; a string must match exactly.  With
+        ``iris_collation`` the strings match and the numbers sort as IRIS SQL does them
+        (ignoring case and trailing blanks; "10" before "9").  The iterator holds a pooled
+        connection (a consistent snapshot) until it is exhausted or closed.
         """
-        sql, params = self._certificates_query(self._CERTIFICATE_COLUMNS, hostname, instance)
+        sql, params = self._certificates_query(
+            self._CERTIFICATE_COLUMNS, hostname, instance, iris_collation
+        )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
             try:
@@ -734,17 +788,21 @@ class Store:
                 cursor.close()
 
     def certificate_rows(
-        self, hostname: str | None = None, instance: str | None = None
+        self,
+        hostname: str | None = None,
+        instance: str | None = None,
+        *,
+        iris_collation: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """``(number, hostname, instance, filename)`` of issued certificates, lean and streamed.
 
         What a listing needs and nothing more (no PEM, no dates to parse): same rows, order
         and filters as :meth:`certificates` (number order, never number 0; ``None`` leaves
-        that column unfiltered).  The iterator holds a pooled connection (a consistent
-        snapshot) until it is exhausted or closed.
+        that column unfiltered; ``iris_collation`` as there).  The iterator holds a pooled
+        connection (a consistent snapshot) until it is exhausted or closed.
         """
         sql, params = self._certificates_query(
-            "number, hostname, instance, filename", hostname, instance
+            "number, hostname, instance, filename", hostname, instance, iris_collation
         )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
@@ -844,3 +902,163 @@ class Store:
             f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
         )
         return [self._mail(row) for row in rows]
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def setting(self, name: str) -> str | None:
+        """The setting ``name`` (see pki_soap.cli.server ``settings``), or None when unset."""
+        row = self._fetchone("SELECT value FROM settings WHERE name = ?", (name,))
+        return None if row is None else str(row[0])
+
+    def save_setting(self, name: str, value: str | None) -> None:
+        """Set the setting ``name``; None removes it (back to its default)."""
+        if value is None:
+            self._execute("DELETE FROM settings WHERE name = ?", (name,))
+        else:
+            self._execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, value)
+            )
+
+    # -- recorded exchanges -------------------------------------------------------------------
+
+    _EXCHANGE_SUMMARY_COLUMNS = (
+        "id, received, duration_ms, client, user_agent, method, status, fault, strict_iris,"
+        " request_size, answer_size, notes"
+    )
+
+    def record_exchange(self, exchange: Exchange, limits: RecordLimits) -> int:
+        """Store ``exchange`` and drop what the limits no longer allow; return its id.
+
+        In the same transaction, oldest first: exchanges received more than
+        ``limits.max_days`` before this one, those beyond the newest ``limits.keep``, and
+        as many of the oldest as it takes to bring their total size under
+        ``limits.max_bytes``.  Several processes may record at once: each transaction sees
+        the others', so the limits hold for all of them together.  A record is a debugging
+        aid: it is committed without waiting for the disk (``synchronous = NORMAL``; WAL
+        keeps the database consistent, a power cut may lose the last few).
+        """
+        values = (
+            _to_text(exchange.received),
+            exchange.size,
+            exchange.duration_ms,
+            exchange.client,
+            exchange.user_agent,
+            exchange.method,
+            exchange.status,
+            exchange.fault,
+            int(exchange.strict_iris),
+            exchange.request_size,
+            exchange.answer_size,
+            json.dumps([[note.kind, note.text] for note in exchange.notes]),
+            json.dumps(exchange.request_headers),
+            json.dumps(exchange.answer_headers),
+            exchange.request,
+            exchange.answer,
+        )
+        cutoff = _to_text(exchange.received - timedelta(days=limits.max_days))
+        conn = self._checkout()
+        try:
+            # The safety level cannot change inside a transaction: set it around this one.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise PkiError(f"cannot start a database transaction: {exc}") from exc
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO exchanges (received, size, duration_ms, client, user_agent,"
+                    " method, status, fault, strict_iris, request_size, answer_size, notes,"
+                    " request_headers, answer_headers, request, answer)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                new_id = cursor.lastrowid
+                assert new_id is not None
+                conn.execute("DELETE FROM exchanges WHERE received < ?", (cutoff,))
+                conn.execute(
+                    "DELETE FROM exchanges WHERE id < (SELECT id FROM exchanges"
+                    " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (limits.keep - 1,),
+                )
+                total = conn.execute("SELECT total(size) FROM exchanges").fetchone()[0]
+                if total > limits.max_bytes:
+                    # The newest exchange that no longer fits, counting from the newest.
+                    conn.execute(
+                        "DELETE FROM exchanges WHERE id <= (SELECT id FROM (SELECT id,"
+                        " sum(size) OVER (ORDER BY id DESC) AS kept FROM exchanges)"
+                        " WHERE kept > ? ORDER BY id DESC LIMIT 1)",
+                        (limits.max_bytes,),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return new_id
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+            self._checkin(conn)
+
+    @staticmethod
+    def _exchange_summary(row: tuple[Any, ...]) -> ExchangeSummary:
+        received = _from_text(row[1])
+        assert received is not None  # NOT NULL column
+        return ExchangeSummary(
+            id=row[0],
+            received=received,
+            duration_ms=row[2],
+            client=row[3],
+            user_agent=row[4],
+            method=row[5],
+            status=row[6],
+            fault=row[7],
+            strict_iris=bool(row[8]),
+            request_size=row[9],
+            answer_size=row[10],
+            note_count=len(json.loads(row[11])),
+        )
+
+    def exchanges(self, last: int = 20) -> list[ExchangeSummary]:
+        """The newest ``last`` recorded exchanges, newest first, without their bytes."""
+        rows = self._fetchall(
+            f"SELECT {self._EXCHANGE_SUMMARY_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?",
+            (max(0, last),),
+        )
+        return [self._exchange_summary(row) for row in rows]
+
+    def exchange(self, id: int) -> Exchange | None:
+        """The recorded exchange ``id`` with its bytes, or None (never recorded or dropped)."""
+        row = self._fetchone(
+            "SELECT id, received, duration_ms, client, user_agent, method, status, fault,"
+            " strict_iris, request_headers, answer_headers, request, answer, request_size,"
+            " answer_size, notes FROM exchanges WHERE id = ?",
+            (id,),
+        )
+        if row is None:
+            return None
+        received = _from_text(row[1])
+        assert received is not None  # NOT NULL column
+        return Exchange(
+            id=row[0],
+            received=received,
+            duration_ms=row[2],
+            client=row[3],
+            user_agent=row[4],
+            method=row[5],
+            status=row[6],
+            fault=row[7],
+            strict_iris=bool(row[8]),
+            request_headers=[(str(k), str(v)) for k, v in json.loads(row[9])],
+            answer_headers=[(str(k), str(v)) for k, v in json.loads(row[10])],
+            request=bytes(row[11]),
+            answer=bytes(row[12]),
+            request_size=row[13],
+            answer_size=row[14],
+            notes=[Note(str(kind), str(text)) for kind, text in json.loads(row[15])],
+        )
+
+    def exchange_totals(self) -> tuple[int, int, datetime | None]:
+        """(how many exchanges are kept, their total size, when the newest was received)."""
+        row = self._fetchone("SELECT count(*), total(size), max(received) FROM exchanges")
+        if row is None:
+            return 0, 0, None
+        return int(row[0]), int(row[1]), _from_text(row[2])
