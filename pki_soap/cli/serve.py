@@ -12,16 +12,19 @@ import os
 import secrets
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from pki_soap import keys, names
+from pki_soap import keys, names, settings
+from pki_soap.cli.server import add_mode_arguments, mode_from_arguments
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.server import CAServer
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
+from pki_soap.store import Store
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -91,6 +94,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"<data-dir>/{DEMO_PASSWORD_FILE})"
         ),
     )
+    add_mode_arguments(serve, for_serve=True)
     return serve
 
 
@@ -152,6 +156,14 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
         return True, result.fingerprint
 
 
+def _serve_mode(args: argparse.Namespace, data_dir: Path) -> settings.ServeSettings:
+    """The stored settings with this run's options applied, left in the store for ``status``."""
+    with Store.open(data_dir) as store:
+        mode = mode_from_arguments(args, settings.load(store))
+        settings.save_serving(store, settings.Serving(datetime.now(UTC), os.getpid(), mode))
+    return mode
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run ``serve`` until gunicorn stops; return its exit status.
 
@@ -176,6 +188,7 @@ def run_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     public_url = args.public_url or default_public_url(args.host, args.port)
+    mode = _serve_mode(args, data_dir)
     app = make_app(
         data_dir,
         public_url=public_url,
@@ -183,9 +196,16 @@ def run_serve(args: argparse.Namespace) -> int:
         portal=not args.no_portal,
         portal_networks=args.portal_network,
         smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
+        strict_iris=mode.strict_iris,
+        record=mode.record,
     )
     host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
-    print(f"Serving PKI.CAServer at {endpoint_url(public_url)}", flush=True)
+    strict, recording = settings.describe(mode)
+    print(
+        f"Serving PKI.CAServer at {endpoint_url(public_url)}\n"
+        f"IRIS-strict mode: {strict}\nExchange recording: {recording}",
+        flush=True,
+    )
     options = {
         "bind": f"{host}:{args.port}",
         "workers": args.workers,

@@ -263,9 +263,7 @@ class FaultParts:
 
 def _parser() -> etree.XMLParser:
     # A stranger's bytes: no DTD, no entities, no network, libxml2's limits kept.
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-    )
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _parse(data: bytes) -> etree._Element | None:

@@ -88,7 +88,7 @@ TOOLKITS: tuple[Toolkit, ...] = (
     _toolkit(
         "Perl SOAP::Lite",
         r"SOAP::Lite",
-        "SOAP::Lite sends xsi:nil=\"true\" on the ListCertificates element when it is called"
+        'SOAP::Lite sends xsi:nil="true" on the ListCertificates element when it is called'
         " without arguments.",
     ),
     _toolkit(
