@@ -13,13 +13,19 @@ import contextlib
 import ipaddress
 import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from cryptography import x509
 
 from pki_soap import messages
-from pki_soap.client import DEFAULT_PATH, CAClient, CertificateRow, RemoteCertificate
+from pki_soap.client import (
+    DEFAULT_PATH,
+    CAClient,
+    CertificateRow,
+    RemoteCertificate,
+    WireExchange,
+)
 from pki_soap.errors import (
     InvalidField,
     InvalidInput,
@@ -156,13 +162,19 @@ def server_url(cfg: ClientConfig) -> str:
     return f"http://{host}:{cfg.port}{cfg.path}"
 
 
-def make_client(cfg: ClientConfig, *, timeout: float = DEFAULT_TIMEOUT) -> CAClient:
-    """A CAClient for the configured server (callers keep and reuse it).
+def make_client(
+    cfg: ClientConfig,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    trace: Callable[[WireExchange], object] | None = None,
+) -> CAClient:
+    """A CAClient for the configured server (callers keep and reuse it); ``trace`` is given
+    the bytes of every request and answer (``client_app.py --trace``).
 
     Raises:
         InvalidInput: the configuration does not make a usable URL.
     """
-    return CAClient(server_url(cfg), timeout=timeout)
+    return CAClient(server_url(cfg), timeout=timeout, trace=trace)
 
 
 @contextlib.contextmanager

@@ -20,8 +20,9 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap import client_tasks, messages
-from pki_soap.client import DEFAULT_PATH
+from pki_soap.client import DEFAULT_PATH, WireExchange
 from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.exchanges import readable
 from pki_soap.keys import KeyType
 from pki_soap.names import (
     DEFAULT_INSTANCE,
@@ -89,6 +90,32 @@ def _store(args: argparse.Namespace) -> Store:
     return Store.open(args.data_dir)
 
 
+def _tracer(args: argparse.Namespace) -> Callable[[WireExchange], None] | None:
+    """With ``--trace``: print each request and answer on stderr, escaped for the terminal."""
+    if not getattr(args, "trace", False):
+        return None
+    return _print_exchange
+
+
+def _lines(data: bytes) -> list[str]:
+    # The last line end is the body's own, not an empty line after it.
+    return readable(data).removesuffix("\n").split("\n")
+
+
+def _print_exchange(exchange: WireExchange) -> None:
+    lines = [f"> {exchange.method} {exchange.url}"]
+    lines += [f"> {name}: {value}" for name, value in exchange.request_headers]
+    if exchange.method != "GET":
+        lines += [">"] + [f"> {line}" for line in _lines(exchange.request)]
+    lines.append(f"< HTTP {exchange.status} {exchange.reason}".rstrip())
+    lines += [f"< {name}: {value}" for name, value in exchange.answer_headers]
+    if exchange.method == "GET":
+        lines.append(f"< ({len(exchange.answer):,} bytes of WSDL, not shown)")
+    else:
+        lines += ["<"] + [f"< {line}" for line in _lines(exchange.answer)]
+    print("\n".join(readable(line) for line in lines), file=sys.stderr, flush=True)
+
+
 def _configure(args: argparse.Namespace) -> int:
     with _store(args) as store:
         client_tasks.configure(
@@ -109,7 +136,9 @@ def _configure(args: argparse.Namespace) -> int:
 def _get_ca(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+        )
         path, fp = client_tasks.get_ca_certificate(
             store, args.data_dir, force=args.force, client=client
         )
@@ -124,7 +153,9 @@ def _submit(args: argparse.Namespace) -> int:
     check_root(args.root)
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+        )
         password = _key_password(args)
         text = client_tasks.submit(
             store,
@@ -143,7 +174,9 @@ def _submit(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+        )
         rows = client_tasks.list_certificates(store, all=args.all, client=client)
     header: tuple[str, ...]
     table: list[tuple[str, ...]]
@@ -172,7 +205,9 @@ def _list(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+        )
         path, fp, number = client_tasks.get_certificate(
             store, args.data_dir, args.number, force=args.force, client=client
         )
@@ -208,10 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR,
         help="directory of the client's files and database (default: ./pki-data)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the bytes of each SOAP request and answer on stderr",
+    )
     # Each subcommand accepts --data-dir too; SUPPRESS keeps the global value when it is absent.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     network = argparse.ArgumentParser(add_help=False, parents=[common])
+    network.add_argument(
+        "--trace",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the bytes of each request and answer on stderr",
+    )
     network.add_argument(
         "--timeout",
         type=_timeout,
