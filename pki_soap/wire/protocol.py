@@ -107,7 +107,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "A request without a SOAPAction header",
         "routed by its body element",
         "not taken as SOAP: it is the web service's test page, which needs the %Development"
-        " privilege; the caller gets an HTML error page (HTTP 500), no SOAP answer",
+        " privilege, so the caller gets an HTML error page, no SOAP answer",
     ),
     Deviation(
         "list-order",
