@@ -216,7 +216,9 @@ def test_csr_check_a_good_csr_stored_as_received_is_issued(ca: Path, tmp_path: P
 
 def test_csr_unknown_element(ca: Path, served: str, mode: str, tmp_path: Path) -> None:
     _, csr = openssl_csr(tmp_path, "webgateway_client", "/CN=webgateway")
-    answer = soap_post(served, _submission(csr, Comment="from a newer client"), ACTION + "SubmitCSR")
+    answer = soap_post(
+        served, _submission(csr, Comment="from a newer client"), ACTION + "SubmitCSR"
+    )
     if mode == "lenient":
         assert (answer.status, answer.body) == (200, golden(GOLDEN / "submit_csr.xml"))
         assert len(_pending(ca)) == 1
