@@ -49,25 +49,13 @@ from tests.service_support import (
     raw_request,
     soap_post,
     start_serve,
+    wait_for_exchanges,
 )
 
-WAIT_SECONDS = 60  # an upper bound for a slow machine, not a timing assertion
+WAIT_SECONDS = 60  # an upper bound for a slow machine, not a timing assertion (flood)
 PORTAL_PASSWORD = "recorder portal password"
 HOSTILE_AGENT = "Evil/1.0 \x1b[2J\x1b]0;owned\x07<script>alert(1)</script>"
 BOGUS_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
-
-
-def wait_for_exchanges(data_dir: Path, count: int) -> list[Exchange]:
-    """The newest ``count`` exchanges, oldest first, once that many have been recorded."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    with Store.open(data_dir) as store:
-        while True:
-            listed = store.exchanges(count)
-            if len(listed) >= count:
-                found = [store.exchange(summary.id) for summary in reversed(listed)]
-                return [exchange for exchange in found if exchange is not None]
-            assert time.monotonic() < deadline, f"{len(listed)} of {count} exchanges recorded"
-            time.sleep(0.05)
 
 
 def notes(exchange: Exchange, kind: str) -> list[str]:
