@@ -133,8 +133,10 @@ def workers_default() -> int:
     return os.cpu_count() or 1
 
 
-def our_server(data_dir: Path, log: Path, workers: int | None = None) -> Server:
-    """``server_app.py serve`` on a free loopback port."""
+def our_server(
+    data_dir: Path, log: Path, workers: int | None = None, options: tuple[str, ...] = ()
+) -> Server:
+    """``server_app.py serve`` on a free loopback port, with extra ``options``."""
     port = free_port()
     command = [
         PYTHON,
@@ -148,6 +150,7 @@ def our_server(data_dir: Path, log: Path, workers: int | None = None) -> Server:
         str(port),
         "--workers",
         str(workers or workers_default()),
+        *options,
     ]
     return Server("server_app.py serve", command, port, log)
 

@@ -183,7 +183,7 @@ def run(plan: Plan) -> Section:
     scripts["SubmitCSR"] = work / "SubmitCSR.lua"
     scripts["SubmitCSR"].write_text(unique_script("SubmitCSR", submit_template))
 
-    ours = our_server(data_dir, work / "ours.log").start()
+    ours = our_server(data_dir, work / "ours.log", options=plan.serve_options).start()
     floor: Server | None = None
     try:
         captured = {}
