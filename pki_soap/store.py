@@ -232,7 +232,23 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
         );
         CREATE INDEX exchanges_by_time ON exchanges (received);
         CREATE INDEX exchanges_sizes ON exchanges (id, size);
+        CREATE TABLE exchange_bytes (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            total         INTEGER NOT NULL
+        );
+        INSERT INTO exchange_bytes (id, total) VALUES (1, 0);
         """,
+    )
+    # exchanges_sizes lets the limits walk ids and sizes without reading the bodies;
+    # exchange_bytes keeps the total size, so the byte limit is checked without a scan.
+    # (One statement each: their bodies hold semicolons.)
+    conn.execute(
+        "CREATE TRIGGER exchange_added AFTER INSERT ON exchanges BEGIN"
+        " UPDATE exchange_bytes SET total = total + NEW.size WHERE id = 1; END"
+    )
+    conn.execute(
+        "CREATE TRIGGER exchange_dropped AFTER DELETE ON exchanges BEGIN"
+        " UPDATE exchange_bytes SET total = total - OLD.size WHERE id = 1; END"
     )
 
 
@@ -980,15 +996,15 @@ class Store:
                     " ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (limits.keep - 1,),
                 )
-                total = conn.execute("SELECT total(size) FROM exchanges").fetchone()[0]
+                total = conn.execute("SELECT total FROM exchange_bytes").fetchone()[0]
                 if total > limits.max_bytes:
-                    # The newest exchange that no longer fits, counting from the newest.
-                    conn.execute(
-                        "DELETE FROM exchanges WHERE id <= (SELECT id FROM (SELECT id,"
-                        " sum(size) OVER (ORDER BY id DESC) AS kept FROM exchanges)"
-                        " WHERE kept > ? ORDER BY id DESC LIMIT 1)",
-                        (limits.max_bytes,),
-                    )
+                    # Walk from the oldest until what remains fits.
+                    last = None
+                    for row_id, size in conn.execute("SELECT id, size FROM exchanges ORDER BY id"):
+                        last, total = row_id, total - size
+                        if total <= limits.max_bytes:
+                            break
+                    conn.execute("DELETE FROM exchanges WHERE id <= ?", (last,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -1058,7 +1074,9 @@ class Store:
 
     def exchange_totals(self) -> tuple[int, int, datetime | None]:
         """(how many exchanges are kept, their total size, when the newest was received)."""
-        row = self._fetchone("SELECT count(*), total(size), max(received) FROM exchanges")
+        row = self._fetchone(
+            "SELECT count(*), (SELECT total FROM exchange_bytes), max(received) FROM exchanges"
+        )
         if row is None:
             return 0, 0, None
         return int(row[0]), int(row[1]), _from_text(row[2])
