@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import ipaddress
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pki_soap import keys, names
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
 from pki_soap.keys import KeyType, PrivateKey
 from pki_soap.serial import MAX_SERIAL, SerialCounter
+
+log = logging.getLogger(__name__)
 
 # Issued certificates start a little in the past so that a relying party whose
 # clock is slightly behind ours does not see a "not yet valid" certificate.
@@ -251,7 +254,10 @@ class CertificateAuthority:
         """
         cer_exists, key_exists = paths.cer.exists(), paths.key.exists()
         if cer_exists and key_exists:
-            return cls.load(paths, password=password), False
+            authority = cls.load(paths, password=password)
+            if not authority.key_encrypted:
+                authority.encrypt_key(password)
+            return authority, False
         if not password:
             raise InvalidInput("the CA key password is required")
         if subject is None or len(subject) == 0:
@@ -271,15 +277,58 @@ class CertificateAuthority:
         return authority, True
 
     def private_key(self, password: bytes | None) -> PrivateKey:
-        """Decrypt the CA key with ``password`` (None for an unencrypted key file).
+        """Decrypt the CA key with ``password``.
 
         Raises:
             WrongPassword: the password does not decrypt the key.
-            CAFileError: the key file is missing, unreadable or not the certificate's key.
+            CAFileError: the key file is missing, unreadable, not the certificate's key, or
+                not encrypted (a CA key that any password opens is refused).
         """
-        key = keys.load_key(_read_key_file(self.paths.key), password)
+        key_pem = _read_key_file(self.paths.key)
+        if not keys.key_is_encrypted(key_pem):
+            raise CAFileError(
+                f"the CA key {self.paths.key} is not encrypted; encrypt it with "
+                "`server_app.py configure --root ROOT --dir DIR --password-file FILE`"
+            )
+        key = keys.load_key(key_pem, password)
         _check_pair(self.paths, self.certificate, key)
         return key
+
+    @property
+    def key_encrypted(self) -> bool:
+        """True when ``<root>.key`` is password-protected on disk.
+
+        Raises:
+            CAFileError: the key file is missing or unreadable.
+        """
+        return keys.key_is_encrypted(_read_key_file(self.paths.key))
+
+    def encrypt_key(self, password: bytes | None) -> bool:
+        """Encrypt an unencrypted ``<root>.key`` in place with ``password``.
+
+        The encrypted key is written to a temporary 0600 file and fsynced, then renamed over
+        the plaintext (and the directory fsynced): the plaintext is gone only once the
+        encrypted copy is durable.  Returns False when the key was already encrypted.
+
+        Raises:
+            InvalidInput: no password (or an empty one).
+            CAFileError: the key is unreadable, not the certificate's, or cannot be rewritten.
+        """
+        key_pem = _read_key_file(self.paths.key)
+        if keys.key_is_encrypted(key_pem):
+            return False
+        if not password:
+            raise InvalidInput(
+                f"the CA key {self.paths.key} is not encrypted: give a password to encrypt it"
+            )
+        key = keys.load_key(key_pem, None)
+        _check_pair(self.paths, self.certificate, key)
+        try:
+            keys.write_private_file(self.paths.key, keys.key_pem(key, password))
+        except OSError as exc:
+            raise CAFileError(f"cannot rewrite the CA key {self.paths.key}: {exc}") from exc
+        log.warning("the CA key %s was not encrypted; it is now encrypted", self.paths.key)
+        return True
 
     # -- facts about the CA -------------------------------------------------------------
 

@@ -22,6 +22,7 @@ to the same class through the error number (:func:`error_for_number`).
     ├── NotConfigured             Server  8120  exit 4
     ├── CAFileError               Server  8121  exit 4
     ├── WrongPassword             Server  8122  exit 5
+    ├── StoreUnavailable          Server  8123  exit 1  (disk full, read-only database)
     └── ServerUnreachable         Server  8130  exit 6  (client side only)
 
 Numbers 5001, 5659, 5805, 6237 and 7201 are the IRIS ones for the same
@@ -142,6 +143,12 @@ class WrongPassword(PkiError):
 
     error_number = 8122
     exit_code = 5
+
+
+class StoreUnavailable(PkiError):
+    """The database cannot be written now (disk full, read-only); nothing was changed."""
+
+    error_number = 8123
 
 
 class ServerUnreachable(PkiError):

@@ -115,6 +115,14 @@ def load_key(pem: bytes, password: bytes | None) -> PrivateKey:
     return key
 
 
+def key_file_encrypted(path: Path) -> bool:
+    """True when the PEM key file ``path`` is password-protected; False if unreadable."""
+    try:
+        return key_is_encrypted(Path(path).read_bytes())
+    except OSError:
+        return False
+
+
 def key_is_encrypted(pem: bytes) -> bool:
     """True when a PEM private key is password-protected (PKCS#8 or OpenSSL traditional)."""
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem

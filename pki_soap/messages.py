@@ -23,6 +23,13 @@ def server_configured(*, created: bool, cer: Path, fingerprint: str, mailed_to: 
     return "\n".join(lines)
 
 
+def server_reconfigured(changed: tuple[str, ...]) -> str:
+    """After ``configure`` on a configured CA: which settings changed."""
+    if not changed:
+        return "Certificate Authority server configuration unchanged."
+    return "Certificate Authority server configuration updated: " + ", ".join(changed) + "."
+
+
 def certificate_issued(number: int, request_name: str) -> str:
     return f'Certificate number {number} issued for Certificate Signing Request "{request_name}"'
 

@@ -224,21 +224,23 @@ class Notifier:
 
     # -- the outbox --------------------------------------------------------
 
-    def deliver_due(self, *, everything: bool = False) -> int:
+    def deliver_due(self, *, everything: bool = False, wait: float = 0.0) -> int:
         """Try every outbox message whose next attempt is due; return how many were delivered.
 
         ``everything=True`` ignores the back-off and tries every undelivered
         message now (``status --retry``: the administrator fixed the SMTP server).
         Safe to call from several threads or processes at once: only the holder
         of the outbox lock sends, and it reads what is due under that lock.  When
-        another sender holds the lock this returns 0 at once (it is delivering);
-        with ``everything=True`` it waits up to :data:`LOCK_WAIT` seconds first.
+        another sender holds the lock this waits up to ``wait`` seconds for it
+        (:data:`LOCK_WAIT` with ``everything=True``), then returns 0.  A sender
+        that may have read the outbox before our message was queued holds it, so
+        the retry thread waits rather than leaving the message to the next pass.
 
         Raises:
             Nothing: failures are recorded on the messages (and logged).
         """
         try:
-            with self._outbox_lock(wait=LOCK_WAIT if everything else 0.0) as locked:
+            with self._outbox_lock(wait=LOCK_WAIT if everything else wait) as locked:
                 if not locked:
                     return 0
                 due = (
@@ -273,7 +275,7 @@ class Notifier:
             self._wake.wait(interval)
             self._wake.clear()
             if not stop.is_set():
-                self.deliver_due()
+                self.deliver_due(wait=LOCK_WAIT)
 
     def start_retrying(self, interval: float = RETRY_INTERVAL) -> threading.Event:
         """Run :meth:`retry_until` in a daemon thread; set the returned event to stop it.

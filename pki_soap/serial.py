@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from pki_soap.errors import CAFileError, InvalidInput
 from pki_soap.keys import fsync_directory
+
+log = logging.getLogger(__name__)
 
 # X.509 serial numbers are at most 20 octets and positive (RFC 5280 4.1.2.2).
 MAX_SERIAL = 2**159 - 1
@@ -103,11 +106,14 @@ class SerialCounter:
         except ValueError as exc:
             raise CAFileError(f"the serial file {self.path} is corrupt: {exc}") from exc
 
-    def take(self, count: int = 1) -> int:
+    def take(self, count: int = 1, *, after: int = 0) -> int:
         """Reserve ``count`` consecutive numbers and return the first (the file's value + 1).
 
         The file then holds the last of them, written durably before this returns;
         numbers of the block the caller does not use are gaps, never handed out again.
+        ``after`` is the highest number already used (the store's): a file behind it (restored
+        from a backup, say) is never used as it is - numbering continues after ``after``,
+        and that is logged.
 
         Raises:
             InvalidInput: ``count`` is not a positive whole number.
@@ -119,20 +125,31 @@ class SerialCounter:
                 f"a block of serial numbers needs a count of at least 1, not {count!r}"
             )
         with self._locked():
-            first = self.current() + 1
+            current = self.current()
+            if current < after:
+                log.warning(
+                    "the serial file %s was at %d, behind number %d already issued: "
+                    "numbering continues after %d",
+                    self.path,
+                    current,
+                    after,
+                    after,
+                )
+                current = after
+            first = current + 1
             last = first + count - 1
             if last > MAX_SERIAL:
                 raise CAFileError(f"the serial file {self.path} has run out of numbers")
             self._write(last)
             return first
 
-    def take_block(self, count: int) -> range:
+    def take_block(self, count: int, *, after: int = 0) -> range:
         """Reserve ``count`` consecutive numbers in one durable write; return them as a range.
 
         Raises:
             InvalidInput, CAFileError: as :meth:`take`.
         """
-        first = self.take(count)
+        first = self.take(count, after=after)
         return range(first, first + count)
 
     def _write(self, value: int) -> None:

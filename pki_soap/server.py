@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -82,6 +82,10 @@ class ConfigureResult:
     paths: CAPaths
     fingerprint: str
     mailed_to: str | None
+    changed: tuple[str, ...] = ()
+    """The settings a configuration of an already configured CA changed."""
+    encrypted_key: bool = False
+    """True when an unencrypted CA key file was found and encrypted with the password."""
 
 
 @dataclass(frozen=True)
@@ -145,27 +149,6 @@ class CAServer:
         self.data_dir = Path(data_dir)
         self.notifier: Notifications = notifier if notifier is not None else _Silent()
 
-    @classmethod
-    def open(
-        cls, data_dir: Path, *, smtp_cafile: Path | str | None = None, deliver_now: bool = True
-    ) -> CAServer:
-        """Open the store of ``data_dir`` with the e-mail notifier of pki_soap.notify.
-
-        ``smtp_cafile`` and ``deliver_now`` are passed to the Notifier (see there).
-
-        Raises:
-            PkiError: the store cannot be opened.
-        """
-        store = Store.open(data_dir)
-        notifier: Notifications | None
-        try:
-            from pki_soap.notify import Notifier
-        except ImportError:  # a build without notifications
-            notifier = None
-        else:
-            notifier = Notifier(store, cafile=smtp_cafile, deliver_now=deliver_now)
-        return cls(store, data_dir, notifier)
-
     def close(self) -> None:
         """Close the store."""
         self.store.close()
@@ -202,8 +185,8 @@ class CAServer:
         *,
         root: str,
         directory: str,
-        password: bytes,
-        days: int,
+        password: bytes | None,
+        days: int | None,
         subject: x509.Name | None = None,
         ca_days: int | None = None,
         key_type: KeyType = KeyType.RSA2048,
@@ -217,18 +200,24 @@ class CAServer:
     ) -> ConfigureResult:
         """Configure the CA: use ``<root>.cer``/``.key`` in ``directory`` or create them.
 
-        Every setting is checked before any file is touched.  The configuration is stored
-        and the CA certificate saved as certificate number 0 (Filename = root, Hostname =
-        node, Instance = instance).  ``instance`` defaults to the one configured before, else
-        :data:`DEFAULT_INSTANCE`; ``node`` to the one configured before, else this host's
-        name.  Configuring again with the same files keeps them and updates the days and
-        e-mail settings.
+        Every setting is checked before any file is touched.  The first configuration needs
+        ``days`` and ``password``; it stores the configuration and saves the CA certificate
+        as certificate number 0 (Filename = root, Hostname = node, Instance = instance).
+        ``instance`` defaults to :data:`DEFAULT_INSTANCE`, ``node`` to this host's name.
+
+        On a configured CA the root and directory are fixed, as the original's "can not be
+        changed" (``reinitialize`` first): only the settings given change (``days``, the
+        SMTP settings, the administrator's address, instance and node), ``None`` keeps a
+        setting and ``""`` removes an optional one; ``password`` is then needed only to
+        encrypt a CA key found unencrypted (one given is checked).  An existing unencrypted
+        CA key is encrypted with ``password`` (never a CA that accepts any password).
 
         Raises:
             InvalidRoot: ``root`` breaks the file-name root rules.
             MissingField: ``directory`` is empty.
             InvalidInput: ``days``/``ca_days``/``smtp_port`` out of range, a new CA without
-                subject or validity, an empty password for a new CA.
+                subject or validity, no password where one is needed, another root or
+                directory than the configured ones.
             InvalidField: a setting too long or holding control characters.
             WrongPassword: the password does not decrypt the existing key.
             CAFileError: the existing files are unusable or the directory is not writable.
@@ -238,7 +227,8 @@ class CAServer:
             raise MissingField("the CA directory is required")
         if _has_control(directory):
             raise InvalidField("the CA directory holds a control character")
-        _check_days(days, "the validity of issued certificates")
+        if days is not None:
+            _check_days(days, "the validity of issued certificates")
         if ca_days is not None:
             _check_days(ca_days, "the validity of the CA certificate")
         if smtp_port is not None and not 1 <= smtp_port <= 65535:
@@ -253,33 +243,46 @@ class CAServer:
             if value is not None and _has_control(value):
                 raise InvalidField(f"the {label} holds a control character")
         previous = self.store.server_config()
-        instance = instance or (previous.instance if previous else DEFAULT_INSTANCE)
-        node = node or (previous.node if previous else socket.gethostname())
-        _check_text("Instance", instance)
-        _check_text("Hostname", node)
-        cfg = ServerConfig(
+        if previous is not None:
+            self.check_files_unchanged(previous, root, directory)
+        elif days is None:
+            raise InvalidInput("the validity of issued certificates (days) is required")
+        cfg = _updated(
+            previous,
             root=root,
             directory=directory,
             days=days,
             instance=instance,
             node=node,
-            smtp_server=_optional(smtp_server),
+            smtp_server=smtp_server,
             smtp_port=smtp_port,
-            smtp_user=_optional(smtp_user),
-            smtp_password=smtp_password or None,
-            admin_email=_optional(admin_email),
+            smtp_user=smtp_user,
+            smtp_password=smtp_password,
+            admin_email=admin_email,
         )
+        _check_text("Instance", cfg.instance)
+        _check_text("Hostname", cfg.node)
         paths = self.ca_paths(cfg)
-        authority, created = CertificateAuthority.configure(
-            paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
-        )
+        if previous is not None:
+            authority, created = CertificateAuthority.load(paths), False
+            encrypted = authority.encrypt_key(password)
+            if password is not None and not encrypted:
+                authority.private_key(password)  # a password given must be the right one
+        else:
+            if password is None:
+                raise InvalidInput("the CA key password is required")
+            plain_key = paths.key.exists() and not keys.key_file_encrypted(paths.key)
+            authority, created = CertificateAuthority.configure(
+                paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
+            )
+            encrypted = plain_key and not created
         with self.store.transaction():
             self.store.save_server_config(cfg)
             self.store.add_certificate(
                 IssuedCertificate(
                     number=0,
-                    hostname=node,
-                    instance=instance,
+                    hostname=cfg.node,
+                    instance=cfg.instance,
                     filename=root,
                     contents=authority.certificate_pem,
                     subject=authority.subject_text,
@@ -297,7 +300,23 @@ class CAServer:
             paths=paths,
             fingerprint=authority.fingerprint,
             mailed_to=mailed_to if isinstance(mailed_to, str) else None,
+            changed=_changes(previous, cfg),
+            encrypted_key=encrypted,
         )
+
+    def check_files_unchanged(self, previous: ServerConfig, root: str, directory: str) -> None:
+        """Refuse another root or directory than the configured ones (IRIS: "can not be changed").
+
+        Raises:
+            InvalidInput: the CA files named differ from the configured ones.
+        """
+        wanted = self.ca_paths(dataclasses.replace(previous, root=root, directory=directory))
+        configured = self.ca_paths(previous)
+        if wanted.cer.resolve() != configured.cer.resolve():
+            raise InvalidInput(
+                f"the CA is configured with root {previous.root} in {previous.directory}; "
+                "its files cannot be changed: run `reinitialize` first to configure another CA"
+            )
 
     def config(self) -> ServerConfig:
         """The stored configuration.
@@ -459,7 +478,7 @@ class CAServer:
             # Every refusal sign() could make, made before a number is spent: one request
             # is worth the second check (issue_many, built for speed, checks once).
             authority.preview_extensions(csr, usage)
-            number = authority.serials.take()
+            number = authority.serials.take(after=self.store.highest_number())
             issued = self._signed(authority, req, csr, usage, key, cfg.days, number)
             self.store.record_issued([(name, issued)])
         self._notify("certificate_issued", lambda: self.notifier.certificate_issued(issued, req))
@@ -552,7 +571,8 @@ class CAServer:
                 outcome[name] = IssueResult(name, request=req, error=exc)
         signed: list[tuple[str, IssuedCertificate]] = []
         if parsed:
-            numbers = iter(authority.serials.take_block(len(parsed)))
+            highest = self.store.highest_number()
+            numbers = iter(authority.serials.take_block(len(parsed), after=highest))
             number = next(numbers)
             for name, csr in parsed.items():
                 req = pending[name]
@@ -701,6 +721,52 @@ def _fingerprint_if_readable(contents: str) -> str:
     except (ValueError, UnicodeEncodeError):
         return "(none: the request is not a readable PEM CSR)"
     return names.fingerprint(csr)
+
+
+def _updated(previous: ServerConfig | None, **given: str | int | None) -> ServerConfig:
+    """``previous`` with the settings given (None keeps one, "" removes an optional one)."""
+    if previous is None:
+        previous = ServerConfig(
+            root=str(given["root"]),
+            directory=str(given["directory"]),
+            days=0,
+            instance=DEFAULT_INSTANCE,
+            node=socket.gethostname(),
+        )
+    if given.get("smtp_server") is not None and given.get("smtp_port") is None:
+        given["smtp_port"] = ""  # a new SMTP server without a port: the default port
+    changes: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and name not in ("root", "directory", "instance", "node"):
+            value = value if _present(value) else None
+        elif isinstance(value, str) and not _present(value):
+            continue  # instance and node are never removed
+        changes[name] = value
+    return dataclasses.replace(previous, **changes)
+
+
+_SETTING_LABELS = {
+    "days": "validity of issued certificates",
+    "instance": "instance",
+    "node": "node",
+    "smtp_server": "SMTP server",
+    "smtp_port": "SMTP port",
+    "smtp_user": "SMTP user",
+    "smtp_password": "SMTP password",
+    "admin_email": "administrator e-mail",
+}
+
+
+def _changes(previous: ServerConfig | None, cfg: ServerConfig) -> tuple[str, ...]:
+    if previous is None:
+        return ()
+    return tuple(
+        label
+        for name, label in _SETTING_LABELS.items()
+        if getattr(previous, name) != getattr(cfg, name)
+    )
 
 
 def _no_certificates() -> Generator[IssuedCertificate, None, None]:

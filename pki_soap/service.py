@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import socket
 import sys
-import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +29,7 @@ from spyne.model.fault import Fault
 from spyne.model.primitive import AnyXml
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
+from pki_soap.datadir import ServerDataDirectory
 from pki_soap.errors import (
     BadSoapRequest,
     DuplicateRequest,
@@ -39,6 +38,7 @@ from pki_soap.errors import (
     NotConfigured,
     NotFound,
     PkiError,
+    StoreUnavailable,
 )
 from pki_soap.exchanges import RecordLimits
 from pki_soap.server import CAServer
@@ -137,8 +137,8 @@ class DataSetResult(AnyXml):  # type: ignore[misc]  # spyne has no type informat
 
 def _engine(ctx: Any) -> CAServer:
     # Opened here, inside call_wrapper, so a store that cannot be opened is translated too.
-    engines: _Engines = ctx.udc
-    return engines.get()
+    data: ServerDataDirectory = ctx.udc
+    return data.get().server
 
 
 def _strict_iris(ctx: Any) -> bool:
@@ -148,7 +148,7 @@ def _strict_iris(ctx: Any) -> bool:
 
 # Server-side errors whose message is meant for the caller; any other one (a store or CA
 # file problem) may name paths on this machine and is answered without its message.
-_TOLD_SERVER_ERRORS = (DuplicateRequest, NotConfigured, NotFound)
+_TOLD_SERVER_ERRORS = (DuplicateRequest, NotConfigured, NotFound, StoreUnavailable)
 
 
 class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type information
@@ -351,33 +351,6 @@ def _header_list(headers: dict[str, Any]) -> list[tuple[str, str]]:
 # -- the WSGI application ---------------------------------------------------------------------
 
 
-class _Engines:
-    """One CAServer per process, opened at the first call (after a gunicorn fork).
-
-    Its e-mail notices are only queued during a request and sent by a retry thread of
-    the same process, so a slow or unreachable SMTP server never delays a SOAP answer.
-    """
-
-    def __init__(self, data_dir: Path, smtp_cafile: Path | str | None = None) -> None:
-        self._data_dir = data_dir
-        self._smtp_cafile = smtp_cafile
-        self._lock = threading.Lock()
-        self._engine: CAServer | None = None
-        self._pid = 0
-
-    def get(self) -> CAServer:
-        with self._lock:
-            if self._engine is None or self._pid != os.getpid():
-                self._engine = CAServer.open(
-                    self._data_dir, smtp_cafile=self._smtp_cafile, deliver_now=False
-                )
-                self._pid = os.getpid()
-                start_retrying = getattr(self._engine.notifier, "start_retrying", None)
-                if start_retrying is not None:
-                    start_retrying()
-            return self._engine
-
-
 def endpoint_url(public_url: str | None) -> str:
     """The ``soap:address`` written into the WSDL for ``public_url``.
 
@@ -522,10 +495,12 @@ class PkiSoapApp:
             in_protocol=IrisSoap11(strict_iris=strict_iris),
             out_protocol=IrisSoap11(strict_iris=strict_iris),
         )
-        engines = _Engines(self.data_dir, smtp_cafile)
+        # One open data directory per process, shared by the SOAP service and the portal.
+        self.data = ServerDataDirectory(self.data_dir, smtp_cafile=smtp_cafile)
+        data = self.data
 
         def _attach_engine(ctx: Any) -> None:
-            ctx.udc = engines
+            ctx.udc = data
 
         application.event_manager.add_listener("method_call", _attach_engine)
         self.soap = _SoapServer(application, max_content_length=max_body)
@@ -542,13 +517,13 @@ class PkiSoapApp:
             from pki_soap.wire.recorder import ExchangeRecorder
 
             self.endpoint = ExchangeRecorder(
-                self._service, lambda: engines.get().store, record, strict_iris=strict_iris
+                self._service, lambda: data.get().store, record, strict_iris=strict_iris
             )
         self.portal: WsgiApp | None = None
         if portal:
             # Behind an https:// public URL the session cookie is marked Secure.
             secure = endpoint_url(public_url).startswith("https://")
-            self.portal = _load_portal(self.data_dir, portal_networks, secure)
+            self.portal = _load_portal(self.data, portal_networks, secure)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -681,11 +656,15 @@ def _spooled_body(environ: dict[str, Any], answer: SpooledAnswer) -> Iterable[by
     return _SpooledBody(answer)
 
 
-def _load_portal(data_dir: Path, networks: list[str] | None, secure_cookies: bool) -> WsgiApp:
+def _load_portal(
+    data: ServerDataDirectory, networks: list[str] | None, secure_cookies: bool
+) -> WsgiApp:
     # Imported here so that a service started with portal=False never loads Jinja2.
     from pki_soap.portal import make_portal
 
-    app: WsgiApp = make_portal(data_dir, allow_networks=networks, secure_cookies=secure_cookies)
+    app: WsgiApp = make_portal(
+        data.path, allow_networks=networks, secure_cookies=secure_cookies, data=data
+    )
     return app
 
 

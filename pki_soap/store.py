@@ -27,13 +27,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownRequest
+from pki_soap.errors import (
+    DuplicateRequest,
+    MissingField,
+    PkiError,
+    StoreUnavailable,
+    UnknownRequest,
+)
 from pki_soap.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
 
 DATABASE_NAME = "pki.sqlite3"
 BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 4
 _NAMES_PER_QUERY = 500
+MAX_NUMBER = 2**63 - 1
+"""The largest certificate number the store can hold (an SQLite INTEGER)."""
 
 
 @dataclass
@@ -290,14 +298,33 @@ def _iris_upper(value: str | None) -> str | None:
     return value.rstrip().upper() if isinstance(value, str) else value
 
 
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` 0600 if absent and tighten it if someone loosened it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _prepare_private_database(path: Path) -> None:
+    """Make ``path`` and its -wal/-shm files 0600, by path only.
+
+    Never through a file descriptor: closing any descriptor of a database file drops every
+    POSIX lock this process holds on it (SQLite's "How To Corrupt", 2.2), and another process
+    may then delete the WAL under our live connections.  A new database is created by SQLite
+    itself under a 077 umask (its journal files copy the database file's mode).
+    """
     try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+def _translated(exc: sqlite3.Error, what: str) -> PkiError:
+    """Our error for an SQLite failure; a full or read-only disk says so, without paths."""
+    text = str(exc)
+    if any(mark in text for mark in ("full", "readonly", "read-only", "disk I/O")):
+        return StoreUnavailable(
+            "the CA server cannot write its database now (disk full or not writable); "
+            "nothing was changed, try again later"
+        )
+    if "locked" in text or "busy" in text:
+        return PkiError(f"{what}: the database stayed busy (another process holds it)")
+    return PkiError(f"{what}: {text}")
 
 
 class Store:
@@ -323,10 +350,20 @@ class Store:
         self._local = threading.local()
         self._closed = False
         try:
-            _create_private_file(path)
+            _prepare_private_database(path)
         except OSError as exc:
-            raise PkiError(f"cannot create the database {path}: {exc}") from exc
-        conn = self._connect()
+            raise PkiError(f"cannot use the database {path}: {exc.strerror}") from exc
+        created = not path.exists()
+        previous_umask = os.umask(0o077) if created else None
+        try:
+            conn = self._connect()
+        except PkiError as exc:
+            if created:
+                raise PkiError(f"cannot create the database {path}: {exc.message}") from exc
+            raise
+        finally:
+            if previous_umask is not None:
+                os.umask(previous_umask)
         try:
             _migrate(conn)
         except sqlite3.DatabaseError as exc:
@@ -374,7 +411,7 @@ class Store:
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise PkiError(f"cannot open the database {self.path}: {exc}") from exc
+            raise _translated(exc, f"cannot open the database {self.path}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -384,7 +421,7 @@ class Store:
             conn.create_function("iris_upper", 1, _iris_upper, deterministic=True)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise PkiError(f"cannot use the database {self.path}: {exc}") from exc
+            raise _translated(exc, f"cannot use the database {self.path}") from exc
         return conn
 
     def _checkout(self) -> sqlite3.Connection:
@@ -437,8 +474,9 @@ class Store:
             try:
                 yield
             except BaseException:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {savepoint}")
+                    conn.execute(f"RELEASE {savepoint}")
                 raise
             else:
                 conn.execute(f"RELEASE {savepoint}")
@@ -450,15 +488,24 @@ class Store:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise PkiError(f"cannot start a database transaction: {exc}") from exc
+                raise _translated(exc, "cannot start a database transaction") from exc
             self._local.conn, self._local.depth = conn, 1
             try:
                 yield
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    conn.execute("ROLLBACK")
+                # Constraint errors stay sqlite3's: the store's methods translate them.
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise _translated(exc, "a database change failed") from exc
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise _translated(exc, "a database change could not be committed") from exc
             finally:
                 self._local.conn = None
         finally:
@@ -470,12 +517,18 @@ class Store:
 
     def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._connection() as conn:
-            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            try:
+                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc, "the database cannot be read") from exc
             return row
 
     def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
-            return conn.execute(sql, params).fetchall()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc, "the database cannot be read") from exc
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -752,8 +805,18 @@ class Store:
             seen.add(number)
         return None
 
+    def highest_number(self) -> int:
+        """The highest certificate number stored (0 when only the CA's own, or none)."""
+        row = self._fetchone("SELECT max(number) FROM certificates")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
     def certificate(self, number: int) -> IssuedCertificate | None:
-        """The certificate numbered ``number`` (0 is the CA's own), or None."""
+        """The certificate numbered ``number`` (0 is the CA's own), or None.
+
+        A number outside SQLite's 64-bit integers cannot be stored, so it matches nothing.
+        """
+        if not 0 <= number <= MAX_NUMBER:
+            return None
         row = self._fetchone(
             f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates WHERE number = ?", (number,)
         )
@@ -976,43 +1039,52 @@ class Store:
         try:
             # The safety level cannot change inside a transaction: set it around this one.
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise PkiError(f"cannot start a database transaction: {exc}") from exc
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO exchanges (received, size, duration_ms, client, user_agent,"
-                    " method, status, fault, strict_iris, request_size, answer_size, notes,"
-                    " request_headers, answer_headers, request, answer)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-                new_id = cursor.lastrowid
-                assert new_id is not None
-                conn.execute("DELETE FROM exchanges WHERE received < ?", (cutoff,))
-                conn.execute(
-                    "DELETE FROM exchanges WHERE id < (SELECT id FROM exchanges"
-                    " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (limits.keep - 1,),
-                )
-                total = conn.execute("SELECT total FROM exchange_bytes").fetchone()[0]
-                if total > limits.max_bytes:
-                    # Walk from the oldest until what remains fits.
-                    last = None
-                    for row_id, size in conn.execute("SELECT id, size FROM exchanges ORDER BY id"):
-                        last, total = row_id, total - size
-                        if total <= limits.max_bytes:
-                            break
-                    conn.execute("DELETE FROM exchanges WHERE id <= ?", (last,))
+                new_id = self._record_and_trim(conn, values, cutoff, limits)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             return new_id
+        except sqlite3.Error as exc:
+            raise _translated(exc, "the exchange cannot be recorded") from exc
         finally:
-            conn.execute("PRAGMA synchronous = FULL")
-            self._checkin(conn)
+            try:
+                conn.execute("PRAGMA synchronous = FULL")
+            finally:
+                self._checkin(conn)
+
+    @staticmethod
+    def _record_and_trim(
+        conn: sqlite3.Connection, values: tuple[Any, ...], cutoff: str, limits: RecordLimits
+    ) -> int:
+        cursor = conn.execute(
+            "INSERT INTO exchanges (received, size, duration_ms, client, user_agent, method,"
+            " status, fault, strict_iris, request_size, answer_size, notes, request_headers,"
+            " answer_headers, request, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?)",
+            values,
+        )
+        new_id = cursor.lastrowid
+        assert new_id is not None
+        conn.execute("DELETE FROM exchanges WHERE received < ?", (cutoff,))
+        conn.execute(
+            "DELETE FROM exchanges WHERE id < (SELECT id FROM exchanges"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (limits.keep - 1,),
+        )
+        total = conn.execute("SELECT total FROM exchange_bytes").fetchone()[0]
+        if total > limits.max_bytes:
+            # Walk from the oldest until what remains fits.
+            last = None
+            for row_id, size in conn.execute("SELECT id, size FROM exchanges ORDER BY id"):
+                last, total = row_id, total - size
+                if total <= limits.max_bytes:
+                    break
+            conn.execute("DELETE FROM exchanges WHERE id <= ?", (last,))
+        return new_id
 
     @staticmethod
     def _exchange_summary(row: tuple[Any, ...]) -> ExchangeSummary:

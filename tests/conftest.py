@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pki_soap import names
+from pki_soap.datadir import open_data_directory
 from pki_soap.server import CAServer
 
 CA_ROOT = "TestCA"
@@ -38,7 +39,8 @@ def configured_server(data_dir: Path, ca_password: bytes) -> Iterator[CAServer]:
     Root ``TestCA`` in ``<data_dir>/CAServer``, node ``ca.example``, instance ``PKI``,
     issued certificates valid 30 days.
     """
-    server = CAServer.open(data_dir)
+    opened = open_data_directory(data_dir, create=True)
+    server = opened.server
     server.configure(
         root=CA_ROOT,
         directory=CA_DIRECTORY,
@@ -52,4 +54,4 @@ def configured_server(data_dir: Path, ca_password: bytes) -> Iterator[CAServer]:
     try:
         yield server
     finally:
-        server.close()
+        opened.close()

@@ -14,14 +14,17 @@ Typical use in a test:
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
 
 from pki_soap import keys, names
 from pki_soap.ca import CAPaths, CertificateAuthority
+from pki_soap.datadir import open_data_directory
 from pki_soap.keys import KeyType, PrivateKey
+from pki_soap.server import CAServer
 
 CA_PASSWORD = b"correct horse battery staple"
 CA_SUBJECT = "/C=US/ST=MA/L=Cambridge/O=Example/OU=Testing/CN=Example Test CA"
@@ -92,3 +95,10 @@ def openssl_verify(
     if untrusted:
         args += ["-untrusted", untrusted]
     return openssl(*args, cert_file)
+
+
+@contextmanager
+def open_server(data_dir: Path) -> Iterator[CAServer]:
+    """The CA server of ``data_dir`` as a command opens it (creating the store if needed)."""
+    with open_data_directory(Path(data_dir), create=True) as opened:
+        yield opened.server

@@ -41,9 +41,9 @@ from werkzeug.serving import make_server
 
 from pki_soap import names
 from pki_soap.exchanges import Exchange
-from pki_soap.server import CAServer
 from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
 from pki_soap.store import Store
+from tests.engine_support import open_server
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 REAL_CLIENTS = REPOSITORY.parent / "shared" / "real-clients"
@@ -121,7 +121,7 @@ def _not_ready(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def configure_ca(data_dir: Path, *, days: int = 30) -> bytes:
     """Configure the CA server of ``data_dir`` as in the spec's examples; return its password."""
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         server.configure(
             root=CA_ROOT,
             directory="CAServer",

@@ -288,20 +288,37 @@ def test_configure_existing_pair_with_wrong_password(tmp_path: Path) -> None:
         _configure(paths, password=b"not the password")
 
 
-def test_existing_mode_with_an_unencrypted_key(tmp_path: Path) -> None:
+def test_existing_mode_encrypts_an_unencrypted_key_with_the_password(tmp_path: Path) -> None:
     paths = CAPaths(tmp_path, "Plain")
     made = make_ca(tmp_path, root="Plain", directory=".")
     plain = keys.key_pem(made.private_key(CA_PASSWORD), None)
     paths.key.write_bytes(plain)
+    paths.key.chmod(0o644)
     paths.srl.unlink()
-    ca, created = CertificateAuthority.configure(paths, password=b"ignored for plain keys")
+
+    ca, created = CertificateAuthority.configure(paths, password=b"now the password")
+
     assert created is False
     assert paths.srl.read_text() == "00\n"  # created because it was absent
-    key = ca.private_key(None)
+    assert keys.key_is_encrypted(paths.key.read_bytes())
+    assert stat.S_IMODE(paths.key.stat().st_mode) == 0o600
+    assert list(tmp_path.glob(".*.tmp")) == []
+    with pytest.raises(WrongPassword):
+        ca.private_key(b"any password")
+    key = ca.private_key(b"now the password")
     _, csr = make_csr("/CN=leaf.example", KeyType.EC256)
     cert = ca.sign(csr, Usage.TLS, key=key, days=5, serial_number=ca.serials.take())
     assert cert.serial_number == 1
     assert cert.issuer == made.certificate.subject
+
+
+def test_a_ca_key_found_unencrypted_is_never_used_to_sign(tmp_path: Path) -> None:
+    made = make_ca(tmp_path, root="Plain", directory=".")
+    made.paths.key.write_bytes(keys.key_pem(made.private_key(CA_PASSWORD), None))
+    ca = CertificateAuthority.load(made.paths)
+    for password in (None, b"any password", CA_PASSWORD):
+        with pytest.raises(CAFileError, match="is not encrypted; encrypt it with"):
+            ca.private_key(password)
 
 
 _OPENSSL_CA_CONFIG = """\

@@ -20,9 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pki_soap import keys, names
 from pki_soap.ca import CAPaths, CertificateAuthority
 from pki_soap.cli.server import main
-from pki_soap.server import CAServer
 from pki_soap.store import PendingRequest, Store
-from tests.engine_support import make_ca, make_csr, openssl_verify
+from tests.engine_support import make_ca, make_csr, open_server, openssl_verify
 from tests.smtp_support import PASSWORD, USER, MailServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +92,7 @@ def _submit(
         keys.KeyType.EC256,
         sans=f"DNS:{host}.example.test,IP:127.0.0.1",
     )
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         server.submit(
             PendingRequest(
                 name="",
@@ -197,32 +196,20 @@ def test_configure_from_separate_subject_fields(data_dir: Path, password_file: P
 
 
 def test_configure_uses_an_existing_pair(
-    configured: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
+    configured: Path, password_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    args = [
-        "configure",
-        "--data-dir",
-        str(configured),
-        "--root",
-        "TestCA",
-        "--dir",
-        "CAServer",
-        "--days",
-        "90",
-        "--subject",
-        "/CN=ignored",
-        "--password-file",
-        str(password_file),
-    ]
+    other = tmp_path / "other-data"
+    ca_dir = configured / "CAServer"
+    args = ["configure", "--data-dir", str(other), "--root", "TestCA", "--dir", str(ca_dir)]
+    args += ["--days", "90", "--subject", "/CN=ignored", "--password-file", str(password_file)]
 
     assert main(args) == 0
 
     captured = capsys.readouterr()
-    stem = configured / "CAServer" / "TestCA"
-    assert f"Using existing files: {stem}.cer and .key" in captured.out
+    assert f"Using existing files: {ca_dir / 'TestCA'}.cer and .key" in captured.out
     assert "the subject given is ignored" in captured.err
-    with _store(configured) as store:
+    with _store(other) as store:
         cfg = store.server_config()
     assert cfg is not None and cfg.days == 90
 

@@ -13,8 +13,7 @@ from cryptography import x509
 from pki_soap import keys, names
 from pki_soap.ca import Usage
 from pki_soap.client import CAClient, CertificateRow
-from pki_soap.server import CAServer
-from tests.engine_support import openssl_verify
+from tests.engine_support import open_server, openssl_verify
 from tests.service_support import CA_NODE, CA_ROOT, SERVICE_PATH, configure_ca, live_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
             f"Certificate Authority at instance IRIS on node {CA_NODE}\n"
         )
 
-        with CAServer.open(server_dir) as server:
+        with open_server(server_dir) as server:
             issued = server.issue("client.example:PKI:web_client", Usage.TLS, ca_password)
 
         done = client_app(client_dir, "list")
@@ -110,7 +109,7 @@ def test_caclient_against_the_live_service(tmp_path: Path) -> None:
                 contact_name="Pat",
             )
             assert "successfully submitted" in sentence
-        with CAServer.open(tmp_path) as server:
+        with open_server(tmp_path) as server:
             numbers = [
                 server.issue(f"host.example:PKI:cert_{n}", Usage.TLS, ca_password).number
                 for n in range(11)

@@ -13,8 +13,8 @@ import zeep
 from lxml import etree
 
 from pki_soap.ca import Usage
-from pki_soap.server import CAServer
 from pki_soap.wire.dataset import read_dataset
+from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,
     CA_INSTANCE,
@@ -41,12 +41,12 @@ from tests.service_support import (
 
 
 def _issue(data_dir: Path, name: str, password: bytes) -> int:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         return server.issue(name, Usage.TLS, password).number
 
 
 def _fingerprint(data_dir: Path) -> str:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         return server.authority().fingerprint
 
 

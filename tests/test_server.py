@@ -47,6 +47,7 @@ from pki_soap.notify import Notifier
 from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
+from tests.engine_support import open_server
 
 SUBJECT = names.subject_from_text("/C=US/O=Example/CN=Example Test CA")
 
@@ -118,7 +119,7 @@ class _Broken:
 def test_configure_creates_the_ca_and_stores_it_as_number_zero(
     data_dir: Path, ca_password: bytes
 ) -> None:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         result = server.configure(
             root="MyCA",
             directory="CAServer",
@@ -161,7 +162,7 @@ def test_configure_creates_the_ca_and_stores_it_as_number_zero(
 
 
 def test_configure_defaults_instance_and_node(data_dir: Path, ca_password: bytes) -> None:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         server.configure(
             root="CA",
             directory="CAServer",
@@ -180,7 +181,7 @@ def test_configure_with_an_absolute_directory(
     data_dir: Path, tmp_path: Path, ca_password: bytes
 ) -> None:
     elsewhere = tmp_path / "removable" / "ca"
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         result = server.configure(
             root="CA",
             directory=str(elsewhere),
@@ -288,7 +289,7 @@ def test_configure_refuses_bad_settings_before_touching_files(
         key_type=KeyType.EC256,
     )
     settings.update(changes)
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         with pytest.raises(error, match=match):
             server.configure(**settings)
         assert server.store.server_config() is None
@@ -297,7 +298,7 @@ def test_configure_refuses_bad_settings_before_touching_files(
 
 
 def test_nothing_works_before_configure(data_dir: Path, ca_password: bytes) -> None:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         for call in (
             server.config,
             server.authority,
@@ -312,7 +313,7 @@ def test_nothing_works_before_configure(data_dir: Path, ca_password: bytes) -> N
 
 
 def test_open_uses_the_real_notifier(data_dir: Path) -> None:
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         assert isinstance(server.notifier, Notifier)
 
 
@@ -513,17 +514,25 @@ def test_issue_an_unsignable_request_consumes_no_number(
     assert [r.name for r in configured_server.pending()] == ["legacy"]
 
 
-def test_issue_fails_cleanly_when_the_serial_file_is_behind_the_store(
-    configured_server: CAServer, ca_password: bytes
+def test_a_serial_file_behind_the_store_is_advanced_past_the_highest_number(
+    configured_server: CAServer, ca_password: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = configured_server
     server.issue(_issued_name(server, "first"), Usage.TLS, ca_password)
-    server.authority().paths.srl.write_text("00\n")  # restored from an old backup
-    second = _issued_name(server, "second")
-    with pytest.raises(PkiError, match="number 1 already exists"):
-        server.issue(second, Usage.TLS, ca_password)
-    assert [r.name for r in server.pending()] == [second]
-    assert [c.filename for c in server.certificates()] == ["first"]
+    server.issue(_issued_name(server, "second"), Usage.TLS, ca_password)
+    srl = server.authority().paths.srl
+    srl.write_text("01\n")  # restored from an old backup
+    third = _issued_name(server, "third")
+
+    with caplog.at_level(logging.WARNING, logger="pki_soap.serial"):
+        issued = server.issue(third, Usage.TLS, ca_password)
+
+    assert issued.number == 3
+    assert x509.load_pem_x509_certificate(issued.contents.encode()).serial_number == 3
+    assert server.pending() == []
+    assert [c.number for c in server.certificates()] == [1, 2, 3]
+    assert srl.read_text() == "03\n"
+    assert "was at 1, behind number 2 already issued" in caplog.text
 
 
 # -- delete, list, get, reinitialize --------------------------------------------------------
@@ -701,7 +710,7 @@ def test_threads_sharing_one_server_issue_distinct_numbers(
 def _issue_all(data_dir: str, names_to_issue: list[str], password: bytes, start: Any) -> None:
     """Child process: wait for the start signal, then issue every named request."""
     start.wait()
-    with CAServer.open(Path(data_dir)) as server:
+    with open_server(Path(data_dir)) as server:
         for name in names_to_issue:
             server.issue(name, Usage.TLS, password)
 
@@ -744,7 +753,7 @@ def test_two_processes_issuing_at_once_never_share_a_number(
 
 def _crash_after_taking_a_number(data_dir: str, name: str) -> None:
     """Child process: die by SIGKILL inside the issue transaction, just after the number."""
-    with CAServer.open(Path(data_dir)) as server, server.store.transaction():
+    with open_server(Path(data_dir)) as server, server.store.transaction():
         server.store.request(name)
         server.authority().serials.take()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -800,7 +809,7 @@ def test_a_process_killed_while_issuing_leaves_store_and_serial_consistent(
     child = spawn.Process(target=_issue_all, args=(str(data_dir), requests, ca_password, start))
     _kill_once_issued(child, start, data_dir, 5)
 
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         old_srl = _srl(server)
         issued, pending = _survivors(server, requests)
         # Numbers: distinct, in order of issue, none above the serial file, at most one gap.
@@ -934,7 +943,7 @@ def test_issue_many_of_nothing_takes_no_number(
     assert _srl(configured_server) == 0
 
 
-def test_issue_many_stops_when_the_serial_file_is_behind_the_store(
+def test_issue_many_continues_after_the_highest_number_when_the_serial_file_is_behind(
     configured_server: CAServer, ca_password: bytes
 ) -> None:
     server = configured_server
@@ -942,16 +951,12 @@ def test_issue_many_stops_when_the_serial_file_is_behind_the_store(
     key = server.authority().private_key(ca_password)
     server.issue_many(requests[:2], Usage.TLS, key=key)
     server.authority().paths.srl.write_text("00\n")  # restored from an old backup
-    seen: list[list[str]] = []
 
-    with pytest.raises(PkiError, match="number 1 already exists"):
-        server.issue_many(
-            requests[2:], Usage.TLS, key=key, batch=2, on_batch=lambda r: seen.append(r)
-        )
+    results = server.issue_many(requests[2:], Usage.TLS, key=key, batch=2)
 
-    assert seen == []
-    assert [r.name for r in server.pending()] == requests[2:]
-    assert [c.number for c in server.certificates()] == [1, 2]
+    assert [r.certificate.number for r in results if r.certificate] == [3, 4, 5]
+    assert server.pending() == []
+    assert [c.number for c in server.certificates()] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(
@@ -1008,7 +1013,7 @@ def test_a_process_killed_while_issuing_many_leaves_store_and_serial_consistent(
     )
     _kill_once_issued(child, start, data_dir, 25)
 
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         old_srl = _srl(server)
         issued, pending = _survivors(server, requests)
         # Whole batches committed, numbered from 1 on; the killed batch's block is a gap.
@@ -1084,7 +1089,7 @@ def _issue_many_child(
     batch: int = 100,
 ) -> None:
     """Child process: decrypt the key, wait for the start signal, issue_many, report."""
-    with CAServer.open(Path(data_dir)) as server:
+    with open_server(Path(data_dir)) as server:
         key = server.authority().private_key(password)
         start.wait()
         results = server.issue_many(names_to_issue, Usage.TLS, key=key, batch=batch)

@@ -21,10 +21,10 @@ from pki_soap.cli.serve import (
     run_serve,
 )
 from pki_soap.errors import InvalidInput
-from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, Store
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
 from pki_soap.wire.envelope import SPOOL_MEMORY_LIMIT, response_bytes
+from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,
     TNS,
@@ -81,7 +81,7 @@ def test_demo_ca_is_configured_once_and_its_password_kept_private(data_dir: Path
     assert (created, again, same) == (True, False, fingerprint)
     password_file = data_dir / DEMO_PASSWORD_FILE
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         config = server.config()
         assert (config.root, config.directory, config.days) == ("DemoCA", "CAServer", 365)
         assert server.authority().subject_text == "/O=pki-soap demo/CN=pki-soap Demo CA"
@@ -111,7 +111,7 @@ def test_serve_demo_under_gunicorn(data_dir: Path) -> None:
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output.decode()
     text = output.decode()
-    with CAServer.open(data_dir) as server:
+    with open_server(data_dir) as server:
         fingerprint = server.authority().fingerprint
     assert "DEMO CERTIFICATE AUTHORITY (created): for testing only" in text
     assert fingerprint in text

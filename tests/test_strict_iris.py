@@ -23,10 +23,10 @@ import pytest
 
 from pki_soap.ca import Usage
 from pki_soap.errors import InvalidCsr
-from pki_soap.server import CAServer
 from pki_soap.service import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store
 from pki_soap.wire.protocol import DEVIATIONS
+from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,
     CA_PASSWORD,
@@ -189,7 +189,7 @@ def test_csr_check(ca: Path, served: str, mode: str) -> None:
         assert _pending(ca) == []
         return
     assert (answer.status, answer.body) == (200, golden(GOLDEN / "submit_csr.xml"))
-    with CAServer.open(ca) as server:
+    with open_server(ca) as server:
         (pending,) = server.pending()
         assert pending.contents == BOGUS_CSR  # stored exactly as received
         serial_before = server.authority().serials.current()
@@ -207,7 +207,7 @@ def test_csr_check_a_good_csr_stored_as_received_is_issued(ca: Path, tmp_path: P
     with live_server(ca, portal=False, strict_iris=True) as url:
         answer = soap_post(url, body, ACTION + "SubmitCSR")
     assert (answer.status, answer.body) == (200, golden(GOLDEN / "submit_csr.xml"))
-    with CAServer.open(ca) as server:
+    with open_server(ca) as server:
         (pending,) = server.pending()
         assert pending.contents == csr.replace("\n", "\r\n")
         issued = server.issue(pending.name, Usage.TLS, CA_PASSWORD)

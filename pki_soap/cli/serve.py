@@ -20,11 +20,10 @@ from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names, settings
 from pki_soap.cli.server import add_mode_arguments, mode_from_arguments
+from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
-from pki_soap.server import CAServer
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
-from pki_soap.store import Store
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -132,7 +131,8 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
         PkiError: the store or the CA files cannot be used (e.g. WrongPassword when the
             CA files exist but the password file does not match them).
     """
-    with CAServer.open(data_dir) as server:
+    with open_data_directory(data_dir, create=True) as opened:
+        server = opened.server
         try:
             server.config()
         except NotConfigured:
@@ -158,9 +158,10 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
 
 def _serve_mode(args: argparse.Namespace, data_dir: Path) -> settings.ServeSettings:
     """The stored settings with this run's options applied, left in the store for ``status``."""
-    with Store.open(data_dir) as store:
-        mode = mode_from_arguments(args, settings.load(store))
-        settings.save_serving(store, settings.Serving(datetime.now(UTC), os.getpid(), mode))
+    with open_data_directory(data_dir, create=True) as opened:
+        mode = mode_from_arguments(args, settings.load(opened.store))
+        started = settings.Serving(datetime.now(UTC), os.getpid(), mode)
+        settings.save_serving(opened.store, started)
     return mode
 
 
@@ -178,6 +179,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--workers must be at least 1")
     if args.timeout < 1 or args.max_requests < 0 or args.max_body < 1:
         raise InvalidInput("--timeout and --max-body must be positive, --max-requests >= 0")
+    # Refused here rather than answered with a 500 on every call.  (The demo set-up below
+    # opens and closes the store before gunicorn forks: no connection crosses a fork.)
+    check_writable(data_dir)
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"

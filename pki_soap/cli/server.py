@@ -24,13 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from pki_soap import keys, messages, names, settings
-from pki_soap.ca import CAPaths, Usage
-from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError
+from pki_soap.ca import Usage
+from pki_soap.datadir import DataDirectory, open_data_directory
+from pki_soap.errors import InvalidInput, NotFound, PkiError
 from pki_soap.exchanges import (
     DEFAULT_KEEP,
     IRIS,
@@ -41,11 +41,9 @@ from pki_soap.exchanges import (
     readable,
 )
 from pki_soap.keys import KeyType
+from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.server import CAServer, IssueResult
-from pki_soap.store import DATABASE_NAME, IssuedCertificate, Mail, PendingRequest, Store
-
-if TYPE_CHECKING:
-    from pki_soap.notify import Notifier
+from pki_soap.store import IssuedCertificate, Mail, PendingRequest, ServerConfig, Store
 
 PROG = "server_app.py"
 DEFAULT_DATA_DIR = Path("pki-data")
@@ -158,14 +156,16 @@ def build_parser(
         help="configure the CA with a new or an existing key and certificate",
         description=(
             "Configure the CA server. If <root>.cer and <root>.key both exist in the "
-            "directory they are used (then only --days and the e-mail settings matter); "
-            "otherwise a new key and self-signed CA certificate are created."
+            "directory they are used (an unencrypted key is encrypted with the password); "
+            "otherwise a new key and self-signed CA certificate are created. On a configured "
+            "CA the root and directory are fixed (reinitialize first) and only the settings "
+            "given change: --days, the SMTP settings, --admin-email, --instance, --node "
+            '(an empty value, e.g. --smtp-server "", removes an optional setting).'
         ),
     )
-    configure.add_argument("--root", required=True, help="file name root of <root>.cer/.key")
+    configure.add_argument("--root", help="file name root of <root>.cer/.key (first time)")
     configure.add_argument(
         "--dir",
-        required=True,
         dest="directory",
         metavar="DIR",
         help="directory of the CA files (relative: inside the data directory)",
@@ -181,13 +181,10 @@ def build_parser(
     ):
         configure.add_argument(flag, help=help_text)
     configure.add_argument("--ca-days", type=int, help="validity of a new CA certificate (days)")
-    configure.add_argument(
-        "--days", type=int, required=True, help="validity of issued certificates (days)"
-    )
+    configure.add_argument("--days", type=int, help="validity of issued certificates (days)")
     configure.add_argument(
         "--key-type",
         choices=[kind.value for kind in KeyType],
-        default=KeyType.RSA2048.value,
         help="key type of a new CA key (default: rsa2048)",
     )
     _add_password_file(configure, "the CA key password")
@@ -372,37 +369,58 @@ def _add_yes(parser: argparse.ArgumentParser) -> None:
 def _configure(args: argparse.Namespace) -> int:
     subject = _subject(args)
     smtp_server, smtp_port = _smtp_address(args.smtp_server)
-    # Check the root first: a bad one must not cost the administrator a password prompt.
-    paths = CAPaths(_ca_directory(args.data_dir, args.directory), names.check_root(args.root))
-    existing = paths.cer.exists() and paths.key.exists()
-    if existing and subject is not None:
-        _warn(f"{paths.cer} and .key exist and are used; the subject given is ignored")
-    password = _password(
-        args.password_file,
-        env=CA_PASSWORD_ENV,
-        what="CA key password" if existing else "new CA key password",
-        confirm=not existing,
-    )
-    smtp_password: str | None = None
-    if args.smtp_user:
-        raw = _password(
-            args.smtp_password_file, env=SMTP_PASSWORD_ENV, what="SMTP password", confirm=True
-        )
-        try:
-            smtp_password = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInput("the SMTP password is not UTF-8 text") from exc
-    elif args.smtp_password_file is not None:
-        raise InvalidInput("--smtp-password-file needs --smtp-user")
-    with _open_server(args.data_dir, create=True) as (server, notifier):
+    if args.root is not None:
+        # Check the root first: a bad one must not cost the administrator a password prompt.
+        names.check_root(args.root)
+    with _open(args, create=True) as opened:
+        server = opened.server
+        previous = server.store.server_config()
+        if previous is None:
+            if args.root is None or args.directory is None or args.days is None:
+                raise InvalidInput("a first configuration needs --root, --dir and --days")
+            root, directory = args.root, args.directory
+            paths = server.ca_paths(ServerConfig(root, directory, 1, "", ""))
+            existing = paths.cer.exists() and paths.key.exists()
+            if existing and subject is not None:
+                _warn(f"{paths.cer} and .key exist and are used; the subject given is ignored")
+            password: bytes | None = _password(
+                args.password_file,
+                env=CA_PASSWORD_ENV,
+                what="CA key password" if existing else "new CA key password",
+                confirm=not existing or not keys.key_file_encrypted(paths.key),
+            )
+        else:
+            root = args.root or previous.root
+            directory = args.directory or previous.directory
+            server.check_files_unchanged(previous, root, directory)
+            for given, flag in ((subject, "the subject"), (args.ca_days, "--ca-days")):
+                if given is not None:
+                    raise InvalidInput(
+                        f"{flag} cannot change a configured CA certificate "
+                        "(reinitialize first to configure another CA)"
+                    )
+            paths = server.ca_paths(previous)
+            # The password is only needed to encrypt a CA key found unencrypted; one given
+            # in a file is checked all the same.
+            password = None
+            if args.password_file is not None or (
+                paths.key.exists() and not keys.key_file_encrypted(paths.key)
+            ):
+                password = _password(
+                    args.password_file,
+                    env=CA_PASSWORD_ENV,
+                    what="password to encrypt the CA key",
+                    confirm=True,
+                )
+        smtp_password = _smtp_password(args, previous)
         result = server.configure(
-            root=args.root,
-            directory=args.directory,
+            root=root,
+            directory=directory,
             password=password,
             days=args.days,
             subject=subject,
             ca_days=args.ca_days,
-            key_type=KeyType(args.key_type),
+            key_type=KeyType(args.key_type or KeyType.RSA2048.value),
             smtp_server=smtp_server,
             smtp_port=smtp_port,
             smtp_user=args.smtp_user,
@@ -411,22 +429,50 @@ def _configure(args: argparse.Namespace) -> int:
             instance=args.instance,
             node=args.node,
         )
-        undelivered = result.mailed_to is not None and notifier.last_error is not None
-        print(
-            messages.server_configured(
-                created=result.created,
-                cer=result.paths.cer,
-                fingerprint=result.fingerprint,
-                mailed_to=None if undelivered else result.mailed_to,
+        undelivered = result.mailed_to is not None and opened.notifier.last_error is not None
+        if previous is not None:
+            print(messages.server_reconfigured(result.changed))
+        else:
+            print(
+                messages.server_configured(
+                    created=result.created,
+                    cer=result.paths.cer,
+                    fingerprint=result.fingerprint,
+                    mailed_to=None if undelivered else result.mailed_to,
+                )
             )
-        )
+        if result.encrypted_key:
+            print(f"The CA key {result.paths.key} was not encrypted; it is now.")
         if undelivered and result.mailed_to is not None:
-            print(messages.confirmation_queued(result.mailed_to, notifier.last_error or ""))
+            print(messages.confirmation_queued(result.mailed_to, opened.notifier.last_error or ""))
     return 0
 
 
+def _smtp_password(args: argparse.Namespace, previous: ServerConfig | None) -> str | None:
+    """The SMTP password to store: asked when a user is given (or kept: None).
+
+    Raises:
+        InvalidInput: a password file without any SMTP user, or a password not UTF-8.
+    """
+    has_user = bool(args.smtp_user) or (
+        args.smtp_user is None and previous is not None and bool(previous.smtp_user)
+    )
+    if not args.smtp_user and args.smtp_password_file is None:
+        return "" if args.smtp_user == "" else None
+    if not has_user:
+        raise InvalidInput("--smtp-password-file needs --smtp-user")
+    raw = _password(
+        args.smtp_password_file, env=SMTP_PASSWORD_ENV, what="SMTP password", confirm=True
+    )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("the SMTP password is not UTF-8 text") from exc
+
+
 def _reinitialize(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
+    with _open(args) as opened:
+        server = opened.server
         pending = server.store.count_requests()
         issued = server.store.count_certificates()
         question = (
@@ -443,7 +489,8 @@ def _reinitialize(args: argparse.Namespace) -> int:
 
 
 def _pending(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
+    with _open(args) as opened:
+        server = opened.server
         requests = server.pending()
     if not requests:
         print("No pending Certificate Signing Requests.")
@@ -461,7 +508,8 @@ def _pending(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
+    with _open(args) as opened:
+        server = opened.server
         req = server.request(args.name)
         print(_describe_request(server, req))
     return 0
@@ -473,8 +521,7 @@ def _issue(args: argparse.Namespace) -> int:
     usage = _USAGES[args.usage]
     # For --all the notices are only queued while issuing and sent together at the end:
     # one SMTP session instead of one per certificate.
-    opened = _open_server(args.data_dir, deliver_now=not args.all, mail_if_configured=True)
-    with opened.store:  # not `with opened`: that would make the notifier in any case
+    with _open(args, deliver_now=not args.all) as opened:
         server = opened.server
         server.config()
         names_to_issue = [r.name for r in server.pending()] if args.all else [args.name]
@@ -510,7 +557,7 @@ def _issue(args: argparse.Namespace) -> int:
         try:
             server.issue_many(names_to_issue, usage, key=key, on_batch=report)
         finally:
-            if issued_count and opened.mailing:
+            if issued_count:
                 opened.notifier.deliver_due()
     if failures:
         return failures[0].exit_code
@@ -518,7 +565,8 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
+    with _open(args) as opened:
+        server = opened.server
         req = server.request(args.name)
         question = (
             f'Delete Certificate Signing Request "{req.name}" (host {req.hostname}, '
@@ -538,7 +586,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _certificates(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
+    with _open(args) as opened:
+        server = opened.server
         rows = [_certificate_row(cert) for cert in server.certificates()]
     if not rows:
         print("No certificates issued.")
@@ -553,7 +602,8 @@ def _certificates(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     exit_code = 0
-    with _open_server(args.data_dir) as (server, notifier):
+    with _open(args) as opened:
+        server, notifier = opened.server, opened.notifier
         if args.retry:
             delivered = notifier.deliver_due(everything=True)
             print(f"Delivered {delivered} queued e-mail message(s).")
@@ -612,11 +662,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> int:
     changes = (args.strict_iris, args.record, args.record_bytes, args.record_days)
-    with Store.open(args.data_dir) as store:
-        current = settings.load(store)
+    with _open(args, create=True) as opened:
+        current = settings.load(opened.store)
         if any(value is not None for value in changes):
             current = mode_from_arguments(args, current)
-            settings.save(store, current)
+            settings.save(opened.store, current)
     strict, recording = settings.describe(current)
     print(f"IRIS-strict mode:   {strict}")
     print(f"Exchange recording: {recording}")
@@ -648,8 +698,8 @@ def _mode_lines(store: Store) -> list[tuple[str, str]]:
 
 
 def _exchanges(args: argparse.Namespace) -> int:
-    with _open_server(args.data_dir) as (server, _):
-        store = server.store
+    with _open(args) as opened:
+        store = opened.store
         if args.show is not None:
             exchange = store.exchange(args.show)
             if exchange is None:
@@ -879,9 +929,14 @@ def _subject(args: argparse.Namespace) -> x509.Name | None:
 
 
 def _smtp_address(text: str | None) -> tuple[str | None, int | None]:
-    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port or None)."""
-    if text is None or not text.strip():
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port or None).
+
+    None (not given) gives (None, None); an empty text gives ("", None): remove the server.
+    """
+    if text is None:
         return None, None
+    if not text.strip():
+        return "", None
     text = text.strip()
     host, port_text = text, ""
     if text.startswith("["):
@@ -956,56 +1011,21 @@ def _confirm(question: str, yes: bool) -> bool:
 # -- the server and its data directory ----------------------------------------------------
 
 
-class _OpenServer:
-    """``with _open_server(dir) as (server, notifier)``: the CA server with our notifier."""
+def _open(
+    args: argparse.Namespace, *, create: bool = False, deliver_now: bool = True
+) -> DataDirectory:
+    """This command's data directory, opened once (the only CLI entry to the store).
 
-    def __init__(
-        self, data_dir: Path, create: bool, deliver_now: bool, mail_if_configured: bool
-    ) -> None:
-        if not create and not (data_dir / DATABASE_NAME).exists():
-            raise NotConfigured(
-                f"no CA server data in {data_dir} (configure it first, or give --data-dir)"
-            )
-        self.store = Store.open(data_dir)
-        self._deliver_now = deliver_now
-        self._notifier: Notifier | None = None
-        cfg = self.store.server_config() if mail_if_configured else None
-        self.mailing = not mail_if_configured or (cfg is not None and bool(cfg.smtp_server))
-        """False when no SMTP server is configured and the CA server got no notifier."""
-        # Without an SMTP server the notifier would neither send nor queue anything; a
-        # command that asked for it runs without it (and without importing the mail code).
-        self.server = CAServer(self.store, data_dir, self.notifier if self.mailing else None)
-
-    @property
-    def notifier(self) -> Notifier:
-        """The e-mail notifier, made (and pki_soap.notify imported) on first use."""
-        if self._notifier is None:
-            from pki_soap.notify import SMTP_CAFILE_ENV, Notifier
-
-            cafile = os.environ.get(SMTP_CAFILE_ENV) or None
-            self._notifier = Notifier(self.store, cafile=cafile, deliver_now=self._deliver_now)
-        return self._notifier
-
-    def __enter__(self) -> tuple[CAServer, Notifier]:
-        return self.server, self.notifier
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.store.close()
-
-
-def _open_server(
-    data_dir: Path,
-    *,
-    create: bool = False,
-    deliver_now: bool = True,
-    mail_if_configured: bool = False,
-) -> _OpenServer:
-    return _OpenServer(data_dir, create, deliver_now, mail_if_configured)
-
-
-def _ca_directory(data_dir: Path, directory: str) -> Path:
-    path = Path(directory).expanduser()
-    return path if path.is_absolute() else data_dir / path
+    Raises:
+        NotConfigured: no store there and ``create`` is false.
+        PkiError: the store cannot be opened.
+    """
+    return open_data_directory(
+        args.data_dir,
+        create=create,
+        smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
+        deliver_now=deliver_now,
+    )
 
 
 def _error(message: str) -> None:

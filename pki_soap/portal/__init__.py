@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pki_soap.datadir import ServerDataDirectory
 from pki_soap.portal import client_pages, forms, server_pages
 from pki_soap.portal.app import IDLE_TIMEOUT_SECONDS, Portal
 
@@ -27,13 +28,15 @@ def make_portal(
     secure_cookies: bool = False,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     clock: Callable[[], float] = time.time,
+    data: ServerDataDirectory | None = None,
 ) -> Portal:
     """The portal's WSGI application for the data directory ``data_dir``.
 
     ``allow_networks`` admits clients of those networks (``192.0.2.0/24``) besides loopback;
     ``secure_cookies`` marks the session cookie Secure (set it when served over HTTPS);
     ``idle_timeout`` is the inactivity, in seconds, after which a session ends; ``clock``
-    exists for tests.
+    exists for tests; ``data`` is the server process's open data directory, shared with
+    the SOAP service (a portal served alone opens its own).
 
     Raises:
         InvalidInput: an entry of ``allow_networks`` is not an IP network.
@@ -45,6 +48,7 @@ def make_portal(
         secure_cookies=secure_cookies,
         idle_timeout=idle_timeout,
         clock=clock,
+        data=data if data is not None else ServerDataDirectory(Path(data_dir)),
     )
     portal.templates.globals.update(
         subject_fields_list=forms.SUBJECT_FIELDS, key_types=forms.KEY_TYPES

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +21,7 @@ from pki_soap.portal import auth
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from pki_soap.datadir import ServerDataDirectory
     from pki_soap.server import CAServer
     from pki_soap.store import Store
 
@@ -137,8 +137,10 @@ class Portal:
         secure_cookies: bool,
         idle_timeout: float,
         clock: Callable[[], float],
+        data: ServerDataDirectory,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.data = data
         self.allowed = auth.parse_networks(allow_networks)
         self.secure_cookies = secure_cookies
         self.idle_timeout = idle_timeout
@@ -153,9 +155,6 @@ class Portal:
         )
         self.url_map = Map(strict_slashes=True, merge_slashes=False)
         self.handlers: dict[str, Handler] = {}
-        self._lock = threading.Lock()
-        self._store: Store | None = None
-        self._ca_server: CAServer | None = None
         self.add_page("/static/<name>", "static", _static, methods=("GET",))
         self.add_page("/login", "login", _login, methods=("GET", "POST"))
         self.add_page("/logout", "logout", _logout, methods=("POST",))
@@ -168,24 +167,12 @@ class Portal:
         self.handlers[endpoint] = handler
 
     def store(self) -> Store:
-        """The data directory's store, opened on first use and shared by all requests."""
-        from pki_soap.store import Store
-
-        with self._lock:
-            if self._store is None:
-                self._store = Store.open(self.data_dir)
-            return self._store
+        """The data directory's store, opened once per process (shared with the service)."""
+        return self.data.get().store
 
     def ca_server(self) -> CAServer:
-        """The CA server's tasks over the shared store (with e-mail notices)."""
-        from pki_soap.notify import Notifier
-        from pki_soap.server import CAServer
-
-        store = self.store()
-        with self._lock:
-            if self._ca_server is None:
-                self._ca_server = CAServer(store, self.data_dir, Notifier(store))
-            return self._ca_server
+        """The CA server's tasks; its e-mail goes through the process's outbox thread."""
+        return self.data.get().server
 
     # -- the request cycle ---------------------------------------------------------------------
 
@@ -206,7 +193,7 @@ class Portal:
             return _plain(
                 403,
                 "The PKI portal answers only clients on this machine "
-                "(start the server with --portal-allow to admit other networks).",
+                "(start the server with --portal-network to admit other networks).",
             )
         if not environ.get("PATH_INFO"):
             # Mounted at /pki: relative links need the trailing slash.

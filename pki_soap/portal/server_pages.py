@@ -364,8 +364,11 @@ def delete(page: Page) -> Response:
         try:
             page.server.delete_request(name)
         except UnknownRequest:
-            pass  # deleted meanwhile: the outcome the administrator asked for
-        page.flash("success", messages.request_deleted(name))
+            # Issued or deleted by someone else meanwhile: never report a deletion that
+            # did not happen here (it may have been issued).
+            page.flash("error", f'"{name}" is no longer pending (issued or deleted meanwhile).')
+        else:
+            page.flash("success", messages.request_deleted(name))
         return page.redirect("server_requests")
     return page.render("server_delete.html", request=request)
 
