@@ -1,7 +1,7 @@
 """CAClient: talks SOAP to any PKI.CAServer (ours or a real InterSystems one) through zeep.
 
 zeep builds the requests from the IRIS-faithful WSDL (the server's ``?WSDL`` when it serves a
-usable one, else the packaged ``wsdl/CAServer.wsdl``) and sends them; the answers are read here
+usable one, else the packaged ``wire/CAServer.wsdl``) and sends them; the answers are read here
 with a locked-down lxml parser instead of zeep's typed parsing, because a real IRIS server's
 answers are looser than any WSDL says (string-ordered DataSets, extra schema siblings, a result
 element whose name is not significant) and a fault's meaning is in its ``<detail>`` text.
@@ -18,7 +18,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +43,7 @@ from pki_soap.errors import (
     error_for_number,
 )
 from pki_soap.names import CSR_FIELD_LIMITS, check_root
+from pki_soap.wire import WSDL_FILE
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
 
 TNS = "http://pki.intersystems.com"
@@ -54,7 +54,7 @@ CONTENT_TYPE = "text/xml; charset=UTF-8"
 USER_AGENT = f"pki-soap/{__version__} (CAClient)"
 DEFAULT_PATH = "/isc/pki/PKI.CAServer.cls"
 # The packaged copy of the WSDL a real IRIS server generates (wire-protocol.md §6).
-PACKAGED_WSDL = Path(__file__).resolve().parent.parent / "wsdl" / "CAServer.wsdl"
+PACKAGED_WSDL = WSDL_FILE
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ERROR_TEXT = re.compile(r"ERROR\s*#\s*(\d+)\s*:\s*(.*)", re.DOTALL)

@@ -14,6 +14,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -27,6 +28,7 @@ from pki_soap.client import (
     WireExchange,
 )
 from pki_soap.errors import (
+    DuplicateRequest,
     InvalidField,
     InvalidInput,
     MissingField,
@@ -41,7 +43,11 @@ from pki_soap.keys import (
     cert_pem,
     csr_pem,
     generate_key,
+    key_is_encrypted,
     key_pem,
+    load_csr,
+    load_key,
+    same_public_key,
     write_private_file,
     write_public_file,
 )
@@ -70,24 +76,45 @@ def _check_text(label: str, value: str, limit: int) -> None:
 def configure(
     store: Store,
     *,
-    server: str,
-    port: int,
-    path: str = DEFAULT_PATH,
-    contact_name: str,
+    server: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    contact_name: str | None = None,
     contact_phone: str | None = None,
     contact_email: str | None = None,
     hostname: str | None = None,
     instance: str | None = None,
 ) -> ClientConfig:
-    """Store the client configuration; identity defaults to this node's name and ``PKI``.
+    """Store the client configuration; a setting not given (None) keeps its stored value.
+
+    So ``configure(store, contact_email="x@example.com")`` changes only the e-mail.  The first
+    configuration needs the server, port and contact name; the path defaults to IRIS's, the
+    identity to this node's name and ``PKI``.  An empty phone or e-mail removes it.
 
     Raises:
-        MissingField: no server or contact name.
+        MissingField: the first configuration lacks the server, port or contact name, or
+            one of them is given empty.
         InvalidInput: a server that is not a host name or IP address, a port outside
             1..65535, a path not starting with ``/``, a host name or instance holding ``:``.
         InvalidField: a value too long or holding a control character.
     """
-    server = server.strip()
+    previous = store.client_config()
+    if previous is None:
+        absent = [
+            option
+            for option, value in (
+                ("--server", server),
+                ("--port", port),
+                ("--contact-name", contact_name),
+            )
+            if value is None
+        ]
+        if absent:
+            raise MissingField(
+                "the first configuration of the CA client needs the CA server, its port and "
+                f"a contact name (missing: {', '.join(absent)})"
+            )
+    server = (server if server is not None else previous.server if previous else "").strip()
     if not server:
         raise MissingField("the CA server host name is required")
     _check_text("the CA server host name", server, _MAX["server"])
@@ -98,22 +125,31 @@ def configure(
             raise InvalidInput(
                 f"CA server {server!r} is not a host name or IP address (no scheme, no port)"
             ) from None
+    if port is None and previous is not None:
+        port = previous.port
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidInput(f"CA server port {port!r} is not between 1 and 65535")
+    if path is None:
+        path = previous.path if previous else DEFAULT_PATH
     path = path.strip() or DEFAULT_PATH
     _check_text("the CA server path", path, _MAX["path"])
     if not path.startswith("/") or any(ch in path for ch in " ?#"):
         raise InvalidInput(f"CA server path {path!r} must start with '/' (no query, no spaces)")
+    if contact_name is None:
+        contact_name = previous.contact_name if previous else ""
     contact_name = contact_name.strip()
     if not contact_name:
         raise MissingField("the contact name is required")
     _check_text("the contact name", contact_name, _MAX["contact"])
+    if contact_phone is None and previous is not None:
+        contact_phone = previous.contact_phone
+    if contact_email is None and previous is not None:
+        contact_email = previous.contact_email
     phone = (contact_phone or "").strip() or None
     email = (contact_email or "").strip() or None
     for label, value in (("the contact phone", phone), ("the contact e-mail", email)):
         if value is not None:
             _check_text(label, value, _MAX["contact"])
-    previous = store.client_config()
     hostname = (hostname or "").strip() or (previous.hostname if previous else "")
     hostname = hostname or socket.gethostname()
     instance = (instance or "").strip() or (previous.instance if previous else DEFAULT_INSTANCE)
@@ -201,15 +237,31 @@ def _save_certificate(path: Path, cert: x509.Certificate, *, force: bool) -> Non
             return
         if not force:
             raise InvalidInput(
-                f'file "{path}" already holds a different certificate; use --force to replace it'
+                f'file "{path}" already holds a different certificate; use --force to replace '
+                "it, or --out FILE to save this one elsewhere"
             )
     write_public_file(path, data)
 
 
+def _destination(data_dir: Path, filename: str, out: Path | None) -> Path:
+    """``<data_dir>/<filename>.cer``, or ``out`` (a directory: ``out/<filename>.cer``)."""
+    if out is None:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return data_dir / f"{filename}.cer"
+    return out / f"{filename}.cer" if out.is_dir() else out
+
+
 def get_ca_certificate(
-    store: Store, data_dir: Path, *, force: bool = False, client: CAClient | None = None
+    store: Store,
+    data_dir: Path,
+    *,
+    force: bool = False,
+    client: CAClient | None = None,
+    out: Path | None = None,
 ) -> tuple[Path, str]:
     """GetCertificate("0"): save the CA certificate as ``<CA root>.cer``; (file, fingerprint).
+
+    ``out`` saves it there instead (a directory: as ``<CA root>.cer`` in it).
 
     Raises:
         NotConfigured: the client is not configured, or the server has no CA certificate.
@@ -225,9 +277,8 @@ def get_ca_certificate(
         raise NotConfigured(
             f"the CA server at {server_url(cfg)} has no CA certificate (is it configured?)"
         )
-    path = data_dir / f"{remote.filename}.cer"
+    path = _destination(data_dir, remote.filename, out)
     cert = remote.certificate
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _save_certificate(path, cert, force=force)
     return path, fingerprint(cert)
 
@@ -302,9 +353,75 @@ def submit(
             "are kept (run `list` later, or ask the CA administrator)",
             maybe_received=True,
         ) from exc
+    except DuplicateRequest as exc:
+        _remove(written)
+        raise _duplicate(cfg, root, exc) from exc
     except (PkiError, OSError, KeyboardInterrupt):
         _remove(written)
         raise
+    return messages.request_submitted(fingerprint(csr), sentence)
+
+
+def _duplicate(cfg: ClientConfig, root: str, exc: DuplicateRequest) -> DuplicateRequest:
+    """The server's "ID key not unique" with what it means and what to do next."""
+    name = f"{cfg.hostname}:{cfg.instance}:{root}"
+    return DuplicateRequest(
+        f'a request named "{name}" is already pending at the CA ({exc.message}); wait until '
+        "the CA administrator issues or deletes it, or use another file name root (or, if "
+        "another client uses this host name and instance, configure another --hostname or "
+        "--instance)"
+    )
+
+
+def resubmit(store: Store, data_dir: Path, *, root: str, client: CAClient | None = None) -> str:
+    """Send ``<root>.csr`` again, with its key kept; the message to show.
+
+    For a request the CA administrator deleted (or one lost on the way): a new submission
+    would need a new root, since a key is never overwritten.  Nothing is written.
+
+    Raises:
+        NotConfigured: the client is not configured.
+        InvalidRoot: ``root`` breaks the file-name rules.
+        InvalidInput: ``<root>.key`` or ``<root>.csr`` is missing, or the key (when it is
+            not encrypted) is not the CSR's.
+        InvalidCsr: ``<root>.csr`` is not a valid CSR.
+        DuplicateRequest: the request is still pending at the CA.
+        ServerUnreachable: the server did not answer properly.
+        PkiError: the server's fault.
+    """
+    cfg = client_config(store)
+    check_root(root)
+    key_path = data_dir / f"{root}.key"
+    csr_path = data_dir / f"{root}.csr"
+    if not csr_path.is_file():
+        raise InvalidInput(f'there is no "{csr_path}" to send again; submit a new request')
+    if not key_path.is_file():
+        raise InvalidInput(
+            f'"{key_path}" is missing: a certificate for "{csr_path}" would be useless without '
+            "it; submit a new request under another root"
+        )
+    csr = load_csr(csr_path.read_bytes())
+    key_data = key_path.read_bytes()
+    # An encrypted key would need its password to compare; the user chose that key.
+    if not key_is_encrypted(key_data):
+        key = load_key(key_data, None)
+        if not same_public_key(key.public_key(), csr.public_key()):
+            raise InvalidInput(f'"{key_path}" is not the key of "{csr_path}"')
+    try:
+        with _connected(cfg, client) as connected:
+            sentence = connected.submit_csr(
+                name=f"{cfg.hostname}:{cfg.instance}:{root}",
+                hostname=cfg.hostname,
+                instance=cfg.instance,
+                filename=root,
+                contents=csr_pem(csr),
+                subject=subject_text(csr.subject),
+                contact_name=cfg.contact_name,
+                contact_phone=cfg.contact_phone,
+                contact_email=cfg.contact_email,
+            )
+    except DuplicateRequest as exc:
+        raise _duplicate(cfg, root, exc) from exc
     return messages.request_submitted(fingerprint(csr), sentence)
 
 
@@ -337,8 +454,12 @@ def get_certificate(
     *,
     force: bool = False,
     client: CAClient | None = None,
+    out: Path | None = None,
 ) -> tuple[Path, str, int]:
     """GetCertificate(number): save it as ``<Filename>.cer``; (file, fingerprint, number).
+
+    ``out`` saves it there instead (a directory: as ``<Filename>.cer`` in it), so a
+    certificate whose Filename is taken by another one can still be kept.
 
     Raises:
         NotConfigured: the client is not configured.
@@ -356,8 +477,133 @@ def get_certificate(
         raise UnknownCertificate(
             f"the CA server at {server_url(cfg)} has no certificate number {str(number).strip()}"
         )
-    path = data_dir / f"{remote.filename}.cer"
+    path = _destination(data_dir, remote.filename, out)
     cert = remote.certificate
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _save_certificate(path, cert, force=force)
     return path, fingerprint(cert), remote.number
+
+
+# -- what the client knows: `client_app.py` with no command -------------------------------
+
+
+@dataclass(frozen=True)
+class LocalRequest:
+    """A request of this client, as its files in the data directory and the server show it."""
+
+    root: str
+    has_key: bool
+    csr_fingerprint: str | None
+    """SHA-1 of ``<root>.csr``; None when there is no readable one."""
+    certificate: x509.Certificate | None
+    """``<root>.cer`` when saved."""
+    issued_number: int | None
+    """The number the server lists for this root (this host and instance), when it answered."""
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything ``client_app.py`` shows about this client, gathered in one place."""
+
+    config: ClientConfig | None
+    url: str | None
+    server_error: str | None
+    """Why the server did not answer; None when it did, or when there is nothing to ask."""
+    server_ca: RemoteCertificate | None
+    ca_file: Path | None
+    """The CA certificate held in the data directory (``<CA root>.cer``), if any."""
+    ca_fingerprint: str | None
+    ca_matches: bool | None
+    """Whether ``ca_file`` is the server's CA certificate; None when unknown."""
+    requests: list[LocalRequest]
+    issued: list[CertificateRow]
+    """The server's certificates for this host and instance ([] when it did not answer)."""
+
+
+def _read_certificate(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.ca
+
+
+def overview(
+    data_dir: Path, cfg: ClientConfig | None, *, client: CAClient | None = None
+) -> Overview:
+    """What this client holds and what the server says: configuration, the CA certificate, the
+    requests (each ``<root>.key``/``.csr``/``.cer`` in the data directory) and their state.
+
+    Asks the server twice (GetCertificate 0, ListCertificates for this host and instance)
+    when configured; a server that does not answer is reported, never raised.
+    """
+    local: dict[str, x509.Certificate | None] = {}
+    ca_candidates: dict[Path, x509.Certificate] = {}
+    roots: set[str] = set()
+    if data_dir.is_dir():
+        for path in sorted(data_dir.iterdir()):
+            if path.suffix in (".key", ".csr") and path.is_file():
+                roots.add(path.stem)
+            elif path.suffix == ".cer" and path.is_file():
+                cert = _read_certificate(path)
+                if (
+                    cert is not None
+                    and _is_ca(cert)
+                    and not (data_dir / f"{path.stem}.key").exists()
+                ):
+                    ca_candidates[path] = cert
+                else:
+                    roots.add(path.stem)
+                    local[path.stem] = cert
+    url = server_url(cfg) if cfg is not None else None
+    server_error: str | None = None
+    server_ca: RemoteCertificate | None = None
+    issued: list[CertificateRow] = []
+    if cfg is not None:
+        try:
+            with _connected(cfg, client) as connected:
+                server_ca = connected.get_certificate(0)
+                issued = connected.list_certificates(cfg.hostname, cfg.instance)
+        except PkiError as exc:
+            server_error = exc.message
+    ca_file = next(iter(ca_candidates), None)
+    if server_ca is not None and (data_dir / f"{server_ca.filename}.cer").is_file():
+        ca_file = data_dir / f"{server_ca.filename}.cer"
+        roots.discard(ca_file.stem)  # even without a CA flag: it is where get-ca saves it
+        local.pop(ca_file.stem, None)
+    held = _read_certificate(ca_file) if ca_file is not None else None
+    ca_matches = None if server_ca is None or held is None else held == server_ca.certificate
+    numbers = {row.filename: row.number for row in issued}
+    requests = []
+    for root in sorted(roots):
+        csr_path = data_dir / f"{root}.csr"
+        try:
+            csr_fingerprint: str | None = fingerprint(load_csr(csr_path.read_bytes()))
+        except (OSError, PkiError):
+            csr_fingerprint = None
+        requests.append(
+            LocalRequest(
+                root=root,
+                has_key=(data_dir / f"{root}.key").is_file(),
+                csr_fingerprint=csr_fingerprint,
+                certificate=local.get(root),
+                issued_number=numbers.get(root),
+            )
+        )
+    return Overview(
+        config=cfg,
+        url=url,
+        server_error=server_error,
+        server_ca=server_ca,
+        ca_file=ca_file,
+        ca_fingerprint=fingerprint(held) if held is not None else None,
+        ca_matches=ca_matches,
+        requests=requests,
+        issued=issued,
+    )

@@ -15,7 +15,7 @@ to the same class through the error number (:func:`error_for_number`).
     │   ├── InvalidField          Client  7201  (IRIS: value longer than MAXLEN)
     │   ├── MissingField          Client  5659  (IRIS: property required)
     │   └── BadSoapRequest        Client  6237  (IRIS: unexpected tag, bad envelope)
-    ├── DuplicateRequest          Server  5805  exit 1  (IRIS: ID key not unique)
+    ├── DuplicateRequest          Server  5805  exit 7  (IRIS: ID key not unique)
     ├── NotFound                  Server  8110  exit 3
     │   ├── UnknownRequest        Server  8111
     │   └── UnknownCertificate    Server  8112
@@ -103,6 +103,7 @@ class DuplicateRequest(PkiError):
     """A pending CSR with the same Name exists (IRIS answers this with a Server fault)."""
 
     error_number = 5805
+    exit_code = 7
 
 
 class NotFound(PkiError):

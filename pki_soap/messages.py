@@ -23,6 +23,11 @@ def server_configured(*, created: bool, cer: Path, fingerprint: str, mailed_to: 
     return "\n".join(lines)
 
 
+def moved_aside(path: Path, old: Path) -> str:
+    """A lone ``<root>.cer`` or ``<root>.key`` was renamed before a new pair was made."""
+    return f'Renamed "{path}" to "{old}": its partner file was missing, so a new pair was made.'
+
+
 def server_reconfigured(changed: tuple[str, ...]) -> str:
     """After ``configure`` on a configured CA: which settings changed."""
     if not changed:

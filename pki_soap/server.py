@@ -86,6 +86,8 @@ class ConfigureResult:
     """The settings a configuration of an already configured CA changed."""
     encrypted_key: bool = False
     """True when an unencrypted CA key file was found and encrypted with the password."""
+    moved_aside: tuple[tuple[Path, Path], ...] = ()
+    """(file, new name) of each lone ``<root>.cer`` or ``.key`` renamed ``.old`` on the way."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class CAServer:
         _check_text("Instance", cfg.instance)
         _check_text("Hostname", cfg.node)
         paths = self.ca_paths(cfg)
+        old_before = _old_files(paths)
         if previous is not None:
             authority, created = CertificateAuthority.load(paths), False
             encrypted = authority.encrypt_key(password)
@@ -276,6 +279,11 @@ class CAServer:
                 paths, password=password, subject=subject, ca_days=ca_days, key_type=key_type
             )
             encrypted = plain_key and not created
+        # Seen, not predicted: the .old files that appeared are the ones configure made.
+        moved_aside = tuple(
+            (old.with_name(old.name.split(".old", 1)[0]), old)
+            for old in sorted(_old_files(paths) - old_before)
+        )
         with self.store.transaction():
             self.store.save_server_config(cfg)
             self.store.add_certificate(
@@ -302,6 +310,7 @@ class CAServer:
             mailed_to=mailed_to if isinstance(mailed_to, str) else None,
             changed=_changes(previous, cfg),
             encrypted_key=encrypted,
+            moved_aside=moved_aside,
         )
 
     def check_files_unchanged(self, previous: ServerConfig, root: str, directory: str) -> None:
@@ -429,6 +438,31 @@ class CAServer:
             UnknownRequest: no pending CSR has that name.
         """
         return self.store.request(name)
+
+    def find_request(self, text: str) -> PendingRequest:
+        """The pending CSR that ``text`` names: its Name, its Filename, or a prefix of its Name.
+
+        A Name (``host:instance:file``) is long to type; the administrator may give what
+        ``pending`` shows in the Filename column, or the start of the Name, as long as exactly
+        one pending request fits.  The whole Name always wins.
+
+        Raises:
+            UnknownRequest: no pending CSR fits.
+            InvalidInput: several fit (the message lists their Names).
+        """
+        try:
+            return self.store.request(text)
+        except UnknownRequest:
+            pass
+        fits = [r for r in self.store.requests() if r.filename == text or r.name.startswith(text)]
+        if len(fits) == 1:
+            return fits[0]
+        if not fits or not text:
+            raise UnknownRequest(f'no pending Certificate Signing Request "{text}"')
+        listed = ", ".join(r.name for r in fits[:10]) + (", ..." if len(fits) > 10 else "")
+        raise InvalidInput(
+            f'"{text}" fits {len(fits)} pending requests ({listed}); give more of the Name'
+        )
 
     def delete_request(self, name: str) -> PendingRequest:
         """Delete (reject) the pending CSR ``name``, notify its contact, return it.
@@ -652,43 +686,44 @@ class CAServer:
         hostname: str | None = "",
         instance: str | None = "",
         *,
-        iris_collation: bool = False,
+        iris_order: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """ListCertificates' rows (wire-protocol.md §3.2), in number order, never number 0.
 
-        Both empty (or None) lists every certificate; otherwise both must match exactly,
-        so one empty and one given lists nothing (IRIS SQL compares with NULL).  With
-        ``iris_collation`` (IRIS-strict mode) they match and sort as IRIS SQL does: case
-        and trailing blanks ignored, numbers in text order ("10" before "9").  The rows
-        stream from the store; ``close()`` the generator to stop early.
+        Both empty (or None) lists every certificate; otherwise both must match, ignoring case
+        and trailing blanks as IRIS's SQLUPPER collation does (the store's ``_OWNER_MATCH``
+        says why), so one empty and one given lists nothing (IRIS SQL compares with NULL).
+        With ``iris_order`` (IRIS-strict mode) the numbers sort as IRIS sorts them, as text
+        ("10" before "9").  The rows stream from the store; ``close()`` the generator to stop
+        early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificates(iris_collation=iris_collation)
+            return self.store.certificates(iris_order=iris_order)
         if not hostname or not instance:
             return _no_certificates()
-        return self.store.certificates(hostname, instance, iris_collation=iris_collation)
+        return self.store.certificates(hostname, instance, iris_order=iris_order)
 
     def certificate_rows(
         self,
         hostname: str | None = "",
         instance: str | None = "",
         *,
-        iris_collation: bool = False,
+        iris_order: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """ListCertificates' rows as ``(number, hostname, instance, filename)``, lean.
 
         Exactly the rows, order and wire semantics of :meth:`certificates` (§3.2: both
-        empty lists every certificate, one empty lists nothing; ``iris_collation`` as
+        empty lists every certificate, one empty lists nothing; ``iris_order`` as
         there), without the PEM text or dates.  The rows stream from the store;
         ``close()`` the generator to stop early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificate_rows(iris_collation=iris_collation)
+            return self.store.certificate_rows(iris_order=iris_order)
         if not hostname or not instance:
             return _no_rows()
-        return self.store.certificate_rows(hostname, instance, iris_collation=iris_collation)
+        return self.store.certificate_rows(hostname, instance, iris_order=iris_order)
 
     def certificate(self, number: str | int) -> IssuedCertificate | None:
         """GetCertificate (wire-protocol.md §3.3): the certificate whose Number is ``number``.
@@ -767,6 +802,14 @@ def _changes(previous: ServerConfig | None, cfg: ServerConfig) -> tuple[str, ...
         for name, label in _SETTING_LABELS.items()
         if getattr(previous, name) != getattr(cfg, name)
     )
+
+
+def _old_files(paths: CAPaths) -> set[Path]:
+    """The ``<root>.cer.old*`` and ``<root>.key.old*`` files now in the CA directory."""
+    found: set[Path] = set()
+    for path in (paths.cer, paths.key):
+        found.update(paths.directory.glob(f"{path.name}.old*"))
+    return found
 
 
 def _no_certificates() -> Generator[IssuedCertificate, None, None]:

@@ -2,7 +2,7 @@
 
 :func:`make_app` answers ``POST /isc/pki/PKI.CAServer.cls`` (SOAP, spoken by
 :class:`~pki_soap.wire.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
-static, IRIS-faithful ``wsdl/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
+static, IRIS-faithful ``wire/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
 asked, the portal under ``/pki/``.  The request body is read here, up to a limit, whether or
 not a Content-Length is sent, so spyne never sees a truncated body.  Every answer is written
 whole before its headers go out (a long one into a temporary file, see
@@ -43,6 +43,7 @@ from pki_soap.errors import (
 from pki_soap.exchanges import RecordLimits
 from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
+from pki_soap.wire import WSDL_FILE
 from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.wire.envelope import (
     CONTENT_TYPE,
@@ -68,7 +69,6 @@ SERVICE_PATH = "/isc/pki/PKI.CAServer.cls"
 PORTAL_PREFIX = "/pki"
 DEFAULT_PORT = 52773
 DEFAULT_MAX_BODY = 256 * 1024
-WSDL_FILE = Path(__file__).resolve().parent.parent / "wsdl" / "CAServer.wsdl"
 
 # An oversized body is read and thrown away up to this much, so the client, still sending,
 # gets the 413 instead of a reset connection; beyond it the connection is simply closed.
@@ -200,7 +200,7 @@ class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type i
     def ListCertificates(ctx: Any, hostname: str | None, instance: str | None) -> DataSet:  # noqa: N802, N805
         """ListAll (4 columns) when both arguments are empty or omitted, else ListMy (2)."""
         rows = _engine(ctx).certificate_rows(
-            hostname or "", instance or "", iris_collation=_strict_iris(ctx)
+            hostname or "", instance or "", iris_order=_strict_iris(ctx)
         )
         if not hostname and not instance:
             return DataSet("ListAll", LIST_ALL_COLUMNS, _list_all_rows(rows))
@@ -377,7 +377,7 @@ def _xml_attribute(value: str) -> str:
 
 
 def load_wsdl(public_url: str | None = None) -> bytes:
-    """``wsdl/CAServer.wsdl`` with its ``soap:address`` set from ``public_url``.
+    """The packaged WSDL (:data:`WSDL_FILE`) with its ``soap:address`` set from ``public_url``.
 
     Raises:
         InvalidInput: ``public_url`` is not usable (see :func:`endpoint_url`).

@@ -37,6 +37,16 @@ from pki_soap.errors import (
 from pki_soap.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
 
 DATABASE_NAME = "pki.sqlite3"
+_OWNER_MATCH = "upper(rtrim({column})) = upper(rtrim(?))"
+"""How ListCertificates matches Hostname and Instance: as IRIS does, most likely.
+
+IRIS compares ``%String`` properties under their default collation, SQLUPPER, which upper-cases
+and drops trailing blanks, so a real server lists the certificates of ``IRIS`` for ``iris``
+(wire-protocol.md §3.2, Q18: inferred, no capture).  A client that spells its own name in
+another case (a node name from the OS, an instance typed by hand) still finds its certificates.
+SQLite's upper() folds ASCII letters only; host names are ASCII, and IRIS instance names are
+too in practice, so the rare non-ASCII name matches only in its exact case.
+"""
 BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 4
 _NAMES_PER_QUERY = 500
@@ -211,6 +221,19 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
 
 
 def _schema_v2(conn: sqlite3.Connection) -> None:
+    # ListCertificates matches host name and instance as IRIS's SQLUPPER collation does (see
+    # _OWNER_MATCH); the index is on the same expressions, so the query can use it.
+    _run_script(
+        conn,
+        """
+        DROP INDEX certificates_by_owner;
+        CREATE INDEX certificates_by_owner_upper
+            ON certificates (upper(rtrim(hostname)), upper(rtrim(instance)), number);
+        """,
+    )
+
+
+def _schema_v3(conn: sqlite3.Connection) -> None:
     """Settings (IRIS-strict mode, exchange recording) and the recorded SOAP exchanges."""
     _run_script(
         conn,
@@ -261,7 +284,11 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
 
 
 # Migration i brings the schema from version i to i + 1; never edit one that has shipped.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _schema_v1,
+    _schema_v2,
+    _schema_v3,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -291,11 +318,6 @@ def _migrate(conn: sqlite3.Connection) -> int:
         conn.execute("ROLLBACK")
         raise
     return found
-
-
-def _iris_upper(value: str | None) -> str | None:
-    """IRIS SQL's default collation (SQLUPPER) of a text: upper case, trailing blanks gone."""
-    return value.rstrip().upper() if isinstance(value, str) else value
 
 
 def _prepare_private_database(path: Path) -> None:
@@ -418,7 +440,6 @@ class Store:
             # FULL: a committed issue survives power loss; the SRL file is fsynced as well.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.create_function("iris_upper", 1, _iris_upper, deterministic=True)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _translated(exc, f"cannot use the database {self.path}") from exc
@@ -824,20 +845,18 @@ class Store:
 
     @staticmethod
     def _certificates_query(
-        columns: str, hostname: str | None, instance: str | None, iris_collation: bool
+        columns: str, hostname: str | None, instance: str | None, iris_order: bool = False
     ) -> tuple[str, tuple[str, ...]]:
         where = ["number <> 0"]
         params: list[str] = []
-        # IRIS compares and sorts these %String columns under SQLUPPER: case and trailing
-        # blanks do not count, and Number sorts as text ("10" before "9").
-        column = "iris_upper({0}) = iris_upper(?)" if iris_collation else "{0} = ?"
         if hostname is not None:
-            where.append(column.format("hostname"))
+            where.append(_OWNER_MATCH.format(column="hostname"))
             params.append(hostname)
         if instance is not None:
-            where.append(column.format("instance"))
+            where.append(_OWNER_MATCH.format(column="instance"))
             params.append(instance)
-        order = "CAST(number AS TEXT)" if iris_collation else "number"
+        # IRIS sorts Number, a %String under SQLUPPER, as text: "10" before "9".
+        order = "CAST(number AS TEXT)" if iris_order else "number"
         sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY {order}"
         return sql, tuple(params)
 
@@ -846,17 +865,18 @@ class Store:
         hostname: str | None = None,
         instance: str | None = None,
         *,
-        iris_collation: bool = False,
+        iris_order: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """Issued certificates in number order, never number 0, streamed from one cursor.
 
-        ``None`` leaves that column unfiltered; a string must match exactly.  With
-        ``iris_collation`` the strings match and the numbers sort as IRIS SQL does them
-        (ignoring case and trailing blanks; "10" before "9").  The iterator holds a pooled
-        connection (a consistent snapshot) until it is exhausted or closed.
+        ``None`` leaves that column unfiltered; a string matches regardless of case and
+        trailing blanks, as IRIS's SQLUPPER collation does (:data:`_OWNER_MATCH`).  With
+        ``iris_order`` the numbers sort as IRIS sorts them, as text ("10" before "9").  The
+        iterator holds a pooled connection (a consistent snapshot) until it is exhausted or
+        closed.
         """
         sql, params = self._certificates_query(
-            self._CERTIFICATE_COLUMNS, hostname, instance, iris_collation
+            self._CERTIFICATE_COLUMNS, hostname, instance, iris_order
         )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
@@ -871,17 +891,17 @@ class Store:
         hostname: str | None = None,
         instance: str | None = None,
         *,
-        iris_collation: bool = False,
+        iris_order: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """``(number, hostname, instance, filename)`` of issued certificates, lean and streamed.
 
         What a listing needs and nothing more (no PEM, no dates to parse): same rows, order
         and filters as :meth:`certificates` (number order, never number 0; ``None`` leaves
-        that column unfiltered; ``iris_collation`` as there).  The iterator holds a pooled
+        that column unfiltered; ``iris_order`` as there).  The iterator holds a pooled
         connection (a consistent snapshot) until it is exhausted or closed.
         """
         sql, params = self._certificates_query(
-            "number, hostname, instance, filename", hostname, instance, iris_collation
+            "number, hostname, instance, filename", hostname, instance, iris_order
         )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
@@ -981,6 +1001,23 @@ class Store:
             f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
         )
         return [self._mail(row) for row in rows]
+
+    def drop_mail(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Delete undelivered messages from the outbox: those of ``ids``, or all when None.
+
+        Delivered messages are never touched (they are the record of what was sent).
+        Returns the ids dropped, in order; an id that is unknown or already delivered is
+        simply not among them.
+        """
+        wanted = None if ids is None else set(ids)
+        with self.transaction(), self._connection() as conn:
+            rows = conn.execute("SELECT id FROM mail WHERE sent IS NULL ORDER BY id").fetchall()
+            waiting = [int(row[0]) for row in rows]
+            chosen = waiting if wanted is None else [i for i in waiting if i in wanted]
+            conn.executemany(
+                "DELETE FROM mail WHERE id = ? AND sent IS NULL", [(i,) for i in chosen]
+            )
+        return chosen
 
     # -- settings -----------------------------------------------------------------------------
 

@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from xml.sax.saxutils import escape
+
+from pki_soap.wire import WSDL_FILE
 
 CRLF = "\r\n"
 TNS = "http://pki.intersystems.com"
 PATH = "/isc/pki/PKI.CAServer.cls"
-WSDL = Path(__file__).resolve().parents[1] / "wsdl" / "CAServer.wsdl"
+WSDL = WSDL_FILE
 
 _ENVELOPE_START = (
     '<?xml version="1.0" encoding="UTF-8" ?>' + CRLF + "<SOAP-ENV:Envelope "
@@ -105,7 +106,7 @@ def dataset(
     """ListCertificates' untyped %XML.DataSet, byte layout of §3.2 (CR LF, 4-space values).
 
     ``unique`` adds the ``s:unique``/``msdata:PrimaryKey`` sibling a DataSet over an ID column
-    carries (layout of the live capture in real-clients/05).
+    carries (layout of the live capture in tests/real_clients/iris-typed-dataset-response.xml).
     """
     lines = [
         "<ListCertificatesResult>",

@@ -10,14 +10,14 @@
 * ``soap_post(base_url, body, action)`` sends one POST with exactly the headers given
   (``action=None`` sends no SOAPAction) and returns an :class:`Answer`;
   ``raw_request(base_url, data)`` sends raw bytes over a socket (chunked bodies, lies).
-* ``wget_*`` build the requests of the real wget client (../shared/real-clients/01, 02)
+* ``wget_*`` build the requests of the real wget client (tests/real_clients/, see its README)
   and ``iris_*`` those of InterSystems' own client (SOAP-ENV prefix, ``xsi:type``,
   omitted elements); ``submitted``, ``cut_pem`` and ``last_number`` parse answers exactly
   as the wget client does.
 * ``wait_for_exchanges(data_dir, n)`` returns the newest ``n`` recorded exchanges (``record=``)
   once they are in the store.
 * ``assert_valid_response(body)`` validates the Body's element against the XSD embedded in
-  ``wsdl/CAServer.wsdl`` (stack-notes Appendix C).
+  the packaged WSDL (stack-notes Appendix C).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pki_soap.store import Store
 from tests.engine_support import open_server
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-REAL_CLIENTS = REPOSITORY.parent / "shared" / "real-clients"
+REAL_CLIENTS = Path(__file__).resolve().parent / "real_clients"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 CA_ROOT = "CA_Server"
@@ -208,29 +208,21 @@ def chunked(body: bytes, size: int = 8192) -> bytes:
 # -- requests as the real clients send them ---------------------------------------------------
 
 
-def _exchange_body(exchange: str) -> bytes:
-    """The body of exchange B or C in 01-*, as the file gives it (LF line ends)."""
-    lines = (REAL_CLIENTS / "01-lscalese-wget-client-exchanges.txt").read_text().splitlines()
-    start = lines.index(f"SOAPAction: {ACTION}{exchange}")
-    first = next(i for i in range(start, len(lines)) if lines[i].startswith("<?xml"))
-    last = next(i for i in range(first, len(lines)) if lines[i] == "</soap:Envelope>")
-    return ("\n".join(lines[first : last + 1]) + "\n").encode()
-
-
 def wget_get_certificate(number: str) -> bytes:
-    """Exchange B of the wget client: GetCertificate ``number``."""
-    return _exchange_body("GetCertificate").replace(b"{certificate_number}", number.encode())
+    """The wget client's GetCertificate ``number``."""
+    body = (REAL_CLIENTS / "wget-getcertificate.xml").read_bytes()
+    return body.replace(b"{certificate_number}", number.encode())
 
 
 def wget_list_certificates(hostname: str) -> bytes:
-    """Exchange C of the wget client: ListCertificates(``hostname``, "webgateway")."""
-    return _exchange_body("ListCertificates").replace(b"{MYHOSTNAME}", hostname.encode())
+    """The wget client's ListCertificates(``hostname``, "webgateway")."""
+    body = (REAL_CLIENTS / "wget-listcertificates.xml").read_bytes()
+    return body.replace(b"{MYHOSTNAME}", hostname.encode())
 
 
 def wget_submit(hostname: str, filename: str, csr_pem: str) -> bytes:
-    """Exchange A: template 02 with the wget client's substitutions (Subject left empty)."""
-    template = (REAL_CLIENTS / "02-lscalese-template-submitcsr.xml.txt").read_text()
-    text = template.split("\n", 1)[1]  # line 1 names the source
+    """The wget client's SubmitCSR: its template with its substitutions (Subject left empty)."""
+    text = (REAL_CLIENTS / "wget-submitcsr-template.xml").read_text()
     text = text.replace("hostname", hostname).replace("CertificateFileName", filename)
     text = text.replace("TheRequestCertificate", csr_pem)
     text = text.replace("ContactNameToReplace", "ContactPerson")
@@ -348,7 +340,7 @@ def openssl_csr(directory: Path, name: str, subject: str, bits: int = 2048) -> t
 
 @cache
 def wsdl_schema() -> etree.XMLSchema:
-    """The XSD inside ``wsdl/CAServer.wsdl``, compiled; ``ref="s:schema"`` made a skip-any."""
+    """The XSD inside the packaged WSDL, compiled; ``ref="s:schema"`` made a skip-any."""
     wsdl = etree.parse(str(WSDL_FILE)).getroot()
     source = wsdl.find(f".//{{{XS}}}schema")
     assert source is not None

@@ -912,8 +912,8 @@ def test_subprocess_errors_on_a_configured_server(configured: Path, tmp_path: Pa
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["issue", "x"], ["frobnicate"], ["issue", "x", "--usage", "email"]],
-    ids=["no-command", "no-usage", "unknown-command", "bad-usage"],
+    [["issue", "x"], ["frobnicate"], ["issue", "x", "--usage", "email"]],
+    ids=["no-usage", "unknown-command", "bad-usage"],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
     result = _run(*args)
@@ -1233,3 +1233,226 @@ def test_commands_of_other_modules_are_registered(command: str, option: str) -> 
     result = _run(command, "--help")
     assert result.returncode == 0
     assert option in result.stdout
+
+
+# -- a newcomer's first commands, and the gaps they found ------------------------------------
+
+
+def test_no_command_on_an_unconfigured_directory_says_how_to_begin(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "server_app.py")],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PKI_")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 4
+    assert result.stdout.splitlines() == [
+        "No Certificate Authority is configured in pki-data yet. Configure one:",
+        '  python server_app.py configure --root MyCA --dir CAServer --subject "/O=Example/CN='
+        'Example CA" --ca-days 3650 --days 365',
+        "(a new key and certificate; <root>.cer and <root>.key already in --dir are used), or",
+        "start a throw-away demo CA, for testing only:",
+        "  python server_app.py serve --demo",
+        "Then `python server_app.py` serves it; `python server_app.py --help` lists every command.",
+    ]
+    assert result.stderr == "error: no Certificate Authority is configured in pki-data\n"
+    assert list(tmp_path.iterdir()) == []  # looking created nothing
+
+
+def test_no_command_serves_the_configured_ca(configured: Path) -> None:
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "server_app.py", "--data-dir", str(configured)]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_service(port, serve)
+        url = f"http://127.0.0.1:{port}/isc/pki/PKI.CAServer.cls?WSDL"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert b"PKI.CAServer" in answer.read()
+    finally:
+        serve.terminate()
+        output, _ = serve.communicate(timeout=30)
+    assert output.startswith(f"Serving PKI.CAServer at http://127.0.0.1:{port}/")
+    assert "warning" not in output
+
+
+def test_serve_on_an_unconfigured_directory_warns_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "server_app.py", "serve", "--data-dir", str(tmp_path / "empty")]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_service(port, serve)
+    finally:
+        serve.terminate()
+        output, _ = serve.communicate(timeout=30)
+    assert output.startswith(
+        f"warning: no Certificate Authority is configured in {tmp_path / 'empty'}: SubmitCSR "
+        "answers a fault and there is no CA certificate to get until one is. Configure it with "
+        "`server_app.py configure ...` or in the portal (/pki/), or serve with --demo.\n"
+    )
+
+
+@pytest.mark.parametrize("program", ["server_app.py", "client_app.py"])
+def test_help_lists_each_command_on_one_line(program: str) -> None:
+    env = {**os.environ, "COLUMNS": "60"}  # narrower than the lines: nothing may wrap
+    result = subprocess.run(
+        [sys.executable, program, "--help"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    block = result.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    expected = (
+        ["configure", "reinitialize", "pending", "show", "issue", "delete", "certificates",
+         "status", "drop-mail", "settings", "exchanges", "serve", "portal-password"]
+        if program == "server_app.py"
+        else ["show", "configure", "get-ca", "submit", "list", "get"]
+    )  # fmt: skip
+    assert [line.split()[0] for line in block] == expected
+    # Each line: two spaces, the command, and its help text on the same line.
+    assert all(re.fullmatch(r"  [a-z-]+ +\S.*", line) for line in block), block
+
+
+def _submit_as(data_dir: Path, host: str, filename: str) -> str:
+    _, csr = make_csr(f"/CN={host}.example.test", keys.KeyType.EC256)
+    with open_server(data_dir) as server:
+        server.submit(
+            PendingRequest(
+                name="",
+                hostname=host,
+                instance="IRIS",
+                filename=filename,
+                contents=keys.csr_pem(csr),
+                subject="",
+                contact_name="Jane Doe",
+            )
+        )
+    return f"{host}:IRIS:{filename}"
+
+
+def test_a_request_is_named_by_its_filename_or_the_start_of_its_name(
+    configured: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _submit_as(configured, "web1", "web_client")
+    _submit_as(configured, "web2", "web_client")
+    _submit_as(configured, "db1", "db_client")
+    data = ["--data-dir", str(configured)]
+
+    assert main(["show", "db_client", *data]) == 0  # by Filename
+    assert "Name:" in capsys.readouterr().out
+    assert main(["show", "web1:", *data]) == 0  # by the start of the Name
+    assert "web1:IRIS:web_client" in capsys.readouterr().out
+
+    assert main(["show", "web_client", *data]) == 2  # two Filenames fit: say which
+    assert capsys.readouterr().err == (
+        'error: "web_client" fits 2 pending requests (web1:IRIS:web_client, '
+        "web2:IRIS:web_client); give more of the Name\n"
+    )
+    assert main(["delete", "nothing", "--yes", *data]) == 3
+
+    issue = ["issue", "web2", "--usage", "tls", "--password-file", str(password_file), *data]
+    assert main(issue) == 0
+    assert capsys.readouterr().out == (
+        'Certificate number 1 issued for Certificate Signing Request "web2:IRIS:web_client"\n'
+    )
+    assert main(["delete", "web_client", "--yes", *data]) == 0  # now only one fits
+    assert 'Certificate Signing Request "web1:IRIS:web_client" deleted.' in capsys.readouterr().out
+    with _store(configured) as store:
+        assert [r.name for r in store.requests()] == ["db1:IRIS:db_client"]
+
+
+def test_configure_says_which_lone_file_it_renamed(
+    data_dir: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lone = data_dir / "CAServer" / "TestCA.key"
+    lone.parent.mkdir(parents=True)
+    lone.write_bytes(b"a key without its certificate")
+
+    assert main(_configure_args(data_dir, password_file)) == 0
+
+    out = capsys.readouterr().out
+    assert out.endswith(
+        f'Renamed "{lone}" to "{lone}.old": its partner file was missing, so a new pair was made.\n'
+    )
+    assert (
+        data_dir / "CAServer" / "TestCA.key.old"
+    ).read_bytes() == b"a key without its certificate"
+
+
+def test_queued_mail_survives_reinitialize_until_dropped(
+    data_dir: Path, password_file: Path, smtp: MailServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    smtp.stop()
+    data = ["--data-dir", str(data_dir)]
+    args = _configure_args(data_dir, password_file)
+    assert main([*args, "--smtp-server", f"127.0.0.1:{smtp.port}", "--admin-email", ADMIN]) == 0
+    _submit(data_dir)  # a second notice waits too
+    capsys.readouterr()
+
+    assert main(["reinitialize", "--yes", *data]) == 0
+    assert capsys.readouterr().out == (
+        "Certificate Authority server reinitialized.\n"
+        "2 undelivered e-mail message(s) stay queued and are retried; `server_app.py status` "
+        "lists them, `server_app.py drop-mail --all` drops them.\n"
+    )
+    assert main(["drop-mail", "7", "--yes", *data]) == 3
+    assert capsys.readouterr().err == "error: no undelivered e-mail message with id 7\n"
+    assert main(["drop-mail", *data]) == 2
+    assert main(["drop-mail", "1", *data]) == 2  # no terminal to confirm on, no --yes
+    assert "confirmation needed" in capsys.readouterr().err
+
+    assert main(["drop-mail", "1", "--yes", *data]) == 0
+    assert capsys.readouterr().out == "Dropped 1 undelivered e-mail message(s): 1\n"
+    assert main(["drop-mail", "--all", "--yes", *data]) == 0
+    assert capsys.readouterr().out == "Dropped 1 undelivered e-mail message(s): 2\n"
+    assert main(["status", *data]) == 0
+    assert "Undelivered e-mail: none" in capsys.readouterr().out
+    smtp.start()
+    assert main(["status", "--retry", *data]) == 0
+    assert smtp.messages == []  # dropped means never sent
+
+
+def test_mail_warnings_come_after_the_result(
+    configured: Path, password_file: Path, smtp: MailServer
+) -> None:
+    # Configured with an SMTP server that is down: the issue notice cannot go out.
+    with _store(configured) as store:
+        cfg = store.server_config()
+        assert cfg is not None
+        cfg.smtp_server, cfg.smtp_port = "127.0.0.1", smtp.port
+        store.save_server_config(cfg)
+    smtp.stop()
+    _submit(configured)
+    result = subprocess.run(
+        [sys.executable, "server_app.py", "issue", "web1_client", "--usage", "tls"]
+        + ["--password-file", str(password_file), "--data-dir", str(configured)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream: the order the user sees
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        'Certificate number 1 issued for Certificate Signing Request "web1:IRIS:web1_client"'
+    )
+    assert len(lines) == 2 and lines[1].startswith(f"warning: e-mail 1 to {CONTACT} not delivered")

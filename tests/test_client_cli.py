@@ -147,13 +147,17 @@ def test_configure_refuses_bad_values(
         assert store.client_config() is None
 
 
-def test_configure_without_contact_name_is_a_usage_error(
+def test_a_first_configure_without_contact_name_names_what_is_missing(
     capsys: pytest.CaptureFixture[str], data_dir: Path
 ) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["--data-dir", str(data_dir), "configure", "--server", "h", "--port", "1"])
-    assert exited.value.code == 2
-    assert "--contact-name" in capsys.readouterr().err
+    code, out, err = run(capsys, data_dir, "configure", "--server", "h", "--port", "1")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: the first configuration of the CA client needs the CA server, its port and a "
+        "contact name (missing: --contact-name)\n"
+    )
+    with Store.open(data_dir) as store:
+        assert store.client_config() is None
 
 
 @pytest.mark.parametrize(
@@ -237,7 +241,8 @@ def test_submit_never_overwrites_a_key(
     (configured / "web_client.key").write_bytes(b"precious")
     code, out, err = run(capsys, configured, "submit", "--root", "web_client", "--common-name", "w")
     assert (code, out) == (2, "")
-    assert "already exists; choose another root" in err
+    assert "exists (a key is never overwritten)" in err
+    assert "submit --root web_client --resubmit`; for a new key, choose another --root" in err
     assert (configured / "web_client.key").read_bytes() == b"precious"
     assert not (configured / "web_client.csr").exists() and standin.posts() == []
 
@@ -251,7 +256,13 @@ def test_a_refused_submission_leaves_no_key_behind(
         ["ERROR #5805: ID key not unique for extent 'PKI.CSR'"],
     )
     code, out, err = run(capsys, configured, "submit", "--root", "dup", "--common-name", "d")
-    assert (code, out, err) == (1, "", "error: ID key not unique for extent 'PKI.CSR'\n")
+    assert (code, out) == (7, "")
+    assert err == (
+        'error: a request named "client.example:PKI:dup" is already pending at the CA (ID key '
+        "not unique for extent 'PKI.CSR'); wait until the CA administrator issues or deletes "
+        "it, or use another file name root (or, if another client uses this host name and "
+        "instance, configure another --hostname or --instance)\n"
+    )
     assert sorted(p.name for p in configured.glob("dup.*")) == []
 
 
@@ -361,7 +372,8 @@ def test_get_saves_and_refuses_to_overwrite_a_different_certificate(
     code, out, err = run(capsys, configured, "get", "12")
     assert (code, out) == (2, "")
     assert err == (
-        f'error: file "{path}" already holds a different certificate; use --force to replace it\n'
+        f'error: file "{path}" already holds a different certificate; use --force to replace '
+        "it, or --out FILE to save this one elsewhere\n"
     )
     assert path.read_text() == keys.cert_pem(first)
 

@@ -1,6 +1,6 @@
 """Real clients against the live service: the wget client, InterSystems' client, zeep.
 
-The wget client's requests are replayed from ../shared/real-clients/01 and 02 with its
+The wget client's requests are replayed from tests/real_clients/ with its
 headers, and its answers parsed exactly as it parses them (grep, the lines between
 <Contents> and </Contents>, the last <Number> line); openssl then checks what it saved.
 """
@@ -120,11 +120,15 @@ def test_iris_client_flow(data_dir: Path, tmp_path: Path) -> None:
         mine = soap_post(
             url, iris_list_certificates("caclient", "IRIS"), ACTION + "ListCertificates"
         )
+        # A node name in another case (IRIS collates SQLUPPER; see the store's _OWNER_MATCH).
+        upper = soap_post(
+            url, iris_list_certificates("CACLIENT", "iris"), ACTION + "ListCertificates"
+        )
         half = soap_post(url, iris_list_certificates("caclient", None), ACTION + "ListCertificates")
         fetched = soap_post(url, iris_get_certificate(str(number)), ACTION + "GetCertificate")
     results = {
         name: assert_valid_response(answer.body)[0]
-        for name, answer in (("all", everything), ("mine", mine), ("half", half))
+        for name, answer in (("all", everything), ("mine", mine), ("upper", upper), ("half", half))
     }
     assert read_dataset(results["all"]) == (
         "ListAll",
@@ -143,6 +147,7 @@ def test_iris_client_flow(data_dir: Path, tmp_path: Path) -> None:
         ["Number", "Filename"],
         [{"Number": str(number), "Filename": "caclient_client"}],
     )
+    assert read_dataset(results["upper"]) == read_dataset(results["mine"])
     assert read_dataset(results["half"]) == ("ListMy", ["Number", "Filename"], [])
     certificate = assert_valid_response(fetched.body)[0]
     assert [etree.QName(child).localname for child in certificate] == [

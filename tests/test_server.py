@@ -572,7 +572,7 @@ def three_issued(configured_server: CAServer, ca_password: bytes) -> CAServer:
         ("db.example", "IRIS", [2]),
         ("web.example", "", []),
         ("", "IRIS", []),
-        ("WEB.EXAMPLE", "IRIS", []),
+        ("WEB.EXAMPLE", "iris", [1, 3]),  # IRIS collates SQLUPPER: case is ignored
         (CA_NODE, CA_INSTANCE, []),
     ],
     ids=[
@@ -1111,7 +1111,7 @@ def _issue_many_child(
         ("web.example", "", []),
         ("", "IRIS", []),
         (None, "IRIS", []),
-        ("WEB.EXAMPLE", "IRIS", []),
+        ("WEB.EXAMPLE", "iris", [1, 3]),  # IRIS collates SQLUPPER: case is ignored
         (CA_NODE, CA_INSTANCE, []),
     ],
     ids=[

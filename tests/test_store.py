@@ -74,7 +74,7 @@ def test_open_creates_private_wal_database_with_schema_version(tmp_path: Path) -
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[1] for row in raw.execute("PRAGMA index_list(certificates)")}
-        assert "certificates_by_owner" in indexes
+        assert "certificates_by_owner_upper" in indexes
     finally:
         raw.close()
 
@@ -218,7 +218,68 @@ def test_certificates_filter_by_hostname_and_instance(store: Store) -> None:
     assert [c.number for c in store.certificates(hostname="web")] == [1, 2, 4]
     assert [c.number for c in store.certificates(instance="IRIS")] == [1, 3, 4]
     assert [c.number for c in store.certificates("ca", "PKI")] == []
-    assert [c.number for c in store.certificates("WEB", "IRIS")] == []
+
+
+@pytest.mark.parametrize(
+    ("hostname", "instance", "numbers"),
+    [
+        ("web", "IRIS", [1, 3]),
+        ("WEB", "iris", [1, 3]),  # IRIS's SQLUPPER collation ignores case...
+        ("Web ", "IRIS  ", [1, 3]),  # ...and trailing blanks
+        (" web", "IRIS", []),  # not leading ones
+        ("we", "IRIS", []),
+        ("web", "IRÍS", []),
+        ("web.example", "iris", [4]),
+    ],
+    ids=["exact", "case", "trailing-blanks", "leading-blank", "prefix", "other-letter", "dots"],
+)
+def test_hostname_and_instance_match_as_iris_collates_them(
+    store: Store, hostname: str, instance: str, numbers: list[int]
+) -> None:
+    store.add_certificate(_certificate(1, "web", "IRIS"))
+    store.add_certificate(_certificate(2, "db", "IRIS"))
+    store.add_certificate(_certificate(3, "WEB", "Iris"))
+    store.add_certificate(_certificate(4, "Web.Example", "IRIS"))
+    assert [c.number for c in store.certificates(hostname, instance)] == numbers
+    assert [row[0] for row in store.certificate_rows(hostname, instance)] == numbers
+
+
+def test_a_listing_for_one_host_uses_the_index(store: Store) -> None:
+    with store._connection() as conn:  # the plan SQLite picks for the listing's own query
+        sql, params = Store._certificates_query("number, filename", "web", "IRIS")
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "USING INDEX certificates_by_owner_upper" in plan
+
+
+def test_a_version_1_store_is_migrated_and_matches_regardless_of_case(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    raw = sqlite3.connect(data_dir / "pki.sqlite3")
+    raw.executescript(
+        """
+        CREATE TABLE certificates (
+            number INTEGER PRIMARY KEY CHECK (number >= 0), hostname TEXT NOT NULL,
+            instance TEXT NOT NULL, filename TEXT NOT NULL, contents TEXT NOT NULL,
+            subject TEXT NOT NULL, usage TEXT, issued TEXT NOT NULL, not_after TEXT);
+        CREATE INDEX certificates_by_owner ON certificates (hostname, instance, number);
+        INSERT INTO certificates VALUES (5, 'web', 'IRIS', 'f', 'PEM', '/CN=w', 'tls',
+            '2026-01-02T03:04:05.000000+00:00', NULL);
+        """
+    )
+    for table in ("server_config", "client_config", "requests", "mail"):  # the rest of v1
+        raw.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    with Store.open(data_dir) as store:
+        assert [c.number for c in store.certificates("Web", "iris")] == [5]
+    raw = sqlite3.connect(data_dir / "pki.sqlite3")
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[1] for row in raw.execute("PRAGMA index_list(certificates)")}
+        assert indexes == {"certificates_by_owner_upper"}
+    finally:
+        raw.close()
 
 
 def test_certificates_stream_while_others_write(store: Store) -> None:
@@ -390,7 +451,7 @@ def test_certificate_rows_are_the_listing_columns_of_certificates(store: Store) 
     assert [row[0] for row in store.certificate_rows(hostname="web")] == [7, 12]
     assert [row[0] for row in store.certificate_rows(instance="IRIS")] == [3, 12]
     assert list(store.certificate_rows("ca", "PKI")) == []
-    assert list(store.certificate_rows("WEB", "IRIS")) == []
+    assert list(store.certificate_rows("WEB", "iris")) == [(12, "web", "IRIS", "file12")]
 
 
 def test_certificate_rows_stream_and_give_their_connection_back(store: Store) -> None:

@@ -38,9 +38,7 @@ def test_reader_reads_the_golden_list_all() -> None:
 
 def test_reader_reads_a_live_typed_dataset_with_a_key_constraint() -> None:
     # Capture 2 of a real InterSystems server: targetNamespace, mstns, s:unique after the type.
-    text = (REAL_CLIENTS / "05-silva01-crcind-iris-soap-captures.txt").read_text()
-    capture = text.split("-----BEGIN CAPTURE 2-----\n", 1)[1].split("-----END CAPTURE 2-----", 1)[0]
-    response = body_element(capture.encode())
+    response = body_element((REAL_CLIENTS / "iris-typed-dataset-response.xml").read_bytes())
     row_name, columns, rows = read_dataset(response[0])
     assert (row_name, columns) == ("QueryByName", ["ID", "Name", "DOB", "SSN"])
     assert [row["Name"] for row in rows] == ["Adam,Wolfgang F.", "Adams,Phil H."]

@@ -1,5 +1,6 @@
 """``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get).
 
+Without a command (or with ``show``) it shows where the client stands and the next step.
 Prints the original's messages; on failure prints one ``error: <message>`` line on stderr and
 returns the error's exit code (2 for usage errors), never a traceback.  The key password comes
 from ``--password-file``, the ``PKI_KEY_PASSWORD`` environment variable, or a prompt with
@@ -20,6 +21,7 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap import client_tasks, messages
+from pki_soap.cli import Commands
 from pki_soap.client import DEFAULT_PATH, WireExchange
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.exchanges import readable
@@ -31,8 +33,10 @@ from pki_soap.names import (
     subject_from_fields,
     subject_from_text,
 )
-from pki_soap.store import Store
+from pki_soap.store import DATABASE_NAME, Store
 
+PROG = "client_app.py"
+INSTALLED_PROG = "pki-client"
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
 DEFAULT_DATA_DIR = Path("pki-data")
 _SUBJECT_FIELDS = ("country", "state", "locality", "organization", "org_unit", "common_name")
@@ -116,7 +120,28 @@ def _print_exchange(exchange: WireExchange) -> None:
     print("\n".join(readable(line) for line in lines), file=sys.stderr, flush=True)
 
 
+def program_name() -> str:
+    """``pki-client`` when run as the installed command, else ``client_app.py``."""
+    return INSTALLED_PROG if Path(sys.argv[0]).name == INSTALLED_PROG else PROG
+
+
+def _invocation() -> str:
+    """How the user runs this program, for the next steps we print."""
+    return f"python {PROG}" if program_name() == PROG else INSTALLED_PROG
+
+
+_CONFIGURE_OPTIONS = (
+    "server", "port", "path", "contact_name", "contact_phone", "contact_email", "hostname",
+    "instance",
+)  # fmt: skip
+
+
 def _configure(args: argparse.Namespace) -> int:
+    if all(getattr(args, name) is None for name in _CONFIGURE_OPTIONS):
+        raise InvalidInput(
+            "give the settings to store (see configure --help); "
+            f"`{_invocation()} show` shows the configuration"
+        )
     with _store(args) as store:
         client_tasks.configure(
             store,
@@ -140,17 +165,27 @@ def _get_ca(args: argparse.Namespace) -> int:
             client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
         )
         path, fp = client_tasks.get_ca_certificate(
-            store, args.data_dir, force=args.force, client=client
+            store, args.data_dir, force=args.force, client=client, out=args.out
         )
     print(messages.ca_certificate_saved(fp, path))
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.resubmit:
+        return _resubmit(args)
     # Everything that can be refused is checked before the password is asked for.
     subject = _subject(args, args.parser)
     sans = parse_sans(",".join(args.san)) if args.san else []
     check_root(args.root)
+    for suffix in (".key", ".csr"):
+        existing = args.data_dir / f"{args.root}{suffix}"
+        if existing.exists() or existing.is_symlink():
+            raise InvalidInput(
+                f'"{existing}" exists (a key is never overwritten): to send that request again, '
+                f"e.g. after the CA administrator deleted it, run `{_invocation()} submit "
+                f"--root {args.root} --resubmit`; for a new key, choose another --root"
+            )
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
@@ -167,6 +202,17 @@ def _submit(args: argparse.Namespace) -> int:
             sans=sans,
             client=client,
         )
+    print("\n".join(_printable(line) for line in text.split("\n")))
+    return 0
+
+
+def _resubmit(args: argparse.Namespace) -> int:
+    if args.subject is not None or args.san or any(getattr(args, n) for n in _SUBJECT_FIELDS):
+        args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
+    with contextlib.ExitStack() as stack, _store(args) as store:
+        cfg = client_tasks.client_config(store)
+        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        text = client_tasks.resubmit(store, args.data_dir, root=args.root, client=client)
     print("\n".join(_printable(line) for line in text.split("\n")))
     return 0
 
@@ -209,10 +255,112 @@ def _get(args: argparse.Namespace) -> int:
             client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
         )
         path, fp, number = client_tasks.get_certificate(
-            store, args.data_dir, args.number, force=args.force, client=client
+            store, args.data_dir, args.number, force=args.force, client=client, out=args.out
         )
     print(messages.certificate_saved(number, fp, path))
     return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    cfg = None
+    if (data_dir / DATABASE_NAME).is_file():  # looking must not create a data directory
+        with _store(args) as store:
+            cfg = store.client_config()
+    client = client_tasks.make_client(cfg, timeout=args.timeout) if cfg is not None else None
+    with client or contextlib.nullcontext():
+        seen = client_tasks.overview(data_dir, cfg, client=client)
+    for line in _overview_lines(seen, data_dir):
+        print(_printable(line))
+    return 0
+
+
+def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
+    run = _invocation()
+    cfg = seen.config
+    lines = [f"Certificate Authority client, data directory {data_dir}"]
+    if cfg is None:
+        lines += [
+            "Configuration:   none yet",
+            "",
+            "Next step: say where the CA server is and who the technical contact is:",
+            f'  {run} configure --server HOST --port 52773 --contact-name "Your Name"'
+            " [--contact-email you@example.com]",
+        ]
+        return lines
+    contact = ", ".join(x for x in (cfg.contact_phone, cfg.contact_email) if x)
+    if seen.server_error is not None:
+        answer = f"NO ANSWER: {_one_line(seen.server_error)}"
+    elif seen.server_ca is None:
+        answer = "answers, but has no CA certificate (is the CA configured?)"
+    else:
+        answer = "answers"
+    lines += [
+        f"CA server:       {seen.url} ({answer})",
+        f"This client:     host {cfg.hostname}, instance {cfg.instance}",
+        f"Contact:         {cfg.contact_name}" + (f" ({contact})" if contact else ""),
+    ]
+    if seen.ca_file is None:
+        lines.append("CA certificate:  none saved")
+    else:
+        match = {True: "", False: " - NOT the server's CA certificate", None: ""}
+        lines.append(
+            f"CA certificate:  {seen.ca_file} (SHA-1 {seen.ca_fingerprint})"
+            + match[seen.ca_matches]
+        )
+    lines += ["", "Requests and certificates:"]
+    if not seen.requests:
+        lines.append("  none")
+    for req in seen.requests:
+        lines.append(f"  {req.root}: " + _request_state(req, seen))
+    lines += ["", "Next step: " + _next_step(seen, run)]
+    return lines
+
+
+def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) -> str:
+    if req.certificate is not None:
+        until = req.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
+        return f"certificate number {req.certificate.serial_number} saved, valid until {until}"
+    if req.issued_number is not None:
+        return f"issued as number {req.issued_number}, not saved yet"
+    fp = f"CSR SHA-1 {req.csr_fingerprint}" if req.csr_fingerprint else "no readable CSR"
+    if not req.has_key:
+        return f"{fp}; its key is missing"
+    if seen.server_error is not None:
+        return f"{fp}; not issued as far as known"
+    return f"{fp}; not issued yet (pending, or deleted by the CA administrator)"
+
+
+def _next_step(seen: client_tasks.Overview, run: str) -> str:
+    cfg = seen.config
+    assert cfg is not None
+    if seen.server_error is not None:
+        return (
+            f"check that the CA server runs at {seen.url} and that port {cfg.port} is open to "
+            f"this host (`{run} configure --server HOST --port PORT` fixes the address)."
+        )
+    if seen.server_ca is None:
+        return "ask the CA administrator to configure the CA server, then run this again."
+    if seen.ca_file is None or seen.ca_matches is False:
+        force = " --force" if seen.ca_matches is False else ""
+        return f"save the CA certificate: `{run} get-ca{force}`."
+    ready = [r for r in seen.requests if r.certificate is None and r.issued_number is not None]
+    if ready:
+        return f"save your certificate: `{run} get {ready[0].issued_number}`."
+    waiting = [r for r in seen.requests if r.certificate is None and r.has_key]
+    if waiting:
+        root = waiting[0].root
+        return (
+            "read the CSR's SHA-1 fingerprint to the CA administrator and wait for the "
+            f"certificate (`{run}` again shows it); if the request was deleted: "
+            f"`{run} submit --root {root} --resubmit`."
+        )
+    if not seen.requests:
+        return (
+            f'request a certificate: `{run} submit --root NAME --subject "/CN={cfg.hostname}"'
+            f" --san DNS:{cfg.hostname}`."
+        )
+    return f"nothing to do; `{run} list --all` shows every certificate of the CA."
 
 
 def _timeout(text: str) -> float:
@@ -233,14 +381,20 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``client_app.py``."""
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog="client_app.py",
-        description="CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).",
+        prog=prog,
+        epilog=(
+            "Without a command it shows where this client stands (as `show`). Every command\n"
+            f"takes --data-dir; `{prog} COMMAND --help` shows its options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
+        metavar="DIR",
         help="directory of the client's files and database (default: ./pki-data)",
     )
     parser.add_argument(
@@ -264,20 +418,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=client_tasks.DEFAULT_TIMEOUT,
         help="seconds to wait for the CA server (default: %(default)s)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = Commands(
+        parser, "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]", metavar="COMMAND"
+    )
+    parser.set_defaults(run=_show, parser=parser, timeout=client_tasks.DEFAULT_TIMEOUT)
 
     def command(
         name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, parents=[network if net else common])
+        sub = commands.add(name, help, parents=[network if net else common])
         sub.set_defaults(run=run, parser=sub)
         return sub
 
-    sub = command("configure", _configure, "store the CA server and contact", net=False)
-    sub.add_argument("--server", required=True, help="CA server host name or IP address")
-    sub.add_argument("--port", required=True, type=_port, help="CA web server port")
-    sub.add_argument("--path", default=DEFAULT_PATH, help="CA server path (default: %(default)s)")
-    sub.add_argument("--contact-name", required=True, help="local technical contact")
+    command("show", _show, "configuration, server, CA certificate, requests, next step")
+
+    sub = command(
+        "configure", _configure, "store the CA server and contact (or change one)", net=False
+    )
+    sub.description = (
+        "Store where the CA server is and who the technical contact is. The first time, "
+        "--server, --port and --contact-name are needed; later, only what changes "
+        '(an empty --contact-phone "" or --contact-email "" removes it).'
+    )
+    sub.add_argument("--server", help="CA server host name or IP address")
+    sub.add_argument("--port", type=_port, help="CA web server port")
+    sub.add_argument("--path", help=f"CA server path (default: {DEFAULT_PATH})")
+    sub.add_argument("--contact-name", help="local technical contact")
     sub.add_argument("--contact-phone")
     sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
     sub.add_argument("--hostname", help="this host's name (default: the node name)")
@@ -285,9 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
     sub.add_argument("--force", action="store_true", help="replace a different <CA root>.cer")
+    sub.add_argument(
+        "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
+    )
 
     sub = command("submit", _submit, "generate a key and CSR and submit the CSR")
     sub.add_argument("--root", required=True, help="file name root of <root>.key/.csr/.cer")
+    sub.add_argument(
+        "--resubmit",
+        action="store_true",
+        help="send the existing <root>.csr again (its key kept), e.g. after a deletion",
+    )
     sub.add_argument("--subject", help='e.g. "/C=US/O=Example/CN=host.example.com"')
     sub.add_argument("--country")
     sub.add_argument("--state")
@@ -317,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("get", _get, "save certificate NUMBER as <Filename>.cer")
     sub.add_argument("number", metavar="NUMBER", help="certificate (serial) number")
     sub.add_argument("--force", action="store_true", help="replace a different existing file")
+    sub.add_argument(
+        "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
+    )
+    parser.description = (
+        "CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).\n\n"
+        + commands.listing()
+    )
     return parser
 
 

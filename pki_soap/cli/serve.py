@@ -19,7 +19,12 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from pki_soap import keys, names, settings
-from pki_soap.cli.server import add_mode_arguments, mode_from_arguments
+from pki_soap.cli.server import (
+    add_mode_arguments,
+    ca_configured,
+    mode_from_arguments,
+    program_name,
+)
 from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
@@ -182,6 +187,15 @@ def run_serve(args: argparse.Namespace) -> int:
     # Refused here rather than answered with a 500 on every call.  (The demo set-up below
     # opens and closes the store before gunicorn forks: no connection crosses a fork.)
     check_writable(data_dir)
+    if not args.demo and not ca_configured(data_dir):
+        # Serving starts anyway (the portal can configure the CA), but say why SubmitCSR fails.
+        print(
+            f"warning: no Certificate Authority is configured in {data_dir}: SubmitCSR answers "
+            "a fault and there is no CA certificate to get until one is. Configure it with "
+            f"`{program_name()} configure ...` or in the portal (/pki/), or serve with --demo.",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.demo:
         created, fingerprint = configure_demo(data_dir)
         state = "created" if created else "configured"

@@ -1,10 +1,12 @@
 """``server_app.py``: the CA administrator's commands (configure, review, issue, serve, ...).
 
-Passwords never come from argv: ``--password-file FILE``, the ``PKI_CA_PASSWORD``
-environment variable (``PKI_SMTP_PASSWORD`` for the SMTP password), or a prompt
-when stdin is a terminal.  Questions (reinitialize, delete) need a terminal or
-``--yes``.  Errors print one ``error: <message>`` line on stderr and exit with
-the error's code (errors.py); argparse usage errors exit 2.
+Without a command it serves the configured CA (as ``serve``), or, on a data directory with no
+CA configured, says how to configure one or start the demo.  Passwords never come from argv:
+``--password-file FILE``, the ``PKI_CA_PASSWORD`` environment variable (``PKI_SMTP_PASSWORD``
+for the SMTP password), or a prompt when stdin is a terminal.  Questions (reinitialize,
+delete, drop-mail) need a terminal or ``--yes``.  Errors print one ``error: <message>`` line
+on stderr and exit with the error's code (errors.py); argparse usage errors exit 2.  Warnings
+raised while a command runs (undelivered e-mail, ...) are printed after its result.
 
 Other command modules plug in through :data:`EXTRA_COMMANDS`: each entry names a
 module and its ``add_*_parser(subparsers)`` and ``run_*(args) -> int``
@@ -14,13 +16,16 @@ functions; a module that does not exist (yet) is left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import importlib
 import importlib.util
+import logging
+import logging.handlers
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,8 +34,9 @@ from cryptography import x509
 
 from pki_soap import keys, messages, names, settings
 from pki_soap.ca import Usage
+from pki_soap.cli import Commands
 from pki_soap.datadir import DataDirectory, open_data_directory
-from pki_soap.errors import InvalidInput, NotFound, PkiError
+from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError
 from pki_soap.exchanges import (
     DEFAULT_KEEP,
     IRIS,
@@ -46,6 +52,7 @@ from pki_soap.server import CAServer, IssueResult
 from pki_soap.store import IssuedCertificate, Mail, PendingRequest, ServerConfig, Store
 
 PROG = "server_app.py"
+INSTALLED_PROG = "pki-server"
 DEFAULT_DATA_DIR = Path("pki-data")
 CA_PASSWORD_ENV = "PKI_CA_PASSWORD"
 SMTP_PASSWORD_ENV = "PKI_SMTP_PASSWORD"
@@ -65,7 +72,7 @@ class ExtraCommand:
 EXTRA_COMMANDS: list[ExtraCommand] = [
     ExtraCommand(
         "serve",
-        "serve the CA over SOAP (and the portal) with gunicorn",
+        "serve the CA over SOAP and the portal (the default)",
         "pki_soap.cli.serve",
         "add_serve_parser",
         "run_serve",
@@ -81,6 +88,7 @@ EXTRA_COMMANDS: list[ExtraCommand] = [
 """Commands of other modules; a module that does not exist (yet) is left out."""
 
 _USAGES = {usage.value: usage for usage in Usage}
+_NAME_HELP = "the request's Name, its Filename, or the start of its Name"
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -92,18 +100,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     Raises:
         SystemExit: only from argparse (``--help``: 0, usage errors: 2).
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
     # The administration commands parse without importing the service (spyne, gunicorn):
     # a first pass only finds out which command is wanted.
     parser, runners = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    command_names = {*runners, *(extra.name for extra in EXTRA_COMMANDS)}
+    if not set(arguments) & {*command_names, "-h", "--help"}:
+        # No command is `serve`, with serve's options; with none at all and no CA to serve,
+        # a newcomer learns how to make one instead of getting a bare warning.
+        data_dir_only = argparse.ArgumentParser(add_help=False)
+        data_dir_only.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        given, serve_options = data_dir_only.parse_known_args(arguments)
+        try:
+            if not serve_options and not ca_configured(given.data_dir):
+                return _explain_unconfigured(given.data_dir)
+        except PkiError as exc:
+            _error(exc.message)
+            return exc.exit_code
+        return main(["serve", *arguments])
+    args, unknown = parser.parse_known_args(arguments)
     extra = next((c for c in EXTRA_COMMANDS if c.name == args.command), None)
     if extra is not None:
         parser, runners = build_parser(load=extra)
     if extra is not None or unknown:
-        args = parser.parse_args(argv)  # exits 2 on anything unknown
-    run = runners[args.command]
+        args = parser.parse_args(arguments)  # exits 2 on anything unknown
     try:
-        return run(args)
+        if args.command == "serve":  # runs until stopped: its warnings cannot wait
+            return runners[args.command](args)
+        with _warnings_after_result():
+            return runners[args.command](args)
     except PkiError as exc:
         _error(exc.message)
         return exc.exit_code
@@ -133,9 +158,14 @@ def build_parser(
     Raises:
         ImportError: the module of ``load`` fails to import.
     """
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Certificate Authority server: administration and the SOAP service.",
+        prog=prog,
+        epilog=(
+            "Without a command it serves the configured CA (as `serve`, with its options).\n"
+            f"Every command takes --data-dir; `{prog} COMMAND --help` shows its options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -147,13 +177,19 @@ def build_parser(
     # Every subcommand accepts --data-dir too; SUPPRESS keeps the global value when absent.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = Commands(
+        parser,
+        "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]",
+        dest="command",
+        metavar="COMMAND",
+    )
+    sub = commands.subparsers
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
 
-    configure = sub.add_parser(
+    configure = commands.add(
         "configure",
+        "configure the CA (a new key and certificate, or yours)",
         parents=[common],
-        help="configure the CA with a new or an existing key and certificate",
         description=(
             "Configure the CA server. If <root>.cer and <root>.key both exist in the "
             "directory they are used (an unencrypted key is encrypted with the password); "
@@ -201,27 +237,25 @@ def build_parser(
     configure.add_argument("--node", help="node name the CA reports (default: this host)")
     runners["configure"] = _configure
 
-    reinitialize = sub.add_parser(
-        "reinitialize",
-        parents=[common],
-        help="forget the configuration, pending CSRs and certificate records (files stay)",
+    reinitialize = commands.add(
+        "reinitialize", "forget configuration, CSRs and records (files stay)", parents=[common]
     )
     _add_yes(reinitialize)
     runners["reinitialize"] = _reinitialize
 
-    sub.add_parser("pending", parents=[common], help="list the pending CSRs")
+    commands.add("pending", "list the pending CSRs", parents=[common])
     runners["pending"] = _pending
 
-    show = sub.add_parser(
-        "show", parents=[common], help="show a pending CSR and what each usage would issue"
+    show = commands.add(
+        "show", "show a pending CSR and what each usage would issue", parents=[common]
     )
-    show.add_argument("name", metavar="NAME", help="the request's Name (see `pending`)")
+    show.add_argument("name", metavar="NAME", help=_NAME_HELP)
     runners["show"] = _show
 
-    issue = sub.add_parser(
-        "issue", parents=[common], help="issue a certificate for a pending CSR (or all of them)"
+    issue = commands.add(
+        "issue", "issue a certificate for a pending CSR (or --all)", parents=[common]
     )
-    issue.add_argument("name", metavar="NAME", nargs="?", help="the request's Name")
+    issue.add_argument("name", metavar="NAME", nargs="?", help=_NAME_HELP)
     issue.add_argument("--all", action="store_true", help="issue every pending CSR")
     issue.add_argument(
         "--usage",
@@ -232,26 +266,36 @@ def build_parser(
     _add_password_file(issue, "the CA key password")
     runners["issue"] = _issue
 
-    delete = sub.add_parser("delete", parents=[common], help="delete (reject) a pending CSR")
-    delete.add_argument("name", metavar="NAME", help="the request's Name")
+    delete = commands.add("delete", "delete (reject) a pending CSR", parents=[common])
+    delete.add_argument("name", metavar="NAME", help=_NAME_HELP)
     _add_yes(delete)
     runners["delete"] = _delete
 
-    sub.add_parser("certificates", parents=[common], help="list the issued certificates")
+    commands.add("certificates", "list the issued certificates", parents=[common])
     runners["certificates"] = _certificates
 
-    status = sub.add_parser(
-        "status", parents=[common], help="configuration, counts, serial counter, e-mail outbox"
+    status = commands.add(
+        "status", "configuration, counts, serial counter, e-mail outbox", parents=[common]
     )
     status.add_argument(
         "--retry", action="store_true", help="try to send every undelivered e-mail now"
     )
     runners["status"] = _status
 
-    mode = sub.add_parser(
+    drop_mail = commands.add(
+        "drop-mail", "drop undelivered e-mail from the outbox", parents=[common]
+    )
+    drop_mail.add_argument(
+        "ids", metavar="ID", type=int, nargs="*", help="message ids (`status` lists them)"
+    )
+    drop_mail.add_argument("--all", action="store_true", help="every undelivered message")
+    _add_yes(drop_mail)
+    runners["drop-mail"] = _drop_mail
+
+    mode = commands.add(
         "settings",
+        "IRIS-strict mode and exchange recording (both off by default)",
         parents=[common],
-        help="IRIS-strict mode and exchange recording (both off by default)",
         description=(
             "Show or change the settings `serve` starts with: IRIS-strict mode and the "
             "recording of SOAP exchanges. `serve` options override them for one run."
@@ -260,10 +304,10 @@ def build_parser(
     add_mode_arguments(mode, for_serve=False)
     runners["settings"] = _settings
 
-    exchanges = sub.add_parser(
+    exchanges = commands.add(
         "exchanges",
+        "the SOAP exchanges recorded by `serve --record`",
         parents=[common],
-        help="the SOAP exchanges recorded by `serve --record`",
         description=(
             "List the recorded SOAP exchanges, newest first, or show one with its bytes and "
             "what IRIS would have done differently."
@@ -279,10 +323,20 @@ def build_parser(
         if extra == load:
             module = importlib.import_module(extra.module)
             getattr(module, extra.add_parser)(sub)
+            commands.list_only(extra.name, extra.help)
             runners[extra.name] = getattr(module, extra.run)
         elif importlib.util.find_spec(extra.module) is not None:
-            sub.add_parser(extra.name, help=extra.help, add_help=False)
+            commands.add(extra.name, extra.help, add_help=False)
+    parser.description = (
+        "Certificate Authority server: administration and the SOAP service.\n\n"
+        + commands.listing()
+    )
     return parser, runners
+
+
+def program_name() -> str:
+    """``pki-server`` when run as the installed command, else ``server_app.py``."""
+    return INSTALLED_PROG if Path(sys.argv[0]).name == INSTALLED_PROG else PROG
 
 
 def add_mode_arguments(parser: argparse.ArgumentParser, *, for_serve: bool) -> None:
@@ -375,6 +429,7 @@ def _configure(args: argparse.Namespace) -> int:
     with _open(args, create=True) as opened:
         server = opened.server
         previous = server.store.server_config()
+        waiting_before = len(server.store.undelivered())
         if previous is None:
             if args.root is None or args.directory is None or args.days is None:
                 raise InvalidInput("a first configuration needs --root, --dir and --days")
@@ -445,6 +500,10 @@ def _configure(args: argparse.Namespace) -> int:
             print(f"The CA key {result.paths.key} was not encrypted; it is now.")
         if undelivered and result.mailed_to is not None:
             print(messages.confirmation_queued(result.mailed_to, opened.notifier.last_error or ""))
+        for path, old in result.moved_aside:
+            print(messages.moved_aside(path, old))
+    if waiting_before:
+        print(_queued_mail_note(waiting_before))
     return 0
 
 
@@ -484,7 +543,10 @@ def _reinitialize(args: argparse.Namespace) -> int:
             print("Cancelled; nothing was changed.")
             return 1
         server.reinitialize()
+        waiting = len(server.store.undelivered())
     print(messages.server_reinitialized())
+    if waiting:
+        print(_queued_mail_note(waiting))
     return 0
 
 
@@ -510,7 +572,7 @@ def _pending(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     with _open(args) as opened:
         server = opened.server
-        req = server.request(args.name)
+        req = server.find_request(args.name)
         print(_describe_request(server, req))
     return 0
 
@@ -524,20 +586,21 @@ def _issue(args: argparse.Namespace) -> int:
     with _open(args, deliver_now=not args.all) as opened:
         server = opened.server
         server.config()
-        names_to_issue = [r.name for r in server.pending()] if args.all else [args.name]
+        if args.all:
+            names_to_issue = [r.name for r in server.pending()]
+        else:  # an unknown NAME fails before the password prompt
+            names_to_issue = [server.find_request(args.name).name]
         if not names_to_issue:
             print("No pending Certificate Signing Requests.")
             return 0
-        if not args.all:
-            server.request(args.name)  # an unknown NAME fails before the password prompt
         password = _password(
             args.password_file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False
         )
         # Decrypted once (the slow step): a wrong password is one error, not one per request.
         key = server.authority().private_key(password)
         if not args.all:
-            issued = server.issue(args.name, usage, key=key)
-            print(messages.certificate_issued(issued.number, args.name))
+            issued = server.issue(names_to_issue[0], usage, key=key)
+            print(messages.certificate_issued(issued.number, names_to_issue[0]))
             return 0
         failures: list[PkiError] = []
         issued_count = 0
@@ -567,7 +630,7 @@ def _issue(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     with _open(args) as opened:
         server = opened.server
-        req = server.request(args.name)
+        req = server.find_request(args.name)
         question = (
             f'Delete Certificate Signing Request "{req.name}" (host {req.hostname}, '
             f"instance {req.instance}, file {req.filename})? "
@@ -655,6 +718,7 @@ def _status(args: argparse.Namespace) -> int:
                 _mail_rows(waiting),
             )
         )
+        print(f"(`{program_name()} drop-mail ID... | --all` drops them unsent)")
     if exit_code:
         _error("the CA files are unusable (see above)")
     return exit_code
@@ -719,7 +783,7 @@ def _exchanges(args: argparse.Namespace) -> int:
     if not listed:
         print("No exchanges recorded.")
         if not recording:
-            print("Recording is off: start the server with `server_app.py serve --record [N]`.")
+            print(f"Recording is off: start the server with `{program_name()} serve --record [N]`.")
         return 0
     rows = [
         (
@@ -741,7 +805,7 @@ def _exchanges(args: argparse.Namespace) -> int:
             rows,
         )
     )
-    print(f"\n`{PROG} exchanges --show ID` shows one with its bytes and notes.")
+    print(f"\n`{program_name()} exchanges --show ID` shows one with its bytes and notes.")
     return 0
 
 
@@ -778,7 +842,40 @@ def _describe_exchange(exchange: Exchange) -> str:
     return "\n".join(text)
 
 
+def _drop_mail(args: argparse.Namespace) -> int:
+    if args.all == bool(args.ids):
+        raise InvalidInput("give the ids of the messages to drop (see `status`), or --all")
+    with _open(args) as opened:
+        store = opened.store
+        waiting = {mail.id: mail for mail in store.undelivered()}
+        unknown = sorted(set(args.ids) - set(waiting))
+        if unknown:
+            raise NotFound("no undelivered e-mail message with id " + ", ".join(map(str, unknown)))
+        chosen = sorted(waiting) if args.all else sorted(set(args.ids))
+        if not chosen:
+            print("No undelivered e-mail.")
+            return 0
+        recipients = sorted({waiting[i].recipient for i in chosen})
+        question = (
+            f"Drop {len(chosen)} undelivered e-mail message(s) to {', '.join(recipients)}? "
+            "They will never be sent."
+        )
+        if not _confirm(question, args.yes):
+            print("Cancelled; nothing was changed.")
+            return 1
+        dropped = store.drop_mail(chosen)
+    print(f"Dropped {len(dropped)} undelivered e-mail message(s): {', '.join(map(str, dropped))}")
+    return 0
+
+
 # -- what the commands show ---------------------------------------------------------------
+
+
+def _queued_mail_note(count: int) -> str:
+    return (
+        f"{count} undelivered e-mail message(s) stay queued and are retried; "
+        f"`{program_name()} status` lists them, `{program_name()} drop-mail --all` drops them."
+    )
 
 
 def _describe_request(server: CAServer, req: PendingRequest) -> str:
@@ -1026,6 +1123,65 @@ def _open(
         smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
         deliver_now=deliver_now,
     )
+
+
+def ca_configured(data_dir: Path) -> bool:
+    """True when ``data_dir`` holds a configured CA server (nothing is created to find out).
+
+    Raises:
+        PkiError: the store cannot be opened.
+    """
+    try:
+        opened = open_data_directory(data_dir)
+    except NotConfigured:  # no store at all
+        return False
+    with opened:
+        return opened.store.server_config() is not None
+
+
+def _explain_unconfigured(data_dir: Path) -> int:
+    """What a newcomer needs when there is no CA to serve yet; NotConfigured's exit code."""
+    prog = "python server_app.py" if program_name() == PROG else program_name()
+    where = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
+    print(
+        f"No Certificate Authority is configured in {data_dir} yet. Configure one:\n"
+        f'  {prog} configure{where} --root MyCA --dir CAServer --subject "/O=Example/CN=Example'
+        ' CA" --ca-days 3650 --days 365\n'
+        "(a new key and certificate; <root>.cer and <root>.key already in --dir are used), or\n"
+        "start a throw-away demo CA, for testing only:\n"
+        f"  {prog} serve{where} --demo\n"
+        f"Then `{prog}{where}` serves it; `{prog} --help` lists every command."
+    )
+    _error(f"no Certificate Authority is configured in {data_dir}")
+    return NotConfigured.exit_code
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return "warning: " + " ".join(super().format(record).split())
+
+
+@contextlib.contextmanager
+def _warnings_after_result() -> Iterator[None]:
+    """Hold the package's log warnings while a command runs; print them when it is done.
+
+    A delivery failure is logged while the notice is sent, which is before the command prints
+    what it did: held back, the result comes first and the warnings follow it.
+    """
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(_OneLine())
+    held = logging.handlers.MemoryHandler(
+        capacity=10_000, flushLevel=logging.CRITICAL + 1, target=stream, flushOnClose=True
+    )
+    held.setLevel(logging.WARNING)
+    logger = logging.getLogger("pki_soap")
+    logger.addHandler(held)
+    try:
+        yield
+    finally:
+        logger.removeHandler(held)
+        sys.stdout.flush()
+        held.close()  # flushes what was held
 
 
 def _error(message: str) -> None:

@@ -73,8 +73,9 @@ def configure(page: Page) -> Response:
                     port=port,
                     path=values["path"],
                     contact_name=values["contact_name"],
-                    contact_phone=values["contact_phone"] or None,
-                    contact_email=values["contact_email"] or None,
+                    # The form shows every setting: an emptied field removes it.
+                    contact_phone=values["contact_phone"],
+                    contact_email=values["contact_email"],
                     hostname=values["hostname"] or None,
                     instance=values["instance"] or None,
                 )

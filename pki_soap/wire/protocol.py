@@ -116,12 +116,6 @@ DEVIATIONS: tuple[Deviation, ...] = (
         'Number sorted as text: "10" before "9"',
     ),
     Deviation(
-        "list-match",
-        "ListCertificates hostname and instance",
-        "must match the stored values exactly",
-        "compared ignoring case and trailing blanks (SQL collation SQLUPPER)",
-    ),
-    Deviation(
         "csr-check",
         "The CSR in SubmitCSR",
         "checked before anything is stored (one PEM CSR, valid signature, RSA >= 2048 or"

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-#: Lists the Numbers IRIS would answer ListMy(hostname, instance) with (IRIS collation).
-IrisRows = Callable[[str, str], list[int]]
 
 #: The parameters of each web method, and the members of ``csr`` (the WSDL's types).
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -176,22 +174,11 @@ class ExchangeRecorder:
                 seconds=seconds,
                 strict_iris=self.strict_iris,
             )
-            exchange.notes = annotate(exchange, iris_rows=_iris_rows(store))
+            exchange.notes = annotate(exchange)
             store.record_exchange(exchange, self.limits)
         except Exception:
             # A debugging aid must never cost a client its answer.
             log.warning("could not record an exchange", exc_info=True)
-
-
-def _iris_rows(store: Store) -> IrisRows:
-    def rows(hostname: str, instance: str) -> list[int]:
-        found = store.certificate_rows(hostname, instance, iris_collation=True)
-        try:
-            return [number for number, _, _, _ in found]
-        finally:
-            found.close()
-
-    return rows
 
 
 def _request_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
@@ -318,18 +305,16 @@ def _numbers(numbers: list[int]) -> str:
     return shown + (", ..." if len(numbers) > _SHOWN_NUMBERS else "") if numbers else "no rows"
 
 
-def annotate(exchange: Exchange, *, iris_rows: IrisRows | None = None) -> list[Note]:
+def annotate(exchange: Exchange) -> list[Note]:
     """What IRIS would have done differently with ``exchange``, and what is known of its
-    client's toolkit; ``iris_rows`` lets a ListMy answer be compared with IRIS's matching."""
+    client's toolkit."""
     fault = fault_parts(exchange.answer)
-    notes = [Note(IRIS, text) for text in _iris_notes(exchange, fault, iris_rows)]
+    notes = [Note(IRIS, text) for text in _iris_notes(exchange, fault)]
     notes += [Note(TOOLKIT, text) for text in _toolkit_notes(exchange, fault)]
     return notes
 
 
-def _iris_notes(
-    exchange: Exchange, fault: FaultParts | None, iris_rows: IrisRows | None
-) -> Iterator[str]:
+def _iris_notes(exchange: Exchange, fault: FaultParts | None) -> Iterator[str]:
     strict = exchange.strict_iris
     content_type = (_header(exchange, "Content-Type") or "").split(";", 1)[0].strip().lower()
     root = _parse(exchange.request) if exchange.request_size == len(exchange.request) else None
@@ -353,7 +338,7 @@ def _iris_notes(
     if fault is not None:
         yield from _fault_notes(exchange, fault)
     if root is not None and not soap12:
-        yield from _body_notes(exchange, root, iris_rows)
+        yield from _body_notes(exchange, root)
 
 
 def _fault_notes(exchange: Exchange, fault: FaultParts) -> Iterator[str]:
@@ -367,9 +352,7 @@ def _fault_notes(exchange: Exchange, fault: FaultParts) -> Iterator[str]:
         yield _kept(deviation("field-checks"), "A field was refused")
 
 
-def _body_notes(
-    exchange: Exchange, envelope: etree._Element, iris_rows: IrisRows | None
-) -> Iterator[str]:
+def _body_notes(exchange: Exchange, envelope: etree._Element) -> Iterator[str]:
     body = next((c for c in envelope if _local(c.tag)[1] == "Body"), None)
     wrapper = None if body is None else next((c for c in body if isinstance(c.tag, str)), None)
     if wrapper is None:
@@ -397,7 +380,7 @@ def _body_notes(
         return
     yield from _element_notes(exchange, wrapper, method)
     if method == "ListCertificates" and exchange.status == 200 and not exchange.strict_iris:
-        yield from _listing_notes(exchange, wrapper, iris_rows)
+        yield from _listing_notes(exchange)
     if method == "GetCertificate" and exchange.status == 200:
         number = _argument(wrapper, "number")
         if number is not None and not _CANONICAL_NUMBER.fullmatch(number):
@@ -451,23 +434,13 @@ def _element_notes(exchange: Exchange, wrapper: etree._Element, method: str) -> 
         )
 
 
-def _listing_notes(
-    exchange: Exchange, wrapper: etree._Element, iris_rows: IrisRows | None
-) -> Iterator[str]:
+def _listing_notes(exchange: Exchange) -> Iterator[str]:
     if exchange.answer_size != len(exchange.answer):
         return  # only part of a long answer was kept
     listed = [int(n) for n in _NUMBER_LINE.findall(exchange.answer)]
-    hostname = _argument(wrapper, "hostname") or ""
-    instance = _argument(wrapper, "instance") or ""
-    if not hostname and not instance:
-        iris = sorted(listed, key=str)
-        why = deviation("list-order")
-    elif hostname and instance and iris_rows is not None:
-        iris = iris_rows(hostname, instance)
-        why = deviation("list-order") if sorted(iris) == sorted(listed) else deviation("list-match")
-    else:
-        return
+    iris = sorted(listed, key=str)
     if iris != listed:
+        why = deviation("list-order")
         yield (
             f"{why.topic}: IRIS would have listed {_numbers(iris)}; this server listed"
             f" {_numbers(listed)} ({why.ours}; IRIS: {why.iris}). `serve --strict-iris`"
