@@ -1,11 +1,12 @@
 """The floor: a minimal WSGI app on the same gunicorn settings, answering captured bytes.
 
 It reads the request body (as any SOAP server must), looks up the answer captured from the
-real server for the request's SOAPAction, and returns those exact bytes with the same status
-and Content-Type.  Whatever the real server spends beyond this is the cost of our code.
+real server for the request's SOAPAction (for a request without one, e.g. OCSP: its method and
+path, ``"GET /isc/pki/ocsp/..."``), and returns those exact bytes with the same status and
+Content-Type.  Whatever the real server spends beyond this is the cost of our code.
 
 Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE``;
-FILE is JSON ``{soap_action: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
+FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
 def load_answers(path: Path) -> dict[str, Answer]:
-    """The captured answers of ``path``, keyed by SOAPAction."""
+    """The captured answers of ``path``, keyed by SOAPAction (or method and path)."""
     raw = json.loads(path.read_text())
     return {
         action: (
@@ -50,12 +51,15 @@ def load_answers(path: Path) -> dict[str, Answer]:
 
 
 def make_floor_app(answers: dict[str, Answer]) -> Callable[..., Iterable[bytes]]:
-    """The floor WSGI app for ``answers`` (an unknown SOAPAction gets a 404)."""
+    """The floor WSGI app for ``answers`` (an unknown key gets a 404)."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         environ["wsgi.input"].read(length)
-        answer = answers.get(environ.get("HTTP_SOAPACTION", ""))
+        key = (
+            environ.get("HTTP_SOAPACTION") or f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+        )
+        answer = answers.get(key)
         if answer is None:
             start_response("404 Not Found", [("Content-Length", "0")])
             return [b""]

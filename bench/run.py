@@ -1,4 +1,4 @@
-"""``make bench``: run the benchmarks of issue 8, print their figures, append them to RESULTS.md.
+"""``make bench``: run the benchmarks, print their figures, append them to RESULTS.md.
 
 Usage: ``.venv/bin/python bench/run.py [--quick] [--only NAME ...] [--no-record]``.
 Never part of ``make test``; nothing here asserts on time.  How to read the figures:
@@ -23,6 +23,7 @@ import client_cost  # noqa: E402
 import issuance  # noqa: E402
 import list_scale  # noqa: E402
 import machine  # noqa: E402
+import revocation  # noqa: E402
 import soap_throughput  # noqa: E402
 from report import (  # noqa: E402
     Plan,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "scale": list_scale.run,
     "issuance": issuance.run,
     "client": client_cost.run,
+    "revocation": revocation.run,
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from pki_soap import keys, names
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
@@ -98,6 +98,11 @@ class CAPaths:
         """The serial counter file."""
         return self.directory / f"{self.root}.srl"
 
+    @property
+    def crlnumber(self) -> Path:
+        """The CRL number counter file (kept like the serial file, beside it)."""
+        return self.directory / f"{self.root}.crlnumber"
+
     def old(self, path: Path) -> Path:
         """Where a lone ``path`` is moved aside: ``<name>.old`` (``.old.1``, ... if taken)."""
         candidate = path.with_name(path.name + ".old")
@@ -106,6 +111,14 @@ class CAPaths:
             counter += 1
             candidate = path.with_name(f"{path.name}.old.{counter}")
         return candidate
+
+
+@dataclass(frozen=True)
+class RevocationUrls:
+    """Where relying parties check an issued certificate: its CRL and the OCSP responder."""
+
+    crl: str
+    ocsp: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,8 @@ class CertificateAuthority:
         self.paths = paths
         self.certificate = certificate
         self.serials = SerialCounter(paths.srl)
+        self.revocation_urls: RevocationUrls | None = None
+        """When set, :meth:`sign` adds a CRL distribution point and an OCSP address."""
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.subject_text!r}, {str(self.paths.cer)!r})"
@@ -493,7 +508,14 @@ class CertificateAuthority:
         planned.append(_Planned(ski, False, f"Subject key identifier: {_ski_text(ski)}"))
         aki, aki_text = self._authority_key_identifier()
         planned.append(_Planned(aki, False, f"Authority key identifier: {aki_text}"))
+        if self.revocation_urls is not None:
+            planned += _revocation_extensions(self.revocation_urls)
         return planned
+
+    @property
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The authorityKeyIdentifier of everything this CA signs (certificates, CRLs)."""
+        return self._authority_key_identifier()[0]
 
     def _basic_constraints(self) -> x509.BasicConstraints | None:
         try:
@@ -533,6 +555,25 @@ def _key_usage(
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def _revocation_extensions(urls: RevocationUrls) -> list[_Planned]:
+    crl = x509.UniformResourceIdentifier(urls.crl)
+    ocsp = x509.UniformResourceIdentifier(urls.ocsp)
+    return [
+        _Planned(
+            x509.CRLDistributionPoints([x509.DistributionPoint([crl], None, None, None)]),
+            False,
+            f"CRL distribution point: {urls.crl}",
+        ),
+        _Planned(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp)]
+            ),
+            False,
+            f"Authority information access: OCSP {urls.ocsp}",
+        ),
+    ]
 
 
 def _copyable_san(name: x509.GeneralName) -> bool:

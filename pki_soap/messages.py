@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 
@@ -81,3 +82,29 @@ def confirmation_queued(recipient: str, reason: str) -> str:
         f"Confirmation email to {recipient} not delivered yet ({reason}); "
         "it stays queued and is retried."
     )
+
+
+def certificate_revoked(number: int, reason: str) -> str:
+    """After ``revoke``: the certificate and, unless unspecified, the reason."""
+    why = "" if reason == "unspecified" else f" (reason: {reason})"
+    return f"Certificate number {number} revoked{why}."
+
+
+def hold_released(number: int) -> str:
+    return f"Certificate number {number} released from hold: it is valid again."
+
+
+def crl_signed(number: int, entries: int, next_update: datetime) -> str:
+    return (
+        f"CRL number {number} signed: {entries} revoked certificate(s), "
+        f"next update {next_update:%Y-%m-%d %H:%M:%S} UTC."
+    )
+
+
+def crl_current(number: int, next_update: datetime | None) -> str:
+    until = f" until {next_update:%Y-%m-%d %H:%M:%S} UTC" if next_update else ""
+    return f"CRL number {number} is current{until}; nothing to do."
+
+
+def ocsp_signer_issued(not_after: datetime) -> str:
+    return f"OCSP signing certificate issued, valid until {not_after:%Y-%m-%d %H:%M:%S} UTC."

@@ -38,7 +38,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from pki_soap.store import IssuedCertificate, Mail, PendingRequest, ServerConfig, Store
+from pki_soap.store import IssuedCertificate, Mail, PendingRequest, Revocation, ServerConfig, Store
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,63 @@ class Notifier:
         )
         subject = f'Certificate Signing Request "{req.filename}" not approved'
         self._notify(req.contact_email, subject, body, cfg)
+
+    def certificate_revoked(self, cert: IssuedCertificate, revocation: Revocation) -> None:
+        """Tell the certificate's contact it was revoked (or put on hold), when and why.
+
+        Certificates issued before contacts were kept with them have no one to tell.
+
+        Raises:
+            Nothing: delivery problems stay in the outbox.
+        """
+        cfg = self._store.server_config()
+        if cfg is None or not cfg.smtp_server or not cert.contact_email:
+            return
+        hold = revocation.reason == "certificateHold"
+        body = "\n".join(
+            [
+                f"Dear {cert.contact_name or 'certificate holder'},",
+                "",
+                f"Certificate number {cert.number} (file name {cert.filename}, host "
+                f"{cert.hostname}, instance {cert.instance})",
+                f"was {'put on hold' if hold else 'revoked'} by the Certificate Authority "
+                f"{_where(cfg)}.",
+                "",
+                f"Subject:         {cert.subject or '(none)'}",
+                f"Revoked at:      {revocation.revoked:%Y-%m-%d %H:%M:%S} UTC",
+                f"Reason:          {revocation.reason}",
+                "",
+                "Relying parties that check the CRL or ask the OCSP responder now refuse it."
+                if not hold
+                else "Relying parties refuse it until the hold is released.",
+                "Please contact the Certificate Authority administrator"
+                + (f" ({cfg.admin_email})" if cfg.admin_email else "")
+                + " with any question, and submit a new request if you need a certificate.",
+            ]
+        )
+        verb = "put on hold" if hold else "revoked"
+        self._notify(cert.contact_email, f"Certificate number {cert.number} {verb}", body, cfg)
+
+    def hold_released(self, cert: IssuedCertificate) -> None:
+        """Tell the certificate's contact that its hold was released: it is valid again.
+
+        Raises:
+            Nothing: delivery problems stay in the outbox.
+        """
+        cfg = self._store.server_config()
+        if cfg is None or not cfg.smtp_server or not cert.contact_email:
+            return
+        body = "\n".join(
+            [
+                f"Dear {cert.contact_name or 'certificate holder'},",
+                "",
+                f"The hold on certificate number {cert.number} (file name {cert.filename}, host",
+                f"{cert.hostname}, instance {cert.instance}) was released by the Certificate",
+                f"Authority {_where(cfg)}: it is valid again.",
+            ]
+        )
+        subject = f"Certificate number {cert.number} valid again"
+        self._notify(cert.contact_email, subject, body, cfg)
 
     # -- the outbox --------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names
+from pki_soap import keys, messages, names, revocation
 from pki_soap.ca import MAX_DAYS, CAPaths, CertificateAuthority, Usage
 from pki_soap.errors import (
     CAFileError,
@@ -34,7 +34,8 @@ from pki_soap.errors import (
 )
 from pki_soap.keys import KeyType, PrivateKey
 from pki_soap.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
-from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
+from pki_soap.revocation import Reason, Refreshed, Revocations, RevokeResult
+from pki_soap.store import IssuedCertificate, PendingRequest, Revocation, ServerConfig, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,12 @@ class Notifications(Protocol):
     def request_deleted(self, req: PendingRequest) -> None:
         """Tell the request's contact the request was deleted."""
 
+    def certificate_revoked(self, cert: IssuedCertificate, revocation: Revocation) -> None:
+        """Tell the certificate's contact it was revoked (or put on hold)."""
+
+    def hold_released(self, cert: IssuedCertificate) -> None:
+        """Tell the certificate's contact its hold was released (removeFromCRL)."""
+
 
 class _Silent:
     """No notifications at all (no notifier available or wanted)."""
@@ -71,6 +78,12 @@ class _Silent:
         return None
 
     def request_deleted(self, req: PendingRequest) -> None:
+        return None
+
+    def certificate_revoked(self, cert: IssuedCertificate, revocation: Revocation) -> None:
+        return None
+
+    def hold_released(self, cert: IssuedCertificate) -> None:
         return None
 
 
@@ -199,6 +212,9 @@ class CAServer:
         admin_email: str | None = None,
         instance: str | None = None,
         node: str | None = None,
+        public_url: str | None = None,
+        revocation_urls: bool | None = None,
+        crl_days: int | None = None,
     ) -> ConfigureResult:
         """Configure the CA: use ``<root>.cer``/``.key`` in ``directory`` or create them.
 
@@ -209,17 +225,22 @@ class CAServer:
 
         On a configured CA the root and directory are fixed, as the original's "can not be
         changed" (``reinitialize`` first): only the settings given change (``days``, the
-        SMTP settings, the administrator's address, instance and node), ``None`` keeps a
-        setting and ``""`` removes an optional one; ``password`` is then needed only to
-        encrypt a CA key found unencrypted (one given is checked).  An existing unencrypted
-        CA key is encrypted with ``password`` (never a CA that accepts any password).
+        SMTP settings, the administrator's address, instance and node, the revocation
+        settings), ``None`` keeps a setting and ``""`` removes an optional one; ``password``
+        is then needed only to encrypt a CA key found unencrypted (one given is checked).
+        An existing unencrypted CA key is encrypted with ``password`` (never a CA that
+        accepts any password).
+
+        ``public_url`` (the URL clients reach the server at) makes newly issued certificates
+        carry the CRL and OCSP URLs unless ``revocation_urls`` is False; ``crl_days`` is how
+        long each CRL is valid (default :data:`~pki_soap.revocation.DEFAULT_CRL_DAYS`).
 
         Raises:
             InvalidRoot: ``root`` breaks the file-name root rules.
             MissingField: ``directory`` is empty.
-            InvalidInput: ``days``/``ca_days``/``smtp_port`` out of range, a new CA without
-                subject or validity, no password where one is needed, another root or
-                directory than the configured ones.
+            InvalidInput: ``days``/``ca_days``/``smtp_port``/``crl_days`` out of range, a new
+                CA without subject or validity, no password where one is needed, another root
+                or directory than the configured ones, a public URL that is not http(s).
             InvalidField: a setting too long or holding control characters.
             WrongPassword: the password does not decrypt the existing key.
             CAFileError: the existing files are unusable or the directory is not writable.
@@ -235,6 +256,12 @@ class CAServer:
             _check_days(ca_days, "the validity of the CA certificate")
         if smtp_port is not None and not 1 <= smtp_port <= 65535:
             raise InvalidInput(f"SMTP port {smtp_port} is not between 1 and 65535")
+        if crl_days is not None:
+            revocation.check_crl_days(crl_days)
+        if public_url is not None:
+            public_url = public_url.strip()
+            if public_url:
+                revocation.public_base(public_url)
         for label, value in (
             ("SMTP server", smtp_server),
             ("SMTP user", smtp_user),
@@ -261,6 +288,9 @@ class CAServer:
             smtp_user=smtp_user,
             smtp_password=smtp_password,
             admin_email=admin_email,
+            public_url=public_url,
+            revocation_urls=revocation_urls,
+            crl_days=crl_days,
         )
         _check_text("Instance", cfg.instance)
         _check_text("Hostname", cfg.node)
@@ -341,11 +371,28 @@ class CAServer:
     def authority(self) -> CertificateAuthority:
         """The configured CA, loaded from its files (the key stays encrypted on disk).
 
+        What it signs carries the revocation URLs of the configuration, if any.
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+            CAFileError: the CA files are missing or unusable.
+            InvalidInput: the configured public URL is not usable.
+        """
+        cfg = self.config()
+        authority = CertificateAuthority.load(self.ca_paths(cfg))
+        authority.revocation_urls = revocation.revocation_urls(cfg)
+        return authority
+
+    def revocations(self, authority: CertificateAuthority | None = None) -> Revocations:
+        """The revocation side (records, CRLs, OCSP signer) of the configured CA.
+
         Raises:
             NotConfigured: the CA server has not been configured.
             CAFileError: the CA files are missing or unusable.
         """
-        return CertificateAuthority.load(self.ca_paths(self.config()))
+        return Revocations(
+            self.store, authority or self.authority(), crl_days=self.config().crl_days
+        )
 
     def reinitialize(self) -> None:
         """Forget the configuration, pending CSRs and certificates; the CA files stay.
@@ -516,6 +563,7 @@ class CAServer:
             issued = self._signed(authority, req, csr, usage, key, cfg.days, number)
             self.store.record_issued([(name, issued)])
         self._notify("certificate_issued", lambda: self.notifier.certificate_issued(issued, req))
+        self._refresh_revocation(authority, key)
         return issued
 
     def issue_many(
@@ -580,6 +628,7 @@ class CAServer:
             results += done
             if on_batch is not None:
                 on_batch(done)
+        self._refresh_revocation(authority, key)
         return results
 
     def _issue_batch(
@@ -645,6 +694,70 @@ class CAServer:
             results.append(result)
         return results
 
+    def _refresh_revocation(self, authority: CertificateAuthority, key: PrivateKey) -> None:
+        """While the CA key is at hand: renew the OCSP signer and the CRL if they are due.
+
+        A failure is logged and never fails the issue (``status`` shows what is overdue).
+        """
+        try:
+            self.revocations(authority).refresh(key)
+        except PkiError as exc:
+            log.warning("CRL or OCSP signer not renewed: %s: %s", type(exc).__name__, exc.message)
+
+    # -- revocation ---------------------------------------------------------------------
+
+    def revoke(
+        self,
+        number: int,
+        reason: Reason = Reason.UNSPECIFIED,
+        password: bytes | None = None,
+        *,
+        revoked_by: str,
+        key: PrivateKey | None = None,
+    ) -> RevokeResult:
+        """Revoke certificate ``number`` (see :meth:`Revocations.revoke`); notify its contact.
+
+        Give exactly one of ``password`` and ``key`` (as for :meth:`issue`); a wrong
+        password changes nothing.  ``revoked_by`` is recorded (the CLI user, the portal).
+
+        Raises:
+            InvalidInput: both or neither of ``password`` and ``key``; number 0; already
+                revoked; removeFromCRL for a certificate not on hold.
+            NotConfigured: the CA server has not been configured.
+            WrongPassword: ``password`` does not decrypt the CA key.
+            UnknownCertificate: this CA issued no certificate with that number.
+            CAFileError: the CA files are unusable, or the CRL cannot be made.
+        """
+        authority = self.authority()
+        key = self._signing_key(authority, password, key)
+        result = self.revocations(authority).revoke(number, reason, revoked_by=revoked_by, key=key)
+        if result.revocation is not None:
+            recorded = result.revocation
+            self._notify(
+                "certificate_revoked",
+                lambda: self.notifier.certificate_revoked(result.certificate, recorded),
+            )
+        else:
+            self._notify("hold_released", lambda: self.notifier.hold_released(result.certificate))
+        return result
+
+    def refresh_revocation(
+        self,
+        password: bytes | None = None,
+        *,
+        key: PrivateKey | None = None,
+        force_crl: bool = True,
+    ) -> Refreshed:
+        """Sign a new CRL (or only when due: ``force_crl=False``) and renew the OCSP signer
+        when due.  Give exactly one of ``password`` and ``key``.
+
+        Raises:
+            InvalidInput, NotConfigured, WrongPassword, CAFileError: as for :meth:`revoke`.
+        """
+        authority = self.authority()
+        key = self._signing_key(authority, password, key)
+        return self.revocations(authority).refresh(key, force_crl=force_crl)
+
     def _signing_key(
         self, authority: CertificateAuthority, password: bytes | None, key: PrivateKey | None
     ) -> PrivateKey:
@@ -677,6 +790,8 @@ class CAServer:
             usage=usage.value,
             issued=datetime.now(UTC),
             not_after=certificate.not_valid_after_utc,
+            contact_name=req.contact_name,
+            contact_email=req.contact_email,
         )
 
     # -- certificates -------------------------------------------------------------------
@@ -791,6 +906,9 @@ _SETTING_LABELS = {
     "smtp_user": "SMTP user",
     "smtp_password": "SMTP password",
     "admin_email": "administrator e-mail",
+    "public_url": "public URL",
+    "revocation_urls": "revocation URLs in new certificates",
+    "crl_days": "validity of each CRL",
 }
 
 

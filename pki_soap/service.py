@@ -3,7 +3,8 @@
 :func:`make_app` answers ``POST /isc/pki/PKI.CAServer.cls`` (SOAP, spoken by
 :class:`~pki_soap.wire.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
 static, IRIS-faithful ``wire/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
-asked, the portal under ``/pki/``.  The request body is read here, up to a limit, whether or
+asked, the portal under ``/pki/``; the OCSP responder and the CRL (pki_soap.ocsp) answer
+beside them.  The request body is read here, up to a limit, whether or
 not a Content-Length is sent, so spyne never sees a truncated body.  Every answer is written
 whole before its headers go out (a long one into a temporary file, see
 :class:`~pki_soap.wire.envelope.SpooledAnswer`) and sent with a Content-Length.
@@ -41,6 +42,7 @@ from pki_soap.errors import (
     StoreUnavailable,
 )
 from pki_soap.exchanges import RecordLimits
+from pki_soap.ocsp import RevocationEndpoints, is_revocation_path
 from pki_soap.server import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
 from pki_soap.wire import WSDL_FILE
@@ -503,6 +505,8 @@ class PkiSoapApp:
             ctx.udc = data
 
         application.event_manager.add_listener("method_call", _attach_engine)
+        # The OCSP responder and the CRL download, on the same per-process CAServer.
+        self.revocation = RevocationEndpoints(lambda: data.get().server)
         self.soap = _SoapServer(application, max_content_length=max_body)
         _lean_events(
             application,
@@ -529,6 +533,8 @@ class PkiSoapApp:
         path = environ.get("PATH_INFO") or "/"
         if path == SERVICE_PATH:
             return self.endpoint(environ, start_response)
+        if is_revocation_path(path):
+            return self.revocation(environ, start_response)
         if self.portal is not None and (
             path == PORTAL_PREFIX or path.startswith(PORTAL_PREFIX + "/")
         ):

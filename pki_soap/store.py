@@ -68,6 +68,12 @@ class ServerConfig:
     smtp_user: str | None = None
     smtp_password: str | None = None
     admin_email: str | None = None
+    public_url: str | None = None
+    """The URL clients reach the server at; revocation URLs in certificates are built from it."""
+    revocation_urls: bool = True
+    """Whether newly issued certificates carry the CRL and OCSP URLs (when public_url is set)."""
+    crl_days: int = 30
+    """How long a CRL is valid: its nextUpdate is thisUpdate plus this many days."""
 
 
 @dataclass
@@ -113,6 +119,74 @@ class IssuedCertificate:
     usage: str | None
     issued: datetime
     not_after: datetime | None
+    contact_name: str | None = None
+    """The request's contact, kept to tell them of a revocation (None before schema 3)."""
+    contact_email: str | None = None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """One certificate's revocation as recorded (``reason``: an RFC 5280 name, or unspecified)."""
+
+    number: int
+    revoked: datetime
+    reason: str
+    revoked_by: str
+    not_after: datetime | None
+
+
+@dataclass(frozen=True)
+class CrlState:
+    """Where one CA's revocations and its latest CRL stand (without the CRL's bytes).
+
+    ``revision`` grows with every change to the CA's revocations; ``covers_revision`` is the
+    revision the latest CRL was made from, so a CRL is behind when it is smaller.
+    """
+
+    revision: int
+    number: int | None
+    covers_revision: int | None
+    this_update: datetime | None
+    next_update: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredCrl:
+    """The latest CRL of one CA, DER-encoded."""
+
+    number: int
+    this_update: datetime
+    next_update: datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
+class StoredOcspSigner:
+    """The delegated OCSP signing certificate of one CA and its (unencrypted) key, as PEM."""
+
+    certificate: str
+    private_key: str
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class CertId:
+    """An OCSP CertID: the hash algorithm's name, the issuer's name and key hashes, a serial."""
+
+    hash_algorithm: str
+    name_hash: bytes
+    key_hash: bytes
+    number: int
+
+
+@dataclass(frozen=True)
+class CachedOcspResponse:
+    """A signed OCSP response kept for its CertID, and when it is due for re-signing."""
+
+    der: bytes
+    this_update: datetime
+    refresh_after: datetime
+    next_update: datetime
 
 
 @dataclass
@@ -234,6 +308,64 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
 
 
 def _schema_v3(conn: sqlite3.Connection) -> None:
+    """Revocation: records, CRL state, the OCSP signer and its cached responses; settings.
+
+    Revocations, CRL state and the OCSP signer are keyed by ``issuer`` (the hex SHA-1 of the
+    CA's public key), so a CA configured anew never inherits another CA's revocations, and
+    they survive a reinitialisation (RFC 5280 keeps an entry on the CRL until the
+    certificate expires; the CRL number never goes back).
+    """
+    _run_script(
+        conn,
+        """
+        ALTER TABLE server_config ADD COLUMN public_url TEXT;
+        ALTER TABLE server_config ADD COLUMN revocation_urls INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE server_config ADD COLUMN crl_days INTEGER NOT NULL DEFAULT 30;
+        ALTER TABLE certificates ADD COLUMN contact_name TEXT;
+        ALTER TABLE certificates ADD COLUMN contact_email TEXT;
+        CREATE TABLE revocations (
+            issuer        TEXT NOT NULL,
+            number        INTEGER NOT NULL,
+            revoked       TEXT NOT NULL,
+            reason        TEXT NOT NULL,
+            revoked_by    TEXT NOT NULL,
+            not_after     TEXT,
+            PRIMARY KEY (issuer, number)
+        );
+        CREATE TABLE crl_state (
+            issuer          TEXT PRIMARY KEY,
+            revision        INTEGER NOT NULL DEFAULT 0,
+            number          INTEGER,
+            covers_revision INTEGER,
+            this_update     TEXT,
+            next_update     TEXT,
+            der             BLOB
+        );
+        CREATE TABLE ocsp_signers (
+            issuer        TEXT PRIMARY KEY,
+            certificate   TEXT NOT NULL,
+            private_key   TEXT NOT NULL,
+            not_after     TEXT NOT NULL
+        );
+        CREATE TABLE ocsp_responses (
+            hash_algorithm TEXT NOT NULL,
+            name_hash      BLOB NOT NULL,
+            key_hash       BLOB NOT NULL,
+            number         INTEGER NOT NULL,
+            issuer         TEXT NOT NULL,
+            this_update    TEXT NOT NULL,
+            refresh_after  TEXT NOT NULL,
+            next_update    TEXT NOT NULL,
+            der            BLOB NOT NULL,
+            PRIMARY KEY (number, key_hash, name_hash, hash_algorithm)
+        ) WITHOUT ROWID;
+        CREATE INDEX ocsp_responses_due ON ocsp_responses (issuer, refresh_after);
+        CREATE INDEX ocsp_responses_by_number ON ocsp_responses (issuer, number);
+        """,
+    )
+
+
+def _schema_v4(conn: sqlite3.Connection) -> None:
     """Settings (IRIS-strict mode, exchange recording) and the recorded SOAP exchanges."""
     _run_script(
         conn,
@@ -288,6 +420,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
+    _schema_v4,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -557,16 +690,21 @@ class Store:
         """The CA server's configuration, or None before it is configured."""
         row = self._fetchone(
             "SELECT root, directory, days, instance, node, smtp_server, smtp_port, smtp_user,"
-            " smtp_password, admin_email FROM server_config WHERE id = 1"
+            " smtp_password, admin_email, public_url, revocation_urls, crl_days"
+            " FROM server_config WHERE id = 1"
         )
-        return None if row is None else ServerConfig(*row)
+        if row is None:
+            return None
+        cfg = ServerConfig(*row[:11])
+        cfg.revocation_urls, cfg.crl_days = bool(row[11]), row[12]
+        return cfg
 
     def save_server_config(self, cfg: ServerConfig) -> None:
         """Store ``cfg`` as the CA server's configuration, replacing any previous one."""
         self._execute(
             "INSERT OR REPLACE INTO server_config (id, root, directory, days, instance, node,"
-            " smtp_server, smtp_port, smtp_user, smtp_password, admin_email)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " smtp_server, smtp_port, smtp_user, smtp_password, admin_email, public_url,"
+            " revocation_urls, crl_days) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cfg.root,
                 cfg.directory,
@@ -578,6 +716,9 @@ class Store:
                 cfg.smtp_user,
                 cfg.smtp_password,
                 cfg.admin_email,
+                cfg.public_url,
+                int(cfg.revocation_urls),
+                cfg.crl_days,
             ),
         )
 
@@ -721,7 +862,8 @@ class Store:
     # -- certificates -------------------------------------------------------------------------
 
     _CERTIFICATE_COLUMNS = (
-        "number, hostname, instance, filename, contents, subject, usage, issued, not_after"
+        "number, hostname, instance, filename, contents, subject, usage, issued, not_after,"
+        " contact_name, contact_email"
     )
 
     @staticmethod
@@ -738,6 +880,8 @@ class Store:
             usage=row[6],
             issued=issued,
             not_after=_from_text(row[8]),
+            contact_name=row[9],
+            contact_email=row[10],
         )
 
     @staticmethod
@@ -752,6 +896,8 @@ class Store:
             cert.usage,
             _to_text(cert.issued),
             None if cert.not_after is None else _to_text(cert.not_after),
+            cert.contact_name,
+            cert.contact_email,
         )
 
     def add_certificate(self, cert: IssuedCertificate, *, replace: bool = False) -> None:
@@ -768,7 +914,7 @@ class Store:
         try:
             self._execute(
                 f"{verb} INTO certificates ({self._CERTIFICATE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 self._certificate_values(cert),
             )
         except sqlite3.IntegrityError as exc:
@@ -798,7 +944,7 @@ class Store:
                 with self.transaction():
                     conn.executemany(
                         f"INSERT INTO certificates ({self._CERTIFICATE_COLUMNS})"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [self._certificate_values(cert) for _, cert in issued],
                     )
             except sqlite3.IntegrityError as exc:
@@ -919,12 +1065,14 @@ class Store:
         """Delete the server configuration, every pending CSR and every certificate (0 too).
 
         One transaction.  The client configuration and the mail outbox stay; the CA files are
-        not the store's business (numbering continues from the SRL file).
+        not the store's business (numbering continues from the SRL file).  Revocations, CRL
+        state and OCSP signers stay too (keyed by their CA); cached OCSP answers go.
         """
         with self.transaction():
             self._execute("DELETE FROM server_config")
             self._execute("DELETE FROM requests")
             self._execute("DELETE FROM certificates")
+            self._execute("DELETE FROM ocsp_responses")
 
     # -- mail outbox --------------------------------------------------------------------------
 
@@ -1018,6 +1166,263 @@ class Store:
                 "DELETE FROM mail WHERE id = ? AND sent IS NULL", [(i,) for i in chosen]
             )
         return chosen
+
+    # -- revocation ---------------------------------------------------------------------------
+
+    _REVOCATION_COLUMNS = "number, revoked, reason, revoked_by, not_after"
+
+    @staticmethod
+    def _revocation(row: tuple[Any, ...]) -> Revocation:
+        revoked = _from_text(row[1])
+        assert revoked is not None  # NOT NULL column
+        return Revocation(row[0], revoked, row[2], row[3], _from_text(row[4]))
+
+    def _bump_revision(self, issuer: str) -> None:
+        self._execute(
+            "INSERT INTO crl_state (issuer, revision) VALUES (?, 1)"
+            " ON CONFLICT (issuer) DO UPDATE SET revision = revision + 1",
+            (issuer,),
+        )
+
+    def revocation(self, issuer: str, number: int) -> Revocation | None:
+        """The revocation of certificate ``number`` of the CA ``issuer``, or None."""
+        row = self._fetchone(
+            f"SELECT {self._REVOCATION_COLUMNS} FROM revocations WHERE issuer = ? AND number = ?",
+            (issuer, number),
+        )
+        return None if row is None else self._revocation(row)
+
+    def add_revocation(self, issuer: str, revocation: Revocation) -> None:
+        """Record ``revocation`` for the CA ``issuer`` (and count it as a change for its CRL).
+
+        Raises:
+            PkiError: the certificate is already recorded as revoked.
+        """
+        with self.transaction():
+            try:
+                self._execute(
+                    f"INSERT INTO revocations (issuer, {self._REVOCATION_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        issuer,
+                        revocation.number,
+                        _to_text(revocation.revoked),
+                        revocation.reason,
+                        revocation.revoked_by,
+                        None if revocation.not_after is None else _to_text(revocation.not_after),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise PkiError(
+                    f"certificate number {revocation.number} is already revoked"
+                ) from exc
+            self._bump_revision(issuer)
+
+    def change_revocation_reason(
+        self, issuer: str, number: int, reason: str, revoked_by: str
+    ) -> None:
+        """Give the recorded revocation of ``number`` a new reason (a hold made permanent)."""
+        with self.transaction():
+            self._execute(
+                "UPDATE revocations SET reason = ?, revoked_by = ? WHERE issuer = ? AND number = ?",
+                (reason, revoked_by, issuer, number),
+            )
+            self._bump_revision(issuer)
+
+    def remove_revocation(self, issuer: str, number: int) -> None:
+        """Forget the revocation of ``number`` (a certificateHold released)."""
+        with self.transaction():
+            self._execute(
+                "DELETE FROM revocations WHERE issuer = ? AND number = ?", (issuer, number)
+            )
+            self._bump_revision(issuer)
+
+    def revocations(self, issuer: str) -> Generator[Revocation, None, None]:
+        """Every recorded revocation of the CA ``issuer``, in number order, streamed."""
+        with self._connection() as conn:
+            cursor = conn.execute(
+                f"SELECT {self._REVOCATION_COLUMNS} FROM revocations WHERE issuer = ?"
+                " ORDER BY number",
+                (issuer,),
+            )
+            try:
+                for row in cursor:
+                    yield self._revocation(row)
+            finally:
+                cursor.close()
+
+    def crl_records(
+        self, issuer: str, not_expired_at: datetime
+    ) -> tuple[int, list[tuple[int, datetime, str]]]:
+        """What a CRL lists: the revision and ``(number, revoked, reason)`` of each revocation
+        whose certificate has not expired at ``not_expired_at``, in number order.
+
+        Read in one snapshot (a deferred transaction: no write lock is held while 100,000
+        rows are read), so the revision counts exactly the records returned.
+        """
+        with self._connection() as conn:
+            own = not conn.in_transaction
+            if own:
+                conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    "SELECT revision FROM crl_state WHERE issuer = ?", (issuer,)
+                ).fetchone()
+                rows = conn.execute(
+                    "SELECT number, revoked, reason FROM revocations WHERE issuer = ?"
+                    " AND (not_after IS NULL OR not_after >= ?) ORDER BY number",
+                    (issuer, _to_text(not_expired_at)),
+                ).fetchall()
+            finally:
+                if own:
+                    conn.execute("COMMIT")
+        parse = datetime.fromisoformat
+        return (row[0] if row else 0), [(n, parse(when), why) for n, when, why in rows]
+
+    def count_revocations(self, issuer: str) -> int:
+        """How many certificates of the CA ``issuer`` are recorded as revoked."""
+        row = self._fetchone("SELECT count(*) FROM revocations WHERE issuer = ?", (issuer,))
+        return int(row[0]) if row else 0
+
+    def crl_state(self, issuer: str) -> CrlState:
+        """The revision of the CA's revocations and the facts of its latest CRL."""
+        row = self._fetchone(
+            "SELECT revision, number, covers_revision, this_update, next_update"
+            " FROM crl_state WHERE issuer = ?",
+            (issuer,),
+        )
+        if row is None:
+            return CrlState(0, None, None, None, None)
+        return CrlState(row[0], row[1], row[2], _from_text(row[3]), _from_text(row[4]))
+
+    def save_crl(self, issuer: str, crl: StoredCrl, covers_revision: int) -> bool:
+        """Keep ``crl`` as the CA's latest unless a CRL with a higher number is already kept.
+
+        Returns:
+            True when it was kept, False when a newer one (signed by another process) stays.
+        """
+        with self.transaction():
+            self._execute(
+                "INSERT INTO crl_state (issuer, revision) VALUES (?, 0)"
+                " ON CONFLICT (issuer) DO NOTHING",
+                (issuer,),
+            )
+            cursor = self._execute(
+                "UPDATE crl_state SET number = ?, covers_revision = ?, this_update = ?,"
+                " next_update = ?, der = ? WHERE issuer = ? AND (number IS NULL OR number < ?)",
+                (
+                    crl.number,
+                    covers_revision,
+                    _to_text(crl.this_update),
+                    _to_text(crl.next_update),
+                    crl.der,
+                    issuer,
+                    crl.number,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def crl_number(self, issuer: str) -> int | None:
+        """The number of the CA's latest CRL (None before the first): a cheap freshness check."""
+        row = self._fetchone("SELECT number FROM crl_state WHERE issuer = ?", (issuer,))
+        return None if row is None else row[0]
+
+    def crl(self, issuer: str) -> StoredCrl | None:
+        """The CA's latest CRL, or None before the first one is signed."""
+        row = self._fetchone(
+            "SELECT number, this_update, next_update, der FROM crl_state"
+            " WHERE issuer = ? AND der IS NOT NULL",
+            (issuer,),
+        )
+        if row is None:
+            return None
+        this_update, next_update = _from_text(row[1]), _from_text(row[2])
+        assert this_update is not None and next_update is not None  # written with der
+        return StoredCrl(row[0], this_update, next_update, bytes(row[3]))
+
+    def ocsp_signer(self, issuer: str) -> StoredOcspSigner | None:
+        """The CA's delegated OCSP signer, or None before one was issued."""
+        row = self._fetchone(
+            "SELECT certificate, private_key, not_after FROM ocsp_signers WHERE issuer = ?",
+            (issuer,),
+        )
+        if row is None:
+            return None
+        not_after = _from_text(row[2])
+        assert not_after is not None  # NOT NULL column
+        return StoredOcspSigner(row[0], row[1], not_after)
+
+    def save_ocsp_signer(self, issuer: str, signer: StoredOcspSigner) -> None:
+        """Make ``signer`` the CA's OCSP signer, replacing the previous one."""
+        self._execute(
+            "INSERT OR REPLACE INTO ocsp_signers (issuer, certificate, private_key, not_after)"
+            " VALUES (?, ?, ?, ?)",
+            (issuer, signer.certificate, signer.private_key, _to_text(signer.not_after)),
+        )
+
+    def ocsp_response(self, cert_id: CertId) -> CachedOcspResponse | None:
+        """The cached response for exactly ``cert_id``, or None."""
+        if not 0 <= cert_id.number <= MAX_NUMBER:
+            return None
+        row = self._fetchone(
+            "SELECT der, this_update, refresh_after, next_update FROM ocsp_responses"
+            " WHERE number = ? AND key_hash = ? AND name_hash = ? AND hash_algorithm = ?",
+            (cert_id.number, cert_id.key_hash, cert_id.name_hash, cert_id.hash_algorithm),
+        )
+        if row is None:
+            return None
+        moments = [_from_text(text) for text in row[1:]]
+        this_update, refresh_after, next_update = moments
+        assert this_update and refresh_after and next_update  # NOT NULL columns
+        return CachedOcspResponse(bytes(row[0]), this_update, refresh_after, next_update)
+
+    def save_ocsp_response(
+        self, issuer: str, cert_id: CertId, response: CachedOcspResponse
+    ) -> None:
+        """Cache ``response`` for ``cert_id`` (replacing the one before)."""
+        self._execute(
+            "INSERT OR REPLACE INTO ocsp_responses (hash_algorithm, name_hash, key_hash,"
+            " number, issuer, this_update, refresh_after, next_update, der)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cert_id.hash_algorithm,
+                cert_id.name_hash,
+                cert_id.key_hash,
+                cert_id.number,
+                issuer,
+                _to_text(response.this_update),
+                _to_text(response.refresh_after),
+                _to_text(response.next_update),
+                response.der,
+            ),
+        )
+
+    def forget_ocsp_responses(self, issuer: str, number: int) -> None:
+        """Drop every cached response about certificate ``number`` of the CA ``issuer``."""
+        self._execute(
+            "DELETE FROM ocsp_responses WHERE issuer = ? AND number = ?", (issuer, number)
+        )
+
+    def due_ocsp_responses(self, issuer: str, now: datetime, limit: int) -> list[CertId]:
+        """CertIDs whose cached response is due for re-signing at ``now``, oldest first."""
+        rows = self._fetchall(
+            "SELECT hash_algorithm, name_hash, key_hash, number FROM ocsp_responses"
+            " WHERE issuer = ? AND refresh_after <= ? ORDER BY refresh_after LIMIT ?",
+            (issuer, _to_text(now), limit),
+        )
+        return [CertId(row[0], bytes(row[1]), bytes(row[2]), row[3]) for row in rows]
+
+    def unanswered_certificates(
+        self, issuer: str, hash_algorithm: str, key_hash: bytes, limit: int
+    ) -> list[int]:
+        """Numbers of issued certificates with no cached response by ``hash_algorithm`` yet."""
+        rows = self._fetchall(
+            "SELECT c.number FROM certificates c WHERE c.number <> 0 AND NOT EXISTS ("
+            " SELECT 1 FROM ocsp_responses r WHERE r.number = c.number AND r.key_hash = ?"
+            " AND r.hash_algorithm = ? AND r.issuer = ?) ORDER BY c.number LIMIT ?",
+            (key_hash, hash_algorithm, issuer, limit),
+        )
+        return [row[0] for row in rows]
 
     # -- settings -----------------------------------------------------------------------------
 

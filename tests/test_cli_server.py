@@ -688,7 +688,9 @@ def test_certificates_table(
         "Usage",
         "Not",
         "after",
+        "State",
     ]
+    assert lines[2].split()[-1] == "valid"
     assert lines[2].split()[:5] == [
         "1",
         "web1",
@@ -1320,7 +1322,8 @@ def test_help_lists_each_command_on_one_line(program: str) -> None:
     block = result.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     expected = (
         ["configure", "reinitialize", "pending", "show", "issue", "delete", "certificates",
-         "status", "drop-mail", "settings", "exchanges", "serve", "portal-password"]
+         "revoke", "crl", "status", "drop-mail", "settings", "exchanges", "serve",
+         "portal-password"]
         if program == "server_app.py"
         else ["show", "configure", "get-ca", "submit", "list", "get"]
     )  # fmt: skip

@@ -29,6 +29,7 @@ from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, endpoint_url, make_app
+from pki_soap.store import DATABASE_NAME
 
 DEFAULT_DATA_DIR = Path("pki-data")
 DEMO_ROOT = "DemoCA"
@@ -81,7 +82,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     serve.add_argument(
         "--public-url",
         metavar="URL",
-        help="URL clients use, written into the WSDL (default: http://<host name>:<port>)",
+        help="URL clients use, written into the WSDL (default: the one `configure "
+        "--public-url` stored, else http://<host name>:<port>)",
     )
     serve.add_argument("--no-portal", action="store_true", help="do not serve the web pages")
     serve.add_argument(
@@ -124,6 +126,20 @@ def default_public_url(host: str, port: int) -> str:
     if ":" in name and not name.startswith("["):
         name = f"[{name}]"
     return f"http://{name}:{port}"
+
+
+def configured_public_url(data_dir: Path) -> str | None:
+    """The public URL ``configure --public-url`` stored for ``data_dir``, if any.
+
+    Raises:
+        PkiError: the store cannot be opened.
+    """
+    if not (data_dir / DATABASE_NAME).exists():
+        return None
+    # Opened and closed before gunicorn forks, as the demo set-up does.
+    with open_data_directory(data_dir) as opened:
+        cfg = opened.store.server_config()
+    return cfg.public_url if cfg is not None else None
 
 
 def configure_demo(data_dir: Path) -> tuple[bool, str]:
@@ -205,7 +221,14 @@ def run_serve(args: argparse.Namespace) -> int:
             f"Certificate Authority Certificate SHA-1 fingerprint:\n{fingerprint}",
             flush=True,
         )
-    public_url = args.public_url or default_public_url(args.host, args.port)
+    configured_url = configured_public_url(data_dir)
+    if args.public_url and configured_url and args.public_url != configured_url:
+        print(
+            f"warning: --public-url {args.public_url} differs from the configured public URL "
+            f"{configured_url}, which new certificates name for their CRL and OCSP",
+            file=sys.stderr,
+        )
+    public_url = args.public_url or configured_url or default_public_url(args.host, args.port)
     mode = _serve_mode(args, data_dir)
     app = make_app(
         data_dir,

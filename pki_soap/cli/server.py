@@ -27,12 +27,12 @@ import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names, settings
+from pki_soap import keys, messages, names, revocation, settings
 from pki_soap.ca import Usage
 from pki_soap.cli import Commands
 from pki_soap.datadir import DataDirectory, open_data_directory
@@ -48,8 +48,16 @@ from pki_soap.exchanges import (
 )
 from pki_soap.keys import KeyType
 from pki_soap.notify import SMTP_CAFILE_ENV
+from pki_soap.revocation import Reason, Revocations, SignedCrl
 from pki_soap.server import CAServer, IssueResult
-from pki_soap.store import IssuedCertificate, Mail, PendingRequest, ServerConfig, Store
+from pki_soap.store import (
+    IssuedCertificate,
+    Mail,
+    PendingRequest,
+    Revocation,
+    ServerConfig,
+    Store,
+)
 
 PROG = "server_app.py"
 INSTALLED_PROG = "pki-server"
@@ -235,6 +243,23 @@ def build_parser(
     configure.add_argument("--admin-email", help="the CA administrator's e-mail address")
     configure.add_argument("--instance", help="instance name the CA reports (default: PKI)")
     configure.add_argument("--node", help="node name the CA reports (default: this host)")
+    configure.add_argument(
+        "--public-url",
+        metavar="URL",
+        help='URL clients reach the server at (serve\'s default; "" removes it); new '
+        "certificates then carry its CRL and OCSP addresses",
+    )
+    configure.add_argument(
+        "--revocation-urls",
+        action=argparse.BooleanOptionalAction,
+        help="whether new certificates carry the CRL and OCSP addresses (default: yes, "
+        "when a public URL is set)",
+    )
+    configure.add_argument(
+        "--crl-days",
+        type=int,
+        help=f"how long each CRL is valid (default: {revocation.DEFAULT_CRL_DAYS} days)",
+    )
     runners["configure"] = _configure
 
     reinitialize = commands.add(
@@ -274,8 +299,53 @@ def build_parser(
     commands.add("certificates", "list the issued certificates", parents=[common])
     runners["certificates"] = _certificates
 
+    revoke = commands.add(
+        "revoke",
+        "revoke an issued certificate and sign a new CRL",
+        parents=[common],
+        description=(
+            "Revoke certificate NUMBER: the OCSP responder says so at once, and a new CRL is "
+            "signed. certificateHold can later be made permanent (revoke again with another "
+            "reason) or released (--reason removeFromCRL)."
+        ),
+    )
+    revoke.add_argument("number", type=_certificate_number, metavar="NUMBER")
+    revoke.add_argument(
+        "--reason",
+        choices=[reason.value for reason in Reason if reason is not Reason.UNSPECIFIED],
+        help="RFC 5280 reason code (default: none, i.e. unspecified)",
+    )
+    _add_password_file(revoke, "the CA key password")
+    _add_yes(revoke)
+    runners["revoke"] = _revoke
+
+    crl = commands.add(
+        "crl",
+        "sign a new CRL (and renew the OCSP signer when due)",
+        parents=[common],
+        description=(
+            "Sign a new CRL with the CA key. The running server cannot (it never holds the "
+            "CA key): run this before the CRL's next update, by hand or from a timer with "
+            "--if-due."
+        ),
+    )
+    crl.add_argument(
+        "--if-due",
+        action="store_true",
+        help="do nothing (and ask no password) unless the CRL is behind, past half its "
+        "validity, or the OCSP signing certificate is close to its end",
+    )
+    crl.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="also write the latest CRL to FILE (PEM if it ends in .pem, else DER)",
+    )
+    _add_password_file(crl, "the CA key password")
+    runners["crl"] = _crl
+
     status = commands.add(
-        "status", "configuration, counts, serial counter, e-mail outbox", parents=[common]
+        "status", "configuration, counts, serial counter, CRL, e-mail outbox", parents=[common]
     )
     status.add_argument(
         "--retry", action="store_true", help="try to send every undelivered e-mail now"
@@ -413,6 +483,12 @@ def _add_password_file(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _certificate_number(text: str) -> int:
+    if not text.isdigit() or len(text) > 49:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a certificate number")
+    return int(text)
+
+
 def _add_yes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
@@ -483,6 +559,9 @@ def _configure(args: argparse.Namespace) -> int:
             admin_email=args.admin_email,
             instance=args.instance,
             node=args.node,
+            public_url=args.public_url,
+            revocation_urls=args.revocation_urls,
+            crl_days=args.crl_days,
         )
         undelivered = result.mailed_to is not None and opened.notifier.last_error is not None
         if previous is not None:
@@ -651,16 +730,101 @@ def _delete(args: argparse.Namespace) -> int:
 def _certificates(args: argparse.Namespace) -> int:
     with _open(args) as opened:
         server = opened.server
-        rows = [_certificate_row(cert) for cert in server.certificates()]
+        revoked = revocation.revoked_in_store(server.store)
+        now = datetime.now(UTC)
+        rows = [
+            _certificate_row(cert, revoked.get(cert.number), now) for cert in server.certificates()
+        ]
     if not rows:
         print("No certificates issued.")
         return 0
     print(
         _table(
-            ("Number", "Hostname", "Instance", "Filename", "Subject", "Usage", "Not after"), rows
+            ("Number", "Hostname", "Instance", "Filename", "Subject", "Usage", "Not after")
+            + ("State",),
+            rows,
         )
     )
     return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    reason = Reason.named(args.reason) if args.reason else Reason.UNSPECIFIED
+    with _open(args) as opened:
+        server = opened.server
+        # Every mistake is found before the password prompt.
+        cert, previous = server.revocations().check_revocable(args.number, reason)
+        what = (
+            f"certificate number {cert.number} (host {cert.hostname}, instance {cert.instance},"
+            f" file {cert.filename}, subject {cert.subject or '(none)'})"
+        )
+        if reason is Reason.REMOVE_FROM_CRL:
+            question = f"Release the hold on {what}? It becomes valid again."
+        else:
+            consequence = (
+                "It can be released later with --reason removeFromCRL."
+                if reason is Reason.CERTIFICATE_HOLD
+                else "This cannot be undone."
+            )
+            made = " permanently" if previous is not None else ""
+            question = f"Revoke {what}{made} ({reason.value})? {consequence}"
+        if cert.contact_email:
+            question += f" Its contact ({cert.contact_email}) is told by e-mail."
+        if not _confirm(question, args.yes):
+            print("Cancelled; nothing was changed.")
+            return 1
+        password = _password(
+            args.password_file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False
+        )
+        result = server.revoke(
+            args.number, reason, password, revoked_by=revocation.command_line_user()
+        )
+    if result.revocation is None:
+        print(messages.hold_released(args.number))
+    else:
+        print(messages.certificate_revoked(args.number, result.revocation.reason))
+    print(_crl_line(result.crl))
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    with _open(args) as opened:
+        server = opened.server
+        revocations = server.revocations()
+        due = revocations.crl_due() or revocations.signer_due()
+        if args.if_due and due is None:
+            state = revocations.crl_state()
+            print(messages.crl_current(state.number or 0, state.next_update))
+        else:
+            password = _password(
+                args.password_file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False
+            )
+            refreshed = server.refresh_revocation(password)
+            if refreshed.crl is not None:
+                print(_crl_line(refreshed.crl))
+            if refreshed.signer_renewed:
+                print(messages.ocsp_signer_issued(refreshed.signer.not_after))
+        if args.out is not None:
+            _write_crl(revocations, args.out)
+    return 0
+
+
+def _crl_line(crl: SignedCrl) -> str:
+    line = messages.crl_signed(crl.number, crl.entries, crl.next_update)
+    if not crl.current:
+        line += " (another process signed a CRL with a higher number meanwhile; it is served)"
+    return line
+
+
+def _write_crl(revocations: Revocations, path: Path) -> None:
+    latest = revocations.crl()
+    if latest is None:
+        raise NotConfigured("no CRL has been signed yet")
+    data = latest.der
+    if path.suffix.lower() == ".pem":
+        data = SignedCrl(latest.number, latest.this_update, latest.next_update, 0, data, True).pem
+    keys.write_public_file(path, data)
+    print(f'CRL number {latest.number} saved in file "{path}"')
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -696,6 +860,7 @@ def _status(args: argparse.Namespace) -> int:
                     ("CA key", keys.describe_key(authority.certificate.public_key())),
                     ("Serial counter (.srl)", _serial_text(authority.serials.current)),
                 ]
+                lines += _revocation_lines(server)
             lines += _smtp_lines(cfg.smtp_server, cfg.smtp_port, cfg.smtp_user, cfg.smtp_password)
             lines.append(("Administrator e-mail", cfg.admin_email or "(none)"))
         lines += [
@@ -933,7 +1098,9 @@ def _previews(server: CAServer, csr: x509.CertificateSigningRequest) -> list[str
     return text
 
 
-def _certificate_row(cert: IssuedCertificate) -> tuple[str, ...]:
+def _certificate_row(
+    cert: IssuedCertificate, revoked: Revocation | None, now: datetime
+) -> tuple[str, ...]:
     usage = _USAGES[cert.usage].label if cert.usage in _USAGES else (cert.usage or "")
     return (
         str(cert.number),
@@ -943,7 +1110,53 @@ def _certificate_row(cert: IssuedCertificate) -> tuple[str, ...]:
         cert.subject,
         usage,
         _when(cert.not_after, date_only=True),
+        _state_text(cert, revoked, now),
     )
+
+
+def _state_text(cert: IssuedCertificate, revoked: Revocation | None, now: datetime) -> str:
+    state = revocation.state_of(cert, revoked, now)
+    if revoked is None:
+        return state.value
+    return f"{state.value} ({revoked.reason}, {_when(revoked.revoked, date_only=True)})"
+
+
+def _revocation_lines(server: CAServer) -> list[tuple[str, str]]:
+    """What ``status`` says about revocation: URLs, the CRL, the OCSP signer."""
+    cfg = server.config()
+    try:
+        urls = revocation.revocation_urls(cfg)
+    except PkiError as exc:
+        urls_text = f"UNUSABLE: {exc.message}"
+    else:
+        urls_text = f"CRL {urls.crl}, OCSP {urls.ocsp}" if urls else "(none)"
+    revocations = server.revocations()
+    state = revocations.crl_state()
+    if state.number is None or state.next_update is None:
+        crl_text = "none signed yet (`crl`, `issue` or `revoke` signs one)"
+    else:
+        crl_text = (
+            f"number {state.number}, next update {_when(state.next_update)}, "
+            f"{server.store.count_revocations(revocations.issuer)} revoked"
+        )
+        due = revocations.crl_due()
+        if due is not None:
+            crl_text += f"; DUE: {due} (run `crl`)"
+    stored = server.store.ocsp_signer(revocations.issuer)
+    if stored is None:
+        signer_text = "none yet (`crl`, `issue` or `revoke` issues one)"
+    else:
+        signer_text = f"valid until {_when(stored.not_after)}"
+        due = revocations.signer_due()
+        if due is not None:
+            signer_text += f"; DUE: {due} (run `crl`)"
+    return [
+        ("Public URL", cfg.public_url or "(none)"),
+        ("Revocation URLs in new certificates", urls_text),
+        ("CRL validity", f"{cfg.crl_days} days"),
+        ("CRL", crl_text),
+        ("OCSP signing certificate", signer_text),
+    ]
 
 
 def _mail_rows(mails: list[Mail]) -> list[tuple[str, ...]]:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import re
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from werkzeug.wrappers import Response
 
-from pki_soap import keys, messages, names, settings
+from pki_soap import keys, messages, names, revocation, settings
 from pki_soap.ca import CAPaths, Usage
 from pki_soap.errors import (
     CAFileError,
     InvalidRoot,
     InvalidSubject,
+    NotFound,
     PkiError,
     UnknownRequest,
     WrongPassword,
@@ -24,12 +26,17 @@ from pki_soap.errors import (
 from pki_soap.exchanges import IRIS, TOOLKIT, Exchange, readable
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal, form_values
+from pki_soap.revocation import Reason
 from pki_soap.store import IssuedCertificate, PendingRequest
 
 CONFIGURE_FIELDS = (
     "root", "directory", "days", "ca_days", "key_type", *forms.SUBJECT_NAMES,
     "smtp_server", "smtp_port", "smtp_user", "admin_email", "instance", "node",
+    "public_url", "crl_days",
 )  # fmt: skip
+REVOKE_REASONS = [
+    (reason.value, reason.value) for reason in Reason if reason is not Reason.REMOVE_FROM_CRL
+]
 SEARCH_FIELDS = ("number", "hostname", "instance", "filename", "subject")
 MAX_LISTED = 1000
 EXCHANGES_LISTED = 200
@@ -46,6 +53,7 @@ def register(portal: Portal) -> None:
     portal.add_page("/server/process", "server_process", process, methods=("GET", "POST"))
     portal.add_page("/server/delete", "server_delete", delete, methods=("GET", "POST"))
     portal.add_page("/server/certificates", "server_certificates", certificates, methods=("GET",))
+    portal.add_page("/server/revoke", "server_revoke", revoke, methods=("GET", "POST"))
     portal.add_page(
         "/server/certificates/<int:number>.pem",
         "server_certificate_pem",
@@ -91,6 +99,7 @@ def configure(page: Page) -> Response:
             errors=FormErrors(),
             current=current,
             result=None,
+            revocation_urls=current.revocation_urls if current is not None else True,
         )
     form = page.request.form
     values = form_values(form, CONFIGURE_FIELDS)
@@ -120,6 +129,15 @@ def configure(page: Page) -> Response:
     smtp_password = forms.read_new_password(form, "smtp_password", errors, required=False)
     if values["admin_email"] and "@" not in values["admin_email"]:
         errors.add("admin_email", "Enter an e-mail address such as ca-admin@example.com.")
+    crl_days = forms.read_number(
+        form, "crl_days", errors, required=False, high=revocation.MAX_CRL_DAYS
+    )
+    if values["public_url"]:
+        try:
+            revocation.public_base(values["public_url"])
+        except PkiError as exc:
+            errors.add("public_url", forms.sentence(exc.message))
+    revocation_urls = form.get("revocation_urls") == "yes"
     result = None
     if not errors and root and password and days:
         try:
@@ -138,6 +156,10 @@ def configure(page: Page) -> Response:
                 admin_email=values["admin_email"] or None,
                 instance=values["instance"] or None,
                 node=values["node"] or None,
+                # The form shows the current URL: an emptied field removes it.
+                public_url=values["public_url"],
+                revocation_urls=revocation_urls,
+                crl_days=crl_days,
             )
         except PkiError as exc:
             errors.add(_configure_error_field(exc), forms.sentence(exc.message))
@@ -156,12 +178,19 @@ def configure(page: Page) -> Response:
         errors=errors,
         current=current,
         result=result,
+        revocation_urls=revocation_urls,
     )
 
 
 def _configure_defaults(current: object) -> dict[str, str]:
     values = dict.fromkeys(CONFIGURE_FIELDS, "")
-    values.update(directory="CAServer", days="365", ca_days="3650", key_type="rsa2048")
+    values.update(
+        directory="CAServer",
+        days="365",
+        ca_days="3650",
+        key_type="rsa2048",
+        crl_days=str(revocation.DEFAULT_CRL_DAYS),
+    )
     if current is not None:
         for name in (
             "root",
@@ -173,6 +202,8 @@ def _configure_defaults(current: object) -> dict[str, str]:
             "admin_email",
             "instance",
             "node",
+            "public_url",
+            "crl_days",
         ):
             value = getattr(current, name, None)
             values[name] = "" if value is None else str(value)
@@ -390,6 +421,11 @@ def certificates(page: Page) -> Response:
                         truncated = True
                         break
                     rows.append(cert)
+    revoked = revocation.revoked_in_store(page.store) if configured else {}
+    now = datetime.now(UTC)
+    states = {
+        cert.number: revocation.state_of(cert, revoked.get(cert.number), now).value for cert in rows
+    }
     return page.render(
         "server_certificates.html",
         query=query,
@@ -397,6 +433,69 @@ def certificates(page: Page) -> Response:
         truncated=truncated,
         configured=configured,
         max_listed=MAX_LISTED,
+        usage_labels={usage.value: usage.label for usage in Usage},
+        states=states,
+        revoked=revoked,
+    )
+
+
+def revoke(page: Page) -> Response:
+    """Revoke an issued certificate, or release a hold, after a confirmation and the CA key
+    password (a new CRL is signed with it)."""
+    text = page.request.values.get("number", "")
+    number = int(text) if text.isdigit() and len(text) <= 18 else -1
+    try:
+        revocations = page.server.revocations()
+        # Whether revoking is possible at all; the reason is checked when it is chosen.
+        cert, previous = revocations.check_revocable(number, Reason.UNSPECIFIED)
+    except NotFound:
+        page.flash("error", f"No certificate number {text} was issued by this CA.")
+        return page.redirect("server_certificates")
+    except PkiError as exc:  # number 0, already revoked (a hold may be made permanent)
+        page.flash("error", forms.sentence(exc.message))
+        return page.redirect("server_certificates")
+    on_hold = previous is not None
+    reasons = [(value, label) for value, label in REVOKE_REASONS]
+    if on_hold:
+        reasons = [item for item in reasons if item[0] != Reason.CERTIFICATE_HOLD.value]
+        reasons.append((Reason.REMOVE_FROM_CRL.value, "removeFromCRL (release the hold)"))
+    reason_value = page.request.form.get("reason", "")
+    errors = FormErrors()
+    if page.request.method == "POST":
+        if reason_value not in [value for value, _ in reasons]:
+            errors.add("reason", "Choose one of the reasons offered.")
+        password = page.secret("password")
+        if password is None:
+            errors.add("password", "Enter the CA private key password.")
+        if page.request.form.get("confirm") != "yes":
+            errors.add("confirm", "Tick the box to confirm.")
+        if not errors and password is not None:
+            actor = f"portal administrator at {page.request.remote_addr or 'unknown address'}"
+            try:
+                result = page.server.revoke(
+                    number, Reason(reason_value), password, revoked_by=actor
+                )
+            except WrongPassword as exc:
+                errors.add("password", forms.sentence(exc.message))
+            except PkiError as exc:
+                errors.add(None, forms.sentence(exc.message))
+            else:
+                if result.revocation is None:
+                    done = messages.hold_released(number)
+                else:
+                    done = messages.certificate_revoked(number, result.revocation.reason)
+                crl = result.crl
+                signed = messages.crl_signed(crl.number, crl.entries, crl.next_update)
+                page.flash("success", f"{done}\n{signed}")
+                return page.redirect("server_certificates", number=str(number))
+    return page.render(
+        "server_revoke.html",
+        status=200 if not errors else 400,
+        cert=cert,
+        previous=previous,
+        reasons=reasons,
+        reason_value=reason_value or Reason.UNSPECIFIED.value,
+        errors=errors,
         usage_labels={usage.value: usage.label for usage in Usage},
     )
 

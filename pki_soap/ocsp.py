@@ -1,0 +1,563 @@
+"""The public revocation endpoints: the OCSP responder and the CRL download.
+
+``POST /isc/pki/ocsp`` (RFC 6960, body: a DER OCSPRequest) and ``GET /isc/pki/ocsp/<base64
+of the DER request, URL-encoded>`` (RFC 5019) answer good, revoked (time and reason) or
+unknown for the configured CA; a request naming another issuer gets ``unauthorized``, one
+that cannot be read ``malformedRequest``, a body over :data:`MAX_REQUEST_BYTES` HTTP 413.
+Answers come from the store's cache of pre-signed responses (pki_soap.revocation); only a
+request with a nonce (echoed), a serial not cached yet, or an answer due for re-signing
+costs a signature.  A daemon thread per process keeps the cache fresh.
+
+``GET /isc/pki/crl/<root>.crl`` (DER, ``application/pkix-crl``) and ``<root>.crl.pem`` serve
+the latest CRL the administrator's commands signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import fcntl
+import functools
+import hashlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import format_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
+
+from pki_soap.ca import CertificateAuthority
+from pki_soap.errors import CAFileError, NotConfigured, PkiError
+from pki_soap.revocation import (
+    CRL_PATH,
+    OCSP_HASHES,
+    OCSP_PATH,
+    OcspSigner,
+    Revocations,
+    issuer_hashes,
+)
+from pki_soap.store import CertId, StoredCrl
+
+if TYPE_CHECKING:
+    from pki_soap.server import CAServer
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 16 * 1024
+"""An OCSP request for one certificate is about 100 bytes; a signed one a few KB."""
+MAX_NONCE_BYTES = 32
+"""RFC 8954: a nonce of 1 to 32 octets."""
+REFRESH_INTERVAL = 60.0
+"""Seconds between two passes of the thread that re-signs due answers."""
+MAX_HTTP_CACHE_SECONDS = 3600
+"""An HTTP cache keeps an answer at most this long (and never past its nextUpdate)."""
+CRL_HTTP_CACHE_SECONDS = 60
+BATCH_PAUSE = 0.01
+
+StartResponse = Callable[..., Any]
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+MALFORMED = _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+UNAUTHORIZED = _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+TRY_LATER = _unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
+INTERNAL_ERROR = _unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An OCSP response to send; the dates only for a successful one (HTTP caching)."""
+
+    der: bytes
+    this_update: datetime.datetime | None = None
+    next_update: datetime.datetime | None = None
+
+
+class _Malformed(Exception):
+    """The request cannot be read (answered ``malformedRequest``)."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    cert_id: CertId
+    nonce: bytes | None
+
+
+def _read_request(der: bytes) -> _Request:
+    """The one CertID (and the nonce) of a DER OCSPRequest.
+
+    Raises:
+        _Malformed: not an OCSPRequest, several CertIDs (RFC 5019 sends one), an
+            unsupported hash algorithm, a bad extension or a nonce of a wrong length.
+    """
+    try:
+        request = ocsp.load_der_ocsp_request(der)
+        algorithm = request.hash_algorithm.name
+        cert_id = CertId(
+            algorithm, request.issuer_name_hash, request.issuer_key_hash, request.serial_number
+        )
+        extensions = request.extensions
+    except (ValueError, NotImplementedError, UnsupportedAlgorithm) as exc:
+        raise _Malformed(str(exc)) from exc
+    if algorithm not in OCSP_HASHES:
+        raise _Malformed(f"unsupported CertID hash {algorithm}")
+    nonce: bytes | None = None
+    for extension in extensions:  # usually none: no exception raised for the common case
+        if isinstance(extension.value, x509.OCSPNonce):
+            nonce = extension.value.nonce
+    if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_BYTES:
+        raise _Malformed(f"a nonce of {len(nonce)} octets")
+    return _Request(cert_id, nonce)
+
+
+class _Context:
+    """The configured CA as the responder needs it, and its current OCSP signer."""
+
+    def __init__(self, revocations: Revocations) -> None:
+        self.revocations = revocations
+        self.hashes = {
+            name: issuer_hashes(revocations.authority.certificate, name) for name in OCSP_HASHES
+        }
+        self.signer: OcspSigner | None = None
+
+    def ours(self, cert_id: CertId) -> bool:
+        return self.hashes[cert_id.hash_algorithm] == (cert_id.name_hash, cert_id.key_hash)
+
+    def current_signer(self) -> OcspSigner | None:
+        """The stored signer, loaded again only when another process replaced it."""
+        stored = self.revocations.store.ocsp_signer(self.revocations.issuer)
+        if stored is None:
+            return None
+        if self.signer is None or stored.certificate != _pem(self.signer.certificate):
+            self.signer = OcspSigner.from_stored(self.revocations.authority.certificate, stored)
+        return self.signer
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+class OcspResponder:
+    """Answers OCSP requests for the configured CA of one process's CAServer."""
+
+    def __init__(
+        self,
+        server: Callable[[], CAServer],
+        *,
+        clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        self._server = server
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._lock = threading.Lock()
+        self._context: _Context | None = None
+        self._context_key: tuple[object, ...] = ()
+
+    def context(self) -> _Context:
+        """The CA as configured now, rebuilt only when the configuration or CA changed.
+
+        Read from the store (the configuration and the CA certificate kept as number 0),
+        not from the CA files: two lookups instead of reading and parsing files.
+
+        Raises:
+            NotConfigured: no CA is configured.
+            CAFileError: the stored CA certificate is unreadable.
+        """
+        server = self._server()
+        cfg = server.config()
+        own = server.store.certificate(0)
+        if own is None:
+            raise NotConfigured("the Certificate Authority server is not configured")
+        key = (cfg.root, cfg.directory, cfg.crl_days, own.contents)
+        with self._lock:
+            if self._context is not None and self._context_key == key:
+                return self._context
+            try:
+                certificate = x509.load_pem_x509_certificate(own.contents.encode("ascii"))
+            except (ValueError, UnicodeEncodeError) as exc:
+                raise CAFileError(f"the stored CA certificate is unreadable: {exc}") from exc
+            authority = CertificateAuthority(server.ca_paths(cfg), certificate)
+            revocations = Revocations(server.store, authority, crl_days=cfg.crl_days)
+            self._context, self._context_key = _Context(revocations), key
+            return self._context
+
+    def respond(self, der: bytes) -> Answer:
+        """The OCSP response to the DER request ``der`` (never raises for bad input)."""
+        try:
+            request = _read_request(der)
+        except _Malformed as exc:
+            log.info("malformed OCSP request: %s", exc)
+            return Answer(MALFORMED)
+        try:
+            if request.nonce is None:
+                cached = self._server().store.ocsp_response(request.cert_id)
+                if cached is not None and self._clock() < cached.refresh_after:
+                    return Answer(cached.der, cached.this_update, cached.next_update)
+            return self._sign(request)
+        except NotConfigured:
+            return Answer(UNAUTHORIZED)
+        except PkiError as exc:
+            log.error("OCSP answer failed: %s: %s", type(exc).__name__, exc.message)
+            return Answer(TRY_LATER)
+        except Exception:
+            log.exception("OCSP answer failed")
+            return Answer(INTERNAL_ERROR)
+
+    def _sign(self, request: _Request) -> Answer:
+        context = self.context()
+        if not context.ours(request.cert_id):
+            return Answer(UNAUTHORIZED)
+        signer = context.current_signer()
+        if signer is None:
+            log.error(
+                "no OCSP signing certificate yet: issue a certificate or run "
+                "`server_app.py crl` with the CA key password"
+            )
+            return Answer(TRY_LATER)
+        if signer.not_after <= self._clock():
+            log.error("the OCSP signing certificate has expired: run `server_app.py crl`")
+            return Answer(TRY_LATER)
+        answer = context.revocations.answer(signer, request.cert_id, nonce=request.nonce)
+        if request.nonce is not None:
+            return Answer(answer.der)
+        return Answer(answer.der, answer.this_update, answer.next_update)
+
+    def refresh(self) -> int:
+        """Re-sign due answers and pre-sign missing ones, batch by batch; return how many.
+
+        Raises:
+            PkiError: no usable CA or signer.
+        """
+        context = self.context()
+        signer = context.current_signer()
+        if signer is None or signer.not_after <= self._clock():
+            return 0
+        total = 0
+        while True:
+            done = context.revocations.refresh_answers(signer)
+            total += done
+            if not done:
+                return total
+            time.sleep(BATCH_PAUSE)  # the store's writers get their turn between batches
+
+
+class _Refresher:
+    """One daemon thread per process re-signing answers; one process at a time does it.
+
+    The thread holds its responder weakly: it ends once the application is gone.
+    """
+
+    def __init__(self, responder: OcspResponder, lock_path: Path, interval: float) -> None:
+        self._responder = weakref.ref(responder)
+        self._lock_path = lock_path
+        self._interval = interval
+        self._pid = 0
+        self._guard = threading.Lock()
+
+    def ensure_running(self) -> None:
+        with self._guard:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()  # after a fork the parent's thread is not ours
+            threading.Thread(target=self._run, name="pki-ocsp-refresh", daemon=True).start()
+
+    def _run(self) -> None:
+        pause = threading.Event()
+        while True:
+            responder = self._responder()
+            if responder is None:
+                return
+            try:
+                with _exclusive(self._lock_path) as mine:
+                    if mine:
+                        signed = responder.refresh()
+                        if signed:
+                            log.info("OCSP: %d answer(s) signed ahead", signed)
+            except NotConfigured:
+                pass
+            except Exception as exc:  # the thread must survive anything
+                log.warning("OCSP refresh failed: %s: %s", type(exc).__name__, exc)
+            del responder
+            pause.wait(self._interval)
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    """A non-blocking flock on ``path``: yields whether this process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+def is_revocation_path(path: str) -> bool:
+    """True for the paths :class:`RevocationEndpoints` answers."""
+    return path == OCSP_PATH or path.startswith(OCSP_PATH + "/") or path.startswith(CRL_PATH)
+
+
+def _http_date(moment: datetime.datetime) -> str:
+    return format_datetime(moment.astimezone(datetime.UTC), usegmt=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _answer_headers(
+    this_update: datetime.datetime, next_update: datetime.datetime, der: bytes
+) -> tuple[str, str, str]:
+    """Last-Modified, Expires and ETag of a cached answer: the same for every request of it."""
+    etag = '"' + hashlib.sha1(der).hexdigest() + '"'
+    return _http_date(this_update), _http_date(next_update), etag
+
+
+def _plain(
+    start_response: StartResponse, status: str, text: str, headers: Iterable[tuple[str, str]] = ()
+) -> list[bytes]:
+    body = text.encode("utf-8")
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+class _TooLarge(Exception):
+    """The request body is over the limit."""
+
+
+def _body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole request body, at most ``limit`` bytes (chunked or with a Content-Length).
+
+    Raises:
+        _TooLarge: the body is longer.
+        ValueError: the Content-Length is not a number or the body is shorter than it says.
+    """
+    stream = environ["wsgi.input"]
+    length_text = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if length_text:
+        if not length_text.isdigit():
+            raise ValueError("the Content-Length header is not a number")
+        length = int(length_text)
+        if length > limit:
+            raise _TooLarge
+        body = stream.read(length) if length else b""
+        if len(body) < length:
+            raise ValueError("the request body is shorter than its Content-Length")
+        return bytes(body)
+    if environ.get("wsgi.input_terminated"):
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise _TooLarge
+        return bytes(body)
+    return b""
+
+
+def _decode_get(encoded: str) -> bytes:
+    """The DER request of an RFC 5019 GET path (base64, URL-decoded by the server already).
+
+    Raises:
+        _Malformed: not base64.
+    """
+    text = encoded.strip()
+    try:
+        if "-" in text or "_" in text:  # some clients use the URL-safe alphabet
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _Malformed(f"the GET path is not base64: {exc}") from exc
+
+
+class RevocationEndpoints:
+    """WSGI answers for :data:`OCSP_PATH` and :data:`CRL_PATH` of one data directory."""
+
+    def __init__(self, server: Callable[[], CAServer], *, refresh: bool = True) -> None:
+        self._server = server
+        self.responder = OcspResponder(server)
+        self._refresh = refresh
+        self._refresher: _Refresher | None = None
+        self._crl_lock = threading.Lock()
+        self._crl: dict[str, StoredCrl] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path.startswith(CRL_PATH):
+            return self._crl_answer(environ, start_response, path[len(CRL_PATH) :])
+        self._start_refresher()
+        return self._ocsp_answer(environ, start_response, path[len(OCSP_PATH) :])
+
+    def _start_refresher(self) -> None:
+        if not self._refresh:
+            return
+        if self._refresher is None:
+            store_path = self._server().store.path
+            self._refresher = _Refresher(
+                self.responder, Path(str(store_path) + ".ocsp.lock"), REFRESH_INTERVAL
+            )
+        self._refresher.ensure_running()
+
+    # -- OCSP ---------------------------------------------------------------------------
+
+    def _ocsp_answer(
+        self, environ: dict[str, Any], start_response: StartResponse, rest: str
+    ) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        allow = [("Allow", "GET, POST")]
+        if method == "POST":
+            if rest not in ("", "/"):
+                return _plain(
+                    start_response, "404 Not Found", "POST OCSP requests to " + OCSP_PATH + "\n"
+                )
+            try:
+                der = _body(environ, MAX_REQUEST_BYTES)
+            except _TooLarge:
+                return _plain(
+                    start_response,
+                    "413 Request Entity Too Large",
+                    f"an OCSP request is at most {MAX_REQUEST_BYTES} bytes\n",
+                    [("Connection", "close")],
+                )
+            except ValueError as exc:
+                return _plain(start_response, "400 Bad Request", f"{exc}\n")
+            return self._send(start_response, self.responder.respond(der), cacheable=False)
+        if method == "GET":
+            encoded = rest[1:] if rest.startswith("/") else rest
+            if len(encoded) > 2 * MAX_REQUEST_BYTES:
+                return _plain(
+                    start_response, "413 Request Entity Too Large", "the OCSP request is too long\n"
+                )
+            try:
+                der = _decode_get(encoded)
+            except _Malformed:
+                return self._send(start_response, Answer(MALFORMED), cacheable=False)
+            return self._send(start_response, self.responder.respond(der), cacheable=True)
+        return _plain(
+            start_response,
+            "405 Method Not Allowed",
+            "OCSP requests use POST, or GET with the base64 request in the path\n",
+            allow,
+        )
+
+    def _send(
+        self, start_response: StartResponse, answer: Answer, *, cacheable: bool
+    ) -> list[bytes]:
+        headers = [
+            ("Content-Type", "application/ocsp-response"),
+            ("Content-Length", str(len(answer.der))),
+        ]
+        if cacheable and answer.this_update is not None and answer.next_update is not None:
+            # RFC 5019 6.2: caches may keep the answer, never past its nextUpdate.
+            left = (answer.next_update - datetime.datetime.now(datetime.UTC)).total_seconds()
+            max_age = max(0, min(int(left), MAX_HTTP_CACHE_SECONDS))
+            last_modified, expires, etag = _answer_headers(
+                answer.this_update, answer.next_update, answer.der
+            )
+            headers += [
+                ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
+                ("Last-Modified", last_modified),
+                ("Expires", expires),
+                ("ETag", etag),
+            ]
+        else:
+            headers.append(("Cache-Control", "no-store"))
+        start_response("200 OK", headers)
+        return [answer.der]
+
+    # -- CRL ----------------------------------------------------------------------------
+
+    def _crl_answer(
+        self, environ: dict[str, Any], start_response: StartResponse, name: str
+    ) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if method not in ("GET", "HEAD"):
+            return _plain(
+                start_response,
+                "405 Method Not Allowed",
+                "the CRL is downloaded with GET\n",
+                [("Allow", "GET, HEAD")],
+            )
+        if name.endswith(".crl.pem"):
+            root, pem = name[: -len(".crl.pem")], True
+        elif name.endswith(".crl"):
+            root, pem = name[: -len(".crl")], False
+        else:
+            return _plain(
+                start_response, "404 Not Found", "CRLs are at <root>.crl or <root>.crl.pem\n"
+            )
+        try:
+            server = self._server()
+            cfg = server.store.server_config()
+            if cfg is None or cfg.root != root:
+                return _plain(start_response, "404 Not Found", "no CA by that name\n")
+            revocations = self.responder.context().revocations
+            crl = self._latest_crl(revocations)
+        except PkiError as exc:
+            log.error("CRL download failed: %s: %s", type(exc).__name__, exc.message)
+            return _plain(start_response, "503 Service Unavailable", "the CRL is not available\n")
+        if crl is None:
+            return _plain(
+                start_response,
+                "404 Not Found",
+                "no CRL has been signed yet (the administrator's `server_app.py crl` signs one)\n",
+            )
+        now = datetime.datetime.now(datetime.UTC)
+        if crl.next_update <= now:
+            log.warning(
+                "CRL number %d expired at %s: run `server_app.py crl`", crl.number, crl.next_update
+            )
+        if pem:
+            body = x509.load_der_x509_crl(crl.der).public_bytes(serialization.Encoding.PEM)
+            content_type = "application/x-pem-file"
+        else:
+            body, content_type = crl.der, "application/pkix-crl"
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Last-Modified", _http_date(crl.this_update)),
+                ("Cache-Control", f"max-age={CRL_HTTP_CACHE_SECONDS}, public, no-transform"),
+                ("ETag", f'"{revocations.issuer[:16]}-{crl.number}{"-pem" if pem else ""}"'),
+            ],
+        )
+        return [b""] if method == "HEAD" else [body]
+
+    def _latest_crl(self, revocations: Revocations) -> StoredCrl | None:
+        """The latest CRL, from this process's copy while its number is still the latest."""
+        number = revocations.store.crl_number(revocations.issuer)
+        if number is None:
+            return None
+        with self._crl_lock:
+            kept = self._crl.get(revocations.issuer)
+            if kept is not None and kept.number == number:
+                return kept
+        crl = revocations.crl()
+        if crl is not None:
+            with self._crl_lock:
+                self._crl = {revocations.issuer: crl}
+        return crl
