@@ -7,6 +7,8 @@ Content-Type.  Whatever the real server spends beyond this is the cost of our co
 
 Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE``;
 FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
+With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
+(``pki_soap.tls.gunicorn_settings``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the pki_soap package
+from pki_soap import tls  # noqa: E402
 
 # The same gunicorn settings `server_app.py serve` uses (pki_soap/cli/serve.py), so the only
 # difference between the two servers is the application.
@@ -88,9 +94,14 @@ def main() -> None:
     parser.add_argument("--bind", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--responses", type=Path, required=True)
+    parser.add_argument("--certfile", type=Path)
+    parser.add_argument("--keyfile", type=Path)
     args = parser.parse_args()
     app = make_floor_app(load_answers(args.responses))
-    _Gunicorn(app, {**SERVE_OPTIONS, "bind": args.bind, "workers": args.workers}).run()
+    options = {**SERVE_OPTIONS, "bind": args.bind, "workers": args.workers}
+    if args.certfile is not None:
+        options.update(tls.gunicorn_settings(args.certfile, args.keyfile))
+    _Gunicorn(app, options).run()
 
 
 if __name__ == "__main__":

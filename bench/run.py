@@ -40,6 +40,7 @@ BENCHMARKS = {
     "issuance": issuance.run,
     "client": client_cost.run,
     "revocation": revocation.run,
+    "tls": soap_throughput.run_tls,
 }
 
 

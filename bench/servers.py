@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,15 +61,29 @@ def children_of(pid: int) -> list[int]:
 
 
 class Server:
-    """A gunicorn server we started (its arbiter is our child); stopped by its pid only."""
+    """A gunicorn server we started (its arbiter is our child); stopped by its pid only.
 
-    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+    With ``cafile`` it serves HTTPS, verified against that CA certificate.
+    """
+
+    def __init__(
+        self, name: str, command: list[str], port: int, log: Path, cafile: Path | None = None
+    ) -> None:
         self.name, self.command, self.port, self.log = name, command, port, log
+        self.cafile = cafile
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}{SERVICE_PATH}"
+        scheme = "https" if self.cafile else "http"
+        return f"{scheme}://{HOST}:{self.port}{SERVICE_PATH}"
+
+    def connection(self, timeout: float = 60) -> http.client.HTTPConnection:
+        """A new HTTP(S) connection to the server (HTTPS verified against ``cafile``)."""
+        if self.cafile is None:
+            return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        context = ssl.create_default_context(cafile=self.cafile)
+        return http.client.HTTPSConnection(HOST, self.port, timeout=timeout, context=context)
 
     def start(self, timeout: float = 90.0) -> Server:
         """Start it and wait until it answers on its port.
@@ -93,7 +108,7 @@ class Server:
 
     def _answers(self) -> bool:
         try:
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            conn = self.connection(timeout=5)
             conn.request("GET", SERVICE_PATH + "?WSDL")
             conn.getresponse().read()
             conn.close()
@@ -133,10 +148,26 @@ def workers_default() -> int:
     return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Tls:
+    """HTTPS for both servers: ours issues its certificate with the CA password file; the
+    floor then serves the very same files with the same settings."""
+
+    password_file: Path
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+
 def our_server(
-    data_dir: Path, log: Path, workers: int | None = None, options: tuple[str, ...] = ()
+    data_dir: Path,
+    log: Path,
+    workers: int | None = None,
+    tls: Tls | None = None,
+    options: tuple[str, ...] = (),
 ) -> Server:
-    """``server_app.py serve`` on a free loopback port, with extra ``options``."""
+    """``server_app.py serve`` (with ``tls``: ``serve --tls``) on a free loopback port, with
+    extra ``options``."""
     port = free_port()
     command = [
         PYTHON,
@@ -152,10 +183,14 @@ def our_server(
         str(workers or workers_default()),
         *options,
     ]
-    return Server("server_app.py serve", command, port, log)
+    if tls is not None:
+        command += ["--tls", "--password-file", str(tls.password_file)]
+    return Server("server_app.py serve", command, port, log, tls.cafile if tls else None)
 
 
-def floor_server(responses: Path, log: Path, workers: int | None = None) -> Server:
+def floor_server(
+    responses: Path, log: Path, workers: int | None = None, tls: Tls | None = None
+) -> Server:
     """The floor app (bench/floor_app.py) on the same gunicorn settings, on a free port."""
     port = free_port()
     command = [
@@ -168,4 +203,6 @@ def floor_server(responses: Path, log: Path, workers: int | None = None) -> Serv
         "--responses",
         str(responses),
     ]
-    return Server("floor", command, port, log)
+    if tls is not None:
+        command += ["--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile)]
+    return Server("floor", command, port, log, tls.cafile if tls else None)

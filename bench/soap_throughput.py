@@ -1,15 +1,16 @@
-"""Benchmark 1: SOAP throughput of the three web methods against a floor, with wrk.
+"""Benchmarks 1 and 6: SOAP throughput of the three web methods against a floor, with wrk.
 
 Our server (``server_app.py serve``, gunicorn sync workers = cores) and the floor (the same
 gunicorn settings around an app that returns bytes captured from our server) run side by
 side; each repetition runs every (method, connections) cell on both, alternating which goes
-first.  The figure is the median over repetitions of ours / floor.
+first.  The figure is the median over repetitions of ours / floor.  Benchmark 6 does the same
+over HTTPS: ``serve --tls`` and the floor serving the same certificate with the same TLS
+settings.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 from pathlib import Path
 
@@ -28,19 +29,20 @@ from report import (
     table,
     verdict,
 )
-from servers import HOST, SERVICE_PATH, Server, floor_server, our_server
+from servers import SERVICE_PATH, Server, Tls, floor_server, our_server
 
 from pki_soap.keys import KeyType
 from pki_soap.store import Store
+from pki_soap.tls import ServerFiles
 
 CONNECTIONS = (1, 8)
 TARGETS = {"GetCertificate": 0.5, "ListCertificates": 0.5, "SubmitCSR": 0.3}
 _HOP_BY_HOP = {"connection", "date", "server", "transfer-encoding", "keep-alive"}
 
 
-def post(port: int, method: str, body: str) -> tuple[str, list[tuple[str, str]], bytes]:
+def post(server: Server, method: str, body: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """POST a SOAP ``body`` to our endpoint; (status line, end-to-end headers, body bytes)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    conn = server.connection()
     conn.request(
         "POST",
         SERVICE_PATH,
@@ -155,13 +157,32 @@ def profile_in_process(
 
 
 def run(plan: Plan) -> Section:
-    """Measure and return the section of the report."""
-    section = Section("1. SOAP throughput (wrk) against the floor")
-    work = plan.work / "throughput"
+    """Benchmark 1 (plain HTTP): measure and return the section of the report."""
+    return _throughput(plan, tls=False)
+
+
+def run_tls(plan: Plan) -> Section:
+    """Benchmark 6 (HTTPS on both servers): measure and return the section of the report."""
+    return _throughput(plan, tls=True)
+
+
+def _throughput(plan: Plan, *, tls: bool) -> Section:
+    label = "tls" if tls else "throughput"
+    section = Section(
+        "6. SOAP throughput over TLS (wrk) against the floor over the same TLS"
+        if tls
+        else "1. SOAP throughput (wrk) against the floor"
+    )
+    work = plan.work / label
     work.mkdir(parents=True)
     data_dir = work / "data"
-    progress("throughput: configuring a CA and issuing 5 certificates")
-    seeding.configure_ca(data_dir)
+    progress(f"{label}: configuring a CA and issuing 5 certificates")
+    password_file = seeding.configure_ca(data_dir)
+    https: Tls | None = None
+    if tls:
+        files = ServerFiles.of(data_dir)
+        cafile = data_dir / seeding.CA_DIRECTORY / f"{seeding.CA_ROOT}.cer"
+        https = Tls(password_file, cafile, files.cer, files.key)
     csr = seeding.cached_csrs(KeyType.RSA2048, 6)
     owned = seeding.issue_owned(data_dir, csr[:5])
     hostname, instance = seeding.OWNER
@@ -183,7 +204,8 @@ def run(plan: Plan) -> Section:
     scripts["SubmitCSR"] = work / "SubmitCSR.lua"
     scripts["SubmitCSR"].write_text(unique_script("SubmitCSR", submit_template))
 
-    ours = our_server(data_dir, work / "ours.log", options=plan.serve_options).start()
+    # With TLS, ours issues its certificate at start; the floor then serves the same files.
+    ours = our_server(data_dir, work / "ours.log", tls=https, options=plan.serve_options).start()
     floor: Server | None = None
     try:
         captured = {}
@@ -191,7 +213,7 @@ def run(plan: Plan) -> Section:
             *bodies.items(),
             ("SubmitCSR", submit_template.replace(UNIQUE, "capture_0")),
         ]:
-            status, headers, data = post(ours.port, method, body)
+            status, headers, data = post(ours, method, body)
             expect = {
                 "GetCertificate": b"-----BEGIN CERTIFICATE-----",
                 "ListCertificates": b"<Number>",
@@ -206,9 +228,9 @@ def run(plan: Plan) -> Section:
             section.add(f"- {method}: answer of {len(data):,} bytes captured for the floor")
         responses = work / "responses.json"
         responses.write_text(json.dumps(captured))
-        floor = floor_server(responses, work / "floor.log").start()
+        floor = floor_server(responses, work / "floor.log", tls=https).start()
         servers = {"ours": ours, "floor": floor}
-        progress("throughput: warming up")
+        progress(f"{label}: warming up")
         for name, server in servers.items():
             for script in scripts.values():
                 run_wrk(server.url, script, connections=2, seconds=1, args=[f"w{name}"])
@@ -217,7 +239,7 @@ def run(plan: Plan) -> Section:
             for method, script in scripts.items():
                 for conns in CONNECTIONS:
                     order = ["ours", "floor"] if rep % 2 == 0 else ["floor", "ours"]
-                    progress(f"throughput: rep {rep + 1}/{plan.reps} {method} c={conns}")
+                    progress(f"{label}: rep {rep + 1}/{plan.reps} {method} c={conns}")
                     for name in order:
                         result = run_wrk(
                             servers[name].url,
@@ -259,6 +281,15 @@ def run(plan: Plan) -> Section:
         "",
         f"{plan.reps} repetition(s) of {plan.seconds:.0f} s per cell; wrk and both servers "
         "share the machine's cores.",
+        *(
+            [
+                "Both serve HTTPS with the same certificate (EC P-256, issued by `serve --tls`) "
+                "and the same settings (`pki_soap.tls.gunicorn_settings`). Sync workers close "
+                "each connection, so every request pays a full TLS handshake on both.",
+            ]
+            if tls
+            else []
+        ),
         "",
         *table(
             [
@@ -283,6 +314,10 @@ def run(plan: Plan) -> Section:
         "",
         "Worker RSS after the runs: "
         + ", ".join(f"{m.rss:.0f} MiB (peak {m.peak:.0f})" for m in memory.values()),
+    )
+    if tls:
+        return section  # the application's own cost is benchmark 1's profile
+    section.add(
         "",
         "Where our time goes: the WSGI app called directly (no HTTP server, no load "
         "generator), same data directory:",

@@ -14,14 +14,21 @@ Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import re
+import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
+import urllib3.exceptions
 import zeep
 import zeep.exceptions
 import zeep.plugins
@@ -40,6 +47,7 @@ from pki_soap.errors import (
     MissingField,
     PkiError,
     ServerUnreachable,
+    UntrustedServer,
     error_for_number,
 )
 from pki_soap.names import CSR_FIELD_LIMITS, check_root
@@ -110,6 +118,33 @@ class RemoteCertificate:
     def certificate(self) -> x509.Certificate:
         """The parsed certificate (``contents`` was checked to parse when this was made)."""
         return x509.load_pem_x509_certificate(self.contents.encode("utf-8"))
+
+
+class _Verifying(requests.adapters.HTTPAdapter):
+    """HTTPS that verifies exactly as the CAClient was told.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's ``verify``
+    (psf/requests#3829), which would quietly trade the pinned CA for the system's; the
+    transport adapter has the last word on every request.
+    """
+
+    def __init__(self, verify: str | bool) -> None:
+        super().__init__()
+        self._verify = verify
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        """Send ``request`` with this adapter's verification, whatever was asked."""
+        return super().send(
+            request, stream=stream, timeout=timeout, verify=self._verify, cert=cert, proxies=proxies
+        )
 
 
 class _IrisHeaders(zeep.plugins.Plugin):
@@ -195,11 +230,55 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        if isinstance(current, http.client.RemoteDisconnected):
+            return (
+                "the server closed the connection without an answer (as an HTTPS server does "
+                "to plain HTTP: is the client configured for TLS?)"
+            )
         if isinstance(current, OSError) and current.strerror:
             return str(current.strerror)
         stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
         stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
     return type(exc).__name__
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps (causes, contexts, reasons, arguments)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        stack.extend(current.args)
+
+
+# OpenSSL's X509_V_ERR_* codes that mean "not issued by a CA we trust".
+_UNTRUSTED_ISSUER = {2, 18, 19, 20, 21}
+_HOST_MISMATCH = {62, 64}  # host name, IP address
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """Why a TLS handshake failed, in words; None when ``exc`` is not a TLS failure."""
+    for current in _causes(exc):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            code, detail = current.verify_code, current.verify_message
+            if code in _HOST_MISMATCH:
+                return f"its certificate does not name the host connected to ({detail})"
+            if code in _UNTRUSTED_ISSUER:
+                return f"its certificate was not issued by the trusted CA certificate ({detail})"
+            if code == 10:
+                return "its certificate has expired"
+            return f"its certificate does not verify ({detail})"
+        if isinstance(current, ssl.SSLError):
+            if current.reason in _NOT_TLS:
+                return "it does not speak TLS on this port (plain HTTP? then configure without TLS)"
+            return f"the TLS handshake failed ({current.reason or current})"
+    return None
 
 
 def _local(element: etree._Element) -> str:
@@ -228,24 +307,37 @@ class CAClient:
         timeout: float = 10.0,
         wsdl: str | None = None,
         session: requests.Session | None = None,
+        cafile: Path | str | None = None,
+        verify: bool = True,
         trace: Callable[[WireExchange], object] | None = None,
     ) -> None:
         """``url`` is the SOAP endpoint, ``wsdl`` a WSDL location that replaces the fetch;
         ``trace`` is given every request sent and its answer (the WSDL fetch too).
 
+        Over HTTPS the server's certificate is verified, with its host name: against
+        ``cafile`` alone when given (the pinned CA certificate), else against the system's
+        trusted CAs; ``verify=False`` skips the check, only for fetching a CA certificate
+        that is then compared with a fingerprint.
+
         Raises:
-            InvalidInput: ``url`` is not an http(s) URL with a host.
+            InvalidInput: ``url`` is not an http(s) URL with a host, or ``cafile`` with
+                ``verify=False``.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(f"CA server URL {url!r} must be http://host:port/path")
         if timeout <= 0:
             raise InvalidInput("timeout must be positive")
+        if cafile is not None and not verify:
+            raise InvalidInput("a CA file to verify against, and no verification: choose one")
         self.url = url
         self.timeout = timeout
         self._wsdl = wsdl
         self._own_session = session is None
         self._session = session or requests.Session()
+        self._verify = verify
+        if cafile is not None or not verify:
+            self._session.mount("https://", _Verifying(str(cafile) if cafile else False))
         if trace is not None:
             self._session.hooks["response"].append(_tracer(trace))
         self._lock = threading.Lock()
@@ -396,6 +488,21 @@ class CAClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _untrusted(self, reason: str) -> UntrustedServer:
+        return UntrustedServer(
+            f"CA server at {self.url} is not trusted: {reason}; nothing was sent"
+        )
+
+    @contextlib.contextmanager
+    def _unverified_quietly(self) -> Iterator[None]:
+        """urllib3 warns at each unverified request; ``verify=False`` was asked for knowingly."""
+        if self._verify:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            yield
+
     def _unreachable(self, reason: str, *, maybe_received: bool = False) -> ServerUnreachable:
         return ServerUnreachable(
             f"CA server at {self.url} unreachable: {reason}", maybe_received=maybe_received
@@ -437,13 +544,18 @@ class CAClient:
 
     def _call(self, method: str, **arguments: Any) -> etree._Element:
         """Send one request; return the response wrapper element or raise the mapped error."""
-        service = self._ensure_service()
+        with self._unverified_quietly():
+            service = self._ensure_service()
         if method == "SubmitCSR" and "Subject" not in self._csr_fields:
             # A pre-IRIS (Caché) server's WSDL has no Subject and its server rejects it (§10 Q2).
             arguments["csr"].pop("Subject", None)
         try:
-            response = getattr(service, method)(**arguments)
+            with self._unverified_quietly():
+                response = getattr(service, method)(**arguments)
         except requests.RequestException as exc:
+            tls_failure = _tls_reason(exc)
+            if tls_failure is not None:
+                raise self._untrusted(tls_failure) from exc
             raise self._unreachable(
                 _network_reason(exc, self.timeout), maybe_received=not _never_sent(exc)
             ) from exc
@@ -560,6 +672,9 @@ class CAClient:
         try:
             service, self._csr_fields = stub_for(location)
         except (requests.ConnectionError, requests.Timeout) as exc:
+            tls_failure = _tls_reason(exc)
+            if tls_failure is not None:
+                raise self._untrusted(tls_failure) from exc
             raise self._unreachable(_network_reason(exc, self.timeout)) from exc
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with a WSDL, same handling
             if self._wsdl is not None:

@@ -1,10 +1,16 @@
-"""The CA client's tasks (IRIS ``PKI.CAClient``): configure, get-ca, submit, list, get.
+"""The CA client's tasks (IRIS ``PKI.CAClient``): configure, get-ca, submit, list, get, export.
 
 The command line and the portal both call these.  Files land directly in the data directory,
 as the original's land in ``<install>/mgr/``: ``<root>.key`` (0600), ``<root>.csr``,
 ``<root>.cer`` and the CA certificate ``<CA root>.cer``.  A file name that comes from the
 server is used only after it passed the file-name root rules (``CAClient.get_certificate``
 refuses anything else), so nothing is ever written outside the data directory.
+
+Trust: ``get-ca --fingerprint`` checks the CA certificate the server sends against a
+fingerprint the CA administrator gave out of band and pins it (``pinned-ca.pem``, which no
+file-name root can collide with).  A client configured for HTTPS verifies every call against
+that certificate alone, host name included; before it is pinned, only ``get-ca
+--fingerprint`` can talk to the server.  Over plain HTTP the pin still guards ``get-ca``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import secrets
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,10 +40,13 @@ from pki_soap.errors import (
     InvalidInput,
     MissingField,
     NotConfigured,
+    NotFound,
     PkiError,
     ServerUnreachable,
     UnknownCertificate,
+    UntrustedServer,
 )
+from pki_soap.export import ExportFormat, chain, issuers, pem_bundle, pkcs12_bytes
 from pki_soap.keys import (
     KeyType,
     build_csr,
@@ -53,14 +63,17 @@ from pki_soap.keys import (
 )
 from pki_soap.names import (
     DEFAULT_INSTANCE,
+    Fingerprint,
     check_root,
     fingerprint,
     is_hostname,
+    sha256_fingerprint,
     subject_text,
 )
 from pki_soap.store import ClientConfig, Store
 
 DEFAULT_TIMEOUT = 10.0
+PINNED_CA_FILE = "pinned-ca.pem"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # MAXLEN of the PKI.CAClient / PKI.CSR properties the configuration feeds (wire-protocol.md §4.1).
 _MAX = {"server": 200, "path": 200, "contact": 50, "hostname": 100, "instance": 50}
@@ -84,12 +97,15 @@ def configure(
     contact_email: str | None = None,
     hostname: str | None = None,
     instance: str | None = None,
+    tls: bool | None = None,
 ) -> ClientConfig:
     """Store the client configuration; a setting not given (None) keeps its stored value.
 
     So ``configure(store, contact_email="x@example.com")`` changes only the e-mail.  The first
     configuration needs the server, port and contact name; the path defaults to IRIS's, the
     identity to this node's name and ``PKI``.  An empty phone or e-mail removes it.
+    ``tls`` reaches the server over HTTPS (default: plain HTTP); a pinned CA certificate
+    stays pinned.
 
     Raises:
         MissingField: the first configuration lacks the server, port or contact name, or
@@ -170,6 +186,7 @@ def configure(
         contact_email=email,
         hostname=hostname,
         instance=instance,
+        tls=tls if tls is not None else bool(previous and previous.tls),
     )
     store.save_client_config(cfg)
     return cfg
@@ -191,15 +208,38 @@ def client_config(store: Store) -> ClientConfig:
 
 
 def server_url(cfg: ClientConfig) -> str:
-    """``http://<server>:<port><path>``, the SOAP endpoint of the configured CA server."""
+    """``http(s)://<server>:<port><path>``, the SOAP endpoint of the configured CA server."""
     host = cfg.server.strip("[]")
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address
-    return f"http://{host}:{cfg.port}{cfg.path}"
+    return f"{'https' if cfg.tls else 'http'}://{host}:{cfg.port}{cfg.path}"
+
+
+def pinned_ca_path(data_dir: Path) -> Path:
+    """Where the pinned CA certificate is kept."""
+    return Path(data_dir) / PINNED_CA_FILE
+
+
+def pinned_ca(data_dir: Path) -> x509.Certificate | None:
+    """The pinned CA certificate, or None before ``get-ca --fingerprint`` pinned one.
+
+    Raises:
+        PkiError: the file exists but does not hold a PEM certificate.
+    """
+    path = pinned_ca_path(data_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise PkiError(f'the pinned CA certificate "{path}" is unreadable: {exc}') from exc
 
 
 def make_client(
     cfg: ClientConfig,
+    data_dir: Path,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     trace: Callable[[WireExchange], object] | None = None,
@@ -207,19 +247,31 @@ def make_client(
     """A CAClient for the configured server (callers keep and reuse it); ``trace`` is given
     the bytes of every request and answer (``client_app.py --trace``).
 
+    Over HTTPS it trusts the pinned CA certificate and nothing else.
+
     Raises:
         InvalidInput: the configuration does not make a usable URL.
+        NotConfigured: HTTPS, and no CA certificate is pinned yet.
     """
-    return CAClient(server_url(cfg), timeout=timeout, trace=trace)
+    if not cfg.tls:
+        return CAClient(server_url(cfg), timeout=timeout, trace=trace)
+    pin = pinned_ca_path(data_dir)
+    if not pin.is_file():
+        raise NotConfigured(
+            f"the CA server at {server_url(cfg)} is reached over HTTPS and no CA certificate "
+            "is trusted yet: first run client_app.py get-ca --fingerprint SHA256:... with the "
+            "fingerprint the CA administrator gives you (server_app.py status shows it)"
+        )
+    return CAClient(server_url(cfg), timeout=timeout, cafile=pin, trace=trace)
 
 
 @contextlib.contextmanager
-def _connected(cfg: ClientConfig, client: CAClient | None) -> Iterator[CAClient]:
+def _connected(cfg: ClientConfig, data_dir: Path, client: CAClient | None) -> Iterator[CAClient]:
     """The caller's client, or a new one closed afterwards (no sockets left to the GC)."""
     if client is not None:
         yield client
         return
-    with make_client(cfg) as own:
+    with make_client(cfg, data_dir) as own:
         yield own
 
 
@@ -258,29 +310,100 @@ def get_ca_certificate(
     force: bool = False,
     client: CAClient | None = None,
     out: Path | None = None,
+    expected: Fingerprint | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    trace: Callable[[WireExchange], object] | None = None,
 ) -> tuple[Path, str]:
     """GetCertificate("0"): save the CA certificate as ``<CA root>.cer``; (file, fingerprint).
 
-    ``out`` saves it there instead (a directory: as ``<CA root>.cer`` in it).
+    ``out`` saves it there instead (a directory: as ``<CA root>.cer`` in it).  ``trace`` is
+    given every request and answer of the clients made here (``client_app.py --trace``).
+
+    With ``expected`` (the fingerprint the CA administrator gave) the certificate is fetched
+    before anything is trusted, must have that fingerprint, and is then pinned; over HTTPS
+    the server must also prove, in a second call, that its own certificate comes from that
+    CA and names its host.  Without it the pinned certificate decides: over HTTPS every call
+    is verified against it, and the CA certificate sent must be it.
 
     Raises:
-        NotConfigured: the client is not configured, or the server has no CA certificate.
-        InvalidInput: ``<CA root>.cer`` exists and holds another certificate (and not ``force``).
+        NotConfigured: the client is not configured, the server has no CA certificate, or
+            HTTPS without ``expected`` and nothing pinned.
+        UntrustedServer: the fingerprint does not match, the server's TLS certificate does not
+            verify, or (without ``expected``) the CA certificate is not the pinned one.
+        InvalidInput: another CA certificate is pinned (and not ``force``), or
+            ``<CA root>.cer`` exists and holds another certificate (and not ``force``).
         InvalidRoot: the server supplied an unsafe file name.
         ServerUnreachable: the server did not answer properly.
         PkiError: the server's fault.
     """
     cfg = client_config(store)
-    with _connected(cfg, client) as connected:
-        remote = connected.get_certificate(0)
+    pinned = pinned_ca(data_dir)
+    if expected is None:
+        with client or make_client(cfg, data_dir, timeout=timeout, trace=trace) as connected:
+            remote = _ca_certificate(cfg, connected)
+        cert = remote.certificate
+        if pinned is not None and cert != pinned:
+            raise UntrustedServer(
+                f"the CA server at {server_url(cfg)} sent a CA certificate (SHA-256 "
+                f"{sha256_fingerprint(cert)}) that is not the pinned one (SHA-256 "
+                f"{sha256_fingerprint(pinned)}); nothing was saved. To trust another CA, run "
+                "get-ca --fingerprint with its fingerprint"
+            )
+    else:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Nothing is trusted yet: the fingerprint decides.
+        with client or CAClient(
+            server_url(cfg), timeout=timeout, verify=not cfg.tls, trace=trace
+        ) as connected:
+            remote = _ca_certificate(cfg, connected)
+        cert = remote.certificate
+        if not expected.matches(cert):
+            raise UntrustedServer(
+                f"the CA certificate the server at {server_url(cfg)} sent has the "
+                f"{expected.algorithm} fingerprint {expected.of(cert)}, not {expected}; "
+                "nothing was saved or pinned"
+            )
+        if pinned is not None and pinned != cert and not force:
+            raise InvalidInput(
+                f"another CA certificate is pinned (SHA-256 {sha256_fingerprint(pinned)}); "
+                "use --force to pin this one instead"
+            )
+        if cfg.tls:
+            _prove_server(cfg, data_dir, cert, timeout, trace)
+        write_public_file(pinned_ca_path(data_dir), cert_pem(cert).encode("ascii"))
+    path = _destination(data_dir, remote.filename, out)
+    _save_certificate(path, cert, force=force)
+    return path, fingerprint(cert)
+
+
+def _ca_certificate(cfg: ClientConfig, client: CAClient) -> RemoteCertificate:
+    remote = client.get_certificate(0)
     if remote is None:
         raise NotConfigured(
             f"the CA server at {server_url(cfg)} has no CA certificate (is it configured?)"
         )
-    path = _destination(data_dir, remote.filename, out)
-    cert = remote.certificate
-    _save_certificate(path, cert, force=force)
-    return path, fingerprint(cert)
+    return remote
+
+
+def _prove_server(
+    cfg: ClientConfig,
+    data_dir: Path,
+    ca: x509.Certificate,
+    timeout: float,
+    trace: Callable[[WireExchange], object] | None = None,
+) -> None:
+    """Call the server once more trusting only ``ca``: its TLS certificate must verify.
+
+    Raises:
+        UntrustedServer: it does not (another CA, or not for the configured host name).
+    """
+    candidate = data_dir / f".{PINNED_CA_FILE}.{secrets.token_hex(6)}.tmp"
+    write_public_file(candidate, cert_pem(ca).encode("ascii"))
+    try:
+        with CAClient(server_url(cfg), timeout=timeout, cafile=candidate, trace=trace) as verified:
+            verified.get_certificate(0)
+    finally:
+        candidate.unlink(missing_ok=True)
 
 
 def submit(
@@ -330,7 +453,7 @@ def submit(
         written.append(key_path)
         write_public_file(csr_path, contents.encode("ascii"))
         written.append(csr_path)
-        with _connected(cfg, client) as connected:
+        with _connected(cfg, data_dir, client) as connected:
             sentence = connected.submit_csr(
                 name=f"{cfg.hostname}:{cfg.instance}:{root}",
                 hostname=cfg.hostname,
@@ -408,7 +531,7 @@ def resubmit(store: Store, data_dir: Path, *, root: str, client: CAClient | None
         if not same_public_key(key.public_key(), csr.public_key()):
             raise InvalidInput(f'"{key_path}" is not the key of "{csr_path}"')
     try:
-        with _connected(cfg, client) as connected:
+        with _connected(cfg, data_dir, client) as connected:
             sentence = connected.submit_csr(
                 name=f"{cfg.hostname}:{cfg.instance}:{root}",
                 hostname=cfg.hostname,
@@ -431,7 +554,7 @@ def _remove(paths: list[Path]) -> None:
 
 
 def list_certificates(
-    store: Store, *, all: bool, client: CAClient | None = None
+    store: Store, data_dir: Path, *, all: bool, client: CAClient | None = None
 ) -> list[CertificateRow]:
     """ListCertificates for this host and instance, or every certificate when ``all``.
 
@@ -441,7 +564,7 @@ def list_certificates(
         PkiError: the server's fault.
     """
     cfg = client_config(store)
-    with _connected(cfg, client) as connected:
+    with _connected(cfg, data_dir, client) as connected:
         if all:
             return connected.list_certificates()
         return connected.list_certificates(cfg.hostname, cfg.instance)
@@ -471,7 +594,7 @@ def get_certificate(
         PkiError: the server's fault.
     """
     cfg = client_config(store)
-    with _connected(cfg, client) as connected:
+    with _connected(cfg, data_dir, client) as connected:
         remote: RemoteCertificate | None = connected.get_certificate(number)
     if remote is None:
         raise UnknownCertificate(
@@ -567,7 +690,7 @@ def overview(
     issued: list[CertificateRow] = []
     if cfg is not None:
         try:
-            with _connected(cfg, client) as connected:
+            with _connected(cfg, data_dir, client) as connected:
                 server_ca = connected.get_certificate(0)
                 issued = connected.list_certificates(cfg.hostname, cfg.instance)
         except PkiError as exc:
@@ -607,3 +730,77 @@ def overview(
         requests=requests,
         issued=issued,
     )
+
+
+def export(
+    data_dir: Path,
+    root: str,
+    kind: ExportFormat,
+    *,
+    out: Path | None = None,
+    force: bool = False,
+    password: bytes | None = None,
+    key_password: Callable[[], bytes | None] = lambda: None,
+) -> tuple[Path, int]:
+    """Write ``<root>.cer`` (and for PKCS#12 ``<root>.key``) in another format; (file, CAs).
+
+    The CA certificates come from the data directory: the pinned one and the ``.cer`` files
+    that are CA certificates (``get-ca`` saves the CA's).  ``password`` protects a PKCS#12
+    file; ``key_password`` is asked only when ``<root>.key`` is encrypted.  The file is
+    ``out`` or the format's default name in the data directory (a PKCS#12 file gets mode
+    0600); an existing file is replaced only with ``force``.
+
+    Raises:
+        InvalidRoot: ``root`` breaks the file-name rules.
+        NotFound: ``<root>.cer`` (or ``<root>.key``) is missing, or the CA certificates needed
+            are not in the data directory.
+        WrongPassword: the key password does not decrypt ``<root>.key``.
+        InvalidInput: no or an empty PKCS#12 password, a key that is not the certificate's,
+            or the target file exists (and not ``force``).
+    """
+    check_root(root)
+    cert_path = data_dir / f"{root}.cer"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except FileNotFoundError:
+        raise NotFound(f'no certificate "{cert_path}" (client_app.py get saves it)') from None
+    except ValueError as exc:
+        raise InvalidInput(f'"{cert_path}" is not a PEM certificate') from exc
+    known = _certificates_at_hand(data_dir)
+    try:
+        cas = issuers(cert, known)
+    except NotFound as exc:
+        raise NotFound(
+            f"{root}.cer: {exc.message} in {data_dir} (run client_app.py get-ca first)"
+        ) from exc
+    target = out or data_dir / kind.file_name(root)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise InvalidInput(f'file "{target}" already exists; use --force to replace it')
+    if kind is ExportFormat.P12:
+        if password is None:
+            raise InvalidInput("a PKCS#12 file needs a password")
+        key_path = data_dir / f"{root}.key"
+        try:
+            pem = key_path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f'no private key "{key_path}"') from None
+        key = load_key(pem, key_password() if key_is_encrypted(pem) else None)
+        data = pkcs12_bytes(root, key, cert, cas, password)
+        write_private_file(target, data)
+        return target, len(cas)
+    certs = chain(cert, cas, full=kind is ExportFormat.FULLCHAIN)
+    write_public_file(target, pem_bundle(certs))
+    return target, len(certs) - 1
+
+
+def _certificates_at_hand(data_dir: Path) -> list[x509.Certificate]:
+    """The pinned CA certificate and every readable ``.cer`` certificate in ``data_dir``."""
+    found: list[x509.Certificate] = []
+    for path in [pinned_ca_path(data_dir), *sorted(data_dir.glob("*.cer"))]:
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if cert not in found:
+            found.append(cert)
+    return found

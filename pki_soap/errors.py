@@ -24,6 +24,7 @@ to the same class through the error number (:func:`error_for_number`).
     ├── WrongPassword             Server  8122  exit 5
     ├── StoreUnavailable          Server  8123  exit 1  (disk full, read-only database)
     └── ServerUnreachable         Server  8130  exit 6  (client side only)
+        └── UntrustedServer       Server  8131  exit 8  (client side only: TLS, CA pin)
 
 Numbers 5001, 5659, 5805, 6237 and 7201 are the IRIS ones for the same
 situations; the 81xx numbers are ours (IRIS clients only show the faultstring).
@@ -165,6 +166,15 @@ class ServerUnreachable(PkiError):
     def __init__(self, message: str, *, maybe_received: bool = False) -> None:
         super().__init__(message)
         self.maybe_received = maybe_received
+
+
+class UntrustedServer(ServerUnreachable):
+    """The CA server could not be trusted: its TLS certificate does not verify against the
+    pinned CA certificate or does not name its host, or a CA certificate does not match the
+    fingerprint given.  Nothing was sent (or nothing was saved)."""
+
+    error_number = 8131
+    exit_code = 8
 
 
 def _all_classes() -> list[type[PkiError]]:

@@ -566,6 +566,51 @@ class CAServer:
         self._refresh_revocation(authority, key)
         return issued
 
+    def issue_own(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        hostname: str,
+        filename: str,
+        days: int,
+        password: bytes,
+    ) -> IssuedCertificate:
+        """Issue a TLS certificate for a CSR of the CA server itself (its HTTPS certificate).
+
+        No pending request is involved and nobody is notified; otherwise as :meth:`issue`:
+        the CA key is decrypted first, then one transaction takes the next serial number,
+        signs for :attr:`Usage.TLS` and records the certificate (Hostname ``hostname``, the
+        configured instance, Filename ``filename``), so it is listed (and can be revoked) like
+        any other; a CRL or OCSP signer that is due is renewed while the key is at hand.
+
+        Raises:
+            NotConfigured: the CA server has not been configured.
+            WrongPassword: ``password`` does not decrypt the CA key.
+            CAFileError: the CA files are unusable or the CA certificate has expired.
+            InvalidCsr, UnacceptableKey, InvalidInput: ``csr`` cannot be signed, or ``days``
+                is out of range.
+        """
+        _check_days(days, "the certificate's validity")
+        cfg = self.config()
+        authority = self.authority()
+        key = authority.private_key(password)
+        request = PendingRequest(
+            name=f"{hostname}:{cfg.instance}:{filename}",
+            hostname=hostname,
+            instance=cfg.instance,
+            filename=filename,
+            contents=keys.csr_pem(csr),
+            subject=names.subject_text(csr.subject),
+            contact_name=cfg.node,
+        )
+        with self.store.transaction():
+            authority.preview_extensions(csr, Usage.TLS)
+            number = authority.serials.take(after=self.store.highest_number())
+            issued = self._signed(authority, request, csr, Usage.TLS, key, days, number)
+            self.store.add_certificate(issued)
+        self._refresh_revocation(authority, key)
+        return issued
+
     def issue_many(
         self,
         names: Iterable[str],

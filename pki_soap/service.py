@@ -525,7 +525,7 @@ class PkiSoapApp:
             )
         self.portal: WsgiApp | None = None
         if portal:
-            # Behind an https:// public URL the session cookie is marked Secure.
+            # Behind an https:// public URL: Secure session cookie and HSTS.
             secure = endpoint_url(public_url).startswith("https://")
             self.portal = _load_portal(self.data, portal_networks, secure)
 

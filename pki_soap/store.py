@@ -88,6 +88,8 @@ class ClientConfig:
     contact_email: str | None
     hostname: str
     instance: str
+    tls: bool = False
+    """True: the CA server is reached over HTTPS (verified against the pinned CA)."""
 
 
 @dataclass
@@ -365,7 +367,11 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     )
 
 
-def _schema_v4(conn: sqlite3.Connection) -> None:
+def _schema_v4_client_tls(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE client_config ADD COLUMN tls INTEGER NOT NULL DEFAULT 0")
+
+
+def _schema_v5(conn: sqlite3.Connection) -> None:
     """Settings (IRIS-strict mode, exchange recording) and the recorded SOAP exchanges."""
     _run_script(
         conn,
@@ -420,7 +426,8 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
-    _schema_v4,
+    _schema_v4_client_tls,
+    _schema_v5,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -726,15 +733,21 @@ class Store:
         """The CA client's configuration, or None before it is configured."""
         row = self._fetchone(
             "SELECT server, port, path, contact_name, contact_phone, contact_email, hostname,"
-            " instance FROM client_config WHERE id = 1"
+            " instance, tls FROM client_config WHERE id = 1"
         )
-        return None if row is None else ClientConfig(*row)
+        if row is None:
+            return None
+        *fields, tls = row
+        cfg = ClientConfig(*fields)
+        cfg.tls = bool(tls)
+        return cfg
 
     def save_client_config(self, cfg: ClientConfig) -> None:
         """Store ``cfg`` as the CA client's configuration, replacing any previous one."""
         self._execute(
             "INSERT OR REPLACE INTO client_config (id, server, port, path, contact_name,"
-            " contact_phone, contact_email, hostname, instance) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " contact_phone, contact_email, hostname, instance, tls)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cfg.server,
                 cfg.port,
@@ -744,6 +757,7 @@ class Store:
                 cfg.contact_email,
                 cfg.hostname,
                 cfg.instance,
+                int(cfg.tls),
             ),
         )
 

@@ -5,8 +5,11 @@
   ``"http://127.0.0.1:<port>"``; the WSDL's ``soap:address`` points there, so zeep works.
   Extra keyword arguments go to ``make_app`` (``portal=False`` skips the web pages,
   ``max_body=...`` sets the body limit).  The server stops when the block ends.
+  ``ssl_context=...`` serves HTTPS instead (``https://127.0.0.1:<port>``).
 * ``configure_ca(data_dir)`` configures a CA (root ``CA_Server``, node ``caserver``,
   instance ``IRIS``: the names of wire-protocol.md's examples) and returns its password.
+* ``https_context(data_dir, password)`` issues the server's own HTTPS certificate (for
+  127.0.0.1) as ``serve --tls`` does and returns the server SSLContext ``serve`` would use.
 * ``soap_post(base_url, body, action)`` sends one POST with exactly the headers given
   (``action=None`` sends no SOAPAction) and returns an :class:`Answer`;
   ``raw_request(base_url, data)`` sends raw bytes over a socket (chunked bodies, lies).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -39,7 +43,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 from werkzeug.serving import make_server
 
-from pki_soap import names
+from pki_soap import names, tls
 from pki_soap.exchanges import Exchange
 from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
 from pki_soap.store import Store
@@ -64,10 +68,13 @@ EXCHANGE_WAIT_SECONDS = 60.0
 
 
 @contextmanager
-def live_server(data_dir: Path, **app_options: Any) -> Iterator[str]:
+def live_server(
+    data_dir: Path, *, ssl_context: ssl.SSLContext | None = None, **app_options: Any
+) -> Iterator[str]:
     """Serve ``make_app(data_dir, **app_options)`` on 127.0.0.1:<free port>; yield the base URL."""
-    server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
-    base_url = f"http://127.0.0.1:{server.server_port}"
+    server = make_server("127.0.0.1", 0, _not_ready, threaded=True, ssl_context=ssl_context)
+    scheme = "http" if ssl_context is None else "https"
+    base_url = f"{scheme}://127.0.0.1:{server.server_port}"
     app_options.setdefault("public_url", base_url)
     server.app = make_app(data_dir, **app_options)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
@@ -91,6 +98,16 @@ def wait_for_exchanges(data_dir: Path, count: int) -> list[Exchange]:
                 return [exchange for exchange in found if exchange is not None]
             assert time.monotonic() < deadline, f"{len(listed)} of {count} exchanges recorded"
             time.sleep(0.05)
+
+
+def https_context(
+    data_dir: Path, password: bytes, names: tuple[str, ...] = ("127.0.0.1",)
+) -> ssl.SSLContext:
+    """Issue the server's HTTPS certificate for ``names`` (as ``serve --tls``); its context."""
+    files = tls.ServerFiles.of(data_dir)
+    with open_server(data_dir) as server:
+        tls.issue(server, files, tls.server_names(names[0], names[1:]), password)
+    return tls.server_context(files.cer, files.key)
 
 
 def free_port() -> int:
@@ -157,10 +174,21 @@ def soap_post(
     path: str = SERVICE_PATH,
     content_type: str | None = "text/xml; charset=utf-8",
     headers: dict[str, str] | None = None,
+    cafile: Path | None = None,
 ) -> Answer:
-    """Send one request with exactly these headers (plus Host and Content-Length)."""
+    """Send one request with exactly these headers (plus Host and Content-Length).
+
+    An ``https://`` ``base_url`` is verified against ``cafile`` alone, host name included.
+    """
     parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=cafile)
+        connection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=TIMEOUT, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
     try:
         sent = dict(headers or {})
         if content_type is not None:

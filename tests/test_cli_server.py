@@ -1323,9 +1323,9 @@ def test_help_lists_each_command_on_one_line(program: str) -> None:
     expected = (
         ["configure", "reinitialize", "pending", "show", "issue", "delete", "certificates",
          "revoke", "crl", "status", "drop-mail", "settings", "exchanges", "serve",
-         "portal-password"]
+         "https-certificate", "portal-password"]
         if program == "server_app.py"
-        else ["show", "configure", "get-ca", "submit", "list", "get"]
+        else ["show", "configure", "get-ca", "submit", "list", "get", "export"]
     )  # fmt: skip
     assert [line.split()[0] for line in block] == expected
     # Each line: two spaces, the command, and its help text on the same line.

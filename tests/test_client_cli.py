@@ -130,12 +130,13 @@ def test_configure_stores_the_client_and_defaults_the_identity(
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--server", "http://ca.example", "--port", "1"], "is not a host name or IP address"),
+        (["--server", "ftp://ca.example", "--port", "1"], "use http(s)://host:port"),
+        (["--server", "ca/example", "--port", "1"], "is not a host name or IP address"),
         (["--server", "ca.example", "--port", "1", "--hostname", "a:b"], "may not contain ':'"),
         (["--server", "ca.example", "--port", "1", "--path", "isc"], "must start with '/'"),
         (["--server", "ca.example", "--port", "1", "--instance", "I\x1b"], "control character"),
     ],
-    ids=["scheme", "colon-host", "relative-path", "control-instance"],
+    ids=["scheme", "not-a-host", "colon-host", "relative-path", "control-instance"],
 )
 def test_configure_refuses_bad_values(
     capsys: pytest.CaptureFixture[str], data_dir: Path, args: list[str], message: str

@@ -1,17 +1,23 @@
 """Clients in other languages, each driven by our served ?WSDL, against a live server.
 
-PHP ``SoapClient``, Node.js ``soap`` (npm, pinned in tests/interop/package-lock.json) and Python
-``suds-community`` each run as a separate program (tests/interop/) that loads
-``<url>?WSDL`` and prints JSON.  Every toolkit does the whole flow: GetCertificate("0"),
+PHP ``SoapClient``, Node.js ``soap`` (npm, pinned in tests/interop/package-lock.json), Python
+``suds-community`` and plain ``zeep`` each run as a separate program (tests/interop/) that
+loads ``<url>?WSDL`` and prints JSON.  Every toolkit does the whole flow: GetCertificate("0"),
 SubmitCSR, the administrator issues, ListCertificates (this host and all, with both arguments
 omitted), GetCertificate(n).  How each reads the untyped DataSet is described in docs/interop.md.
-With the exchange recorder on, each toolkit's requests (and zeep's, plain and under our
-client) are recorded and annotated with what is known of that toolkit.
+
+Every test runs over plain HTTP and over HTTPS (the server certificate ``serve --tls`` makes),
+each toolkit verifying the server against our CA certificate alone ($INTEROP_CA_FILE), host
+name included; a server another CA vouches for, or one named otherwise, is refused.
+
+With the exchange recorder on, each toolkit's requests (and our own client's) are
+recorded and annotated with what is known of that toolkit.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import zeep
 from cryptography import x509
 
 from pki_soap import keys, names
@@ -29,8 +34,9 @@ from pki_soap.errors import InvalidCsr
 from pki_soap.exchanges import IRIS, TOOLKIT, Exchange, RecordLimits
 from pki_soap.server import CAServer
 from pki_soap.service import SERVICE_PATH
-from tests.conftest import CA_INSTANCE, CA_NODE, CA_ROOT
-from tests.service_support import live_server, wait_for_exchanges
+from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT
+from tests.engine_support import make_ca
+from tests.service_support import https_context, live_server, wait_for_exchanges
 
 INTEROP = Path(__file__).resolve().parent / "interop"
 TIMEOUT = 120  # seconds for one toolkit call: WSDL download, one SOAP call, process start-up
@@ -42,7 +48,16 @@ TOOLKITS = {
     "php": ["php", str(INTEROP / "php_client.php")],
     "node": ["node", str(INTEROP / "node_client.js")],
     "suds": [sys.executable, str(INTEROP / "suds_client.py")],
+    "zeep": [sys.executable, str(INTEROP / "zeep_client.py")],
 }
+
+
+def toolkit_environment(ca_file: Path | None) -> dict[str, str]:
+    """The toolkits' environment: $INTEROP_CA_FILE names the CA to trust over HTTPS."""
+    env = {key: value for key, value in os.environ.items() if key != "INTEROP_CA_FILE"}
+    if ca_file is not None:
+        env["INTEROP_CA_FILE"] = str(ca_file)
+    return env
 
 
 def ensure_node_modules() -> Path:
@@ -75,17 +90,24 @@ class Toolkit:
     name: str
     wsdl: str
     work: Path
+    ca_file: Path | None = None
+    """Over HTTPS: the CA certificate the toolkit trusts (and nothing else)."""
 
-    def run(self, command: str, *args: str) -> dict[str, object]:
-        """Run one call; return its JSON (a SOAP fault gives {"fault": ...})."""
-        done = subprocess.run(
+    def call(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one call as a process."""
+        return subprocess.run(
             [*TOOLKITS[self.name], command, self.wsdl, *args],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
             cwd=INTEROP,
+            env=toolkit_environment(self.ca_file),
             check=False,
         )
+
+    def run(self, command: str, *args: str) -> dict[str, object]:
+        """Run one call; return its JSON (a SOAP fault gives {"fault": ...})."""
+        done = self.call(command, *args)
         assert done.returncode in (0, 3), f"{self.name} {command} failed:\n{done.stderr}"
         result: dict[str, object] = json.loads(done.stdout)
         return result
@@ -99,19 +121,34 @@ class Toolkit:
         return self.run("submit", str(csr_file), hostname, "IRIS", filename, CONTACT, *extra)
 
 
-@pytest.fixture
-def service_url(configured_server: CAServer, data_dir: Path) -> Iterator[str]:
-    """URL of the SOAP service on a live HTTP server over the configured CA's data directory."""
-    with live_server(data_dir, portal=False) as base_url:
-        yield base_url + SERVICE_PATH
+@dataclass(frozen=True)
+class Service:
+    """The SOAP service's URL and, over HTTPS, the CA certificate that vouches for it."""
+
+    url: str
+    ca_file: Path | None
+
+
+@pytest.fixture(params=["http", "https"])
+def service(
+    request: pytest.FixtureRequest, configured_server: CAServer, data_dir: Path, ca_password: bytes
+) -> Iterator[Service]:
+    """The SOAP service on a live server over the configured CA's data directory."""
+    if request.param == "http":
+        with live_server(data_dir, portal=False) as base_url:
+            yield Service(base_url + SERVICE_PATH, None)
+        return
+    context = https_context(data_dir, ca_password)
+    with live_server(data_dir, portal=False, ssl_context=context) as base_url:
+        yield Service(base_url + SERVICE_PATH, data_dir / CA_DIRECTORY / f"{CA_ROOT}.cer")
 
 
 @pytest.fixture(params=sorted(TOOLKITS), ids=sorted(TOOLKITS))
 def toolkit(
-    request: pytest.FixtureRequest, service_url: str, node_modules: Path, tmp_path: Path
+    request: pytest.FixtureRequest, service: Service, node_modules: Path, tmp_path: Path
 ) -> Toolkit:
     """Each foreign toolkit, pointed at ``<service>?WSDL``."""
-    return Toolkit(request.param, service_url + "?WSDL", tmp_path)
+    return Toolkit(request.param, service.url + "?WSDL", tmp_path, service.ca_file)
 
 
 def _csr(subject: str, sans: str = "") -> tuple[keys.PrivateKey, x509.CertificateSigningRequest]:
@@ -163,13 +200,16 @@ def test_toolkit_submit_issue_list_get(
     assert mine["rows"] == [{"Number": str(issued.number), "Filename": filename}]
     assert everything["row_name"] == "ListAll"
     assert everything["columns"] == ["Number", "Hostname", "Instance", "Filename"]
+    # Over HTTPS the server's own certificate (number 1, Filename https) is listed first.
+    server_row = {"Number": "1", "Hostname": "127.0.0.1", "Instance": CA_INSTANCE}
     assert everything["rows"] == [
+        *([{**server_row, "Filename": "https"}] if toolkit.ca_file else []),
         {
             "Number": str(issued.number),
             "Hostname": hostname,
             "Instance": "IRIS",
             "Filename": filename,
-        }
+        },
     ]
     # What the toolkit's own object model made of the DataSet agrees with the raw XML.
     for listing in (pending_list, mine, everything):
@@ -241,6 +281,40 @@ def test_toolkit_reads_a_server_fault(toolkit: Toolkit) -> None:
     assert fault["detail"] == f"ERROR #5805: {fault['faultstring']}"
 
 
+# What each toolkit says when it refuses (PHP, Node.js and Python word it differently).
+_REFUSALS = {
+    "ca": ("certificate verify failed", "self-signed certificate in certificate chain"),
+    "name": ("did not match expected", "is not in the cert's list", "IP address mismatch"),
+}
+
+
+@pytest.mark.parametrize("wrong", sorted(_REFUSALS))
+def test_toolkit_refuses_a_server_it_cannot_verify(
+    configured_server: CAServer,
+    data_dir: Path,
+    ca_password: bytes,
+    node_modules: Path,
+    tmp_path: Path,
+    wrong: str,
+) -> None:
+    # Another CA to trust; or ours, for a server certificate that names another host.
+    ca_file = data_dir / CA_DIRECTORY / f"{CA_ROOT}.cer"
+    names_ = ("127.0.0.1",)
+    if wrong == "ca":
+        ca_file = make_ca(tmp_path).paths.cer
+    else:
+        names_ = ("ca.example",)
+    context = https_context(data_dir, ca_password, names_)
+    with live_server(data_dir, portal=False, ssl_context=context) as base_url:
+        for name in sorted(TOOLKITS):
+            toolkit = Toolkit(name, base_url + SERVICE_PATH + "?WSDL", tmp_path, ca_file)
+            done = toolkit.call("get", "0")
+            assert done.returncode not in (0, 3), f"{name} trusted the server: {done.stdout}"
+            assert any(reason in done.stderr for reason in _REFUSALS[wrong]), (
+                f"{name}: {done.stderr}"
+            )
+
+
 # -- the exchange recorder sees each toolkit ------------------------------------------------------
 
 BOGUS_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
@@ -249,6 +323,7 @@ RECORDED_AS = {
     "php": ("PHP SoapClient", "PHP-SOAP/"),
     "node": ("Node.js soap", "node-soap/"),
     "suds": ("Python suds", "Python-urllib/"),
+    "zeep": ("zeep", "Zeep/"),
 }
 
 
@@ -296,22 +371,12 @@ def test_recorder_annotates_each_toolkit(
     if name == "php":
         assert ("SOAPAction", f'"{TNS_ACTION}SubmitCSR"') in refused.request_headers
         assert "PHP SoapClient quotes the SOAPAction" in _notes(refused, TOOLKIT)
+    if name == "zeep":
+        assert got.request.startswith(b"<?xml version='1.0' encoding='utf-8'?>\n<soap-env:")
+        assert "zeep writes soap-env: and ns0: prefixes" in _notes(got, TOOLKIT)
 
 
-def test_recorder_annotates_zeep_and_our_client(recorded_url: str, data_dir: Path) -> None:
-    plain = zeep.Client(recorded_url + "?WSDL")  # type: ignore[no-untyped-call]
-    assert plain.service.GetCertificate("0").Number == "0"
-    with pytest.raises(zeep.exceptions.Fault, match="not valid base64"):
-        plain.service.SubmitCSR(
-            {
-                "Name": "z:IRIS:z",
-                "Hostname": "z.example",
-                "Instance": "IRIS",
-                "Filename": "z",
-                "Contents": BOGUS_CSR,
-                "ContactName": "Tester",
-            }
-        )
+def test_recorder_annotates_our_client(recorded_url: str, data_dir: Path) -> None:
     with CAClient(recorded_url) as ours:
         assert ours.get_certificate(0) is not None
         with pytest.raises(InvalidCsr):
@@ -325,9 +390,6 @@ def test_recorder_annotates_zeep_and_our_client(recorded_url: str, data_dir: Pat
                 contact_name="Tester",
             )
 
-    zeep_get, zeep_refused, our_get, our_refused = wait_for_exchanges(data_dir, 4)
-    _assert_get_and_refused_csr(zeep_get, zeep_refused, "zeep", "Zeep/")
-    assert zeep_get.request.startswith(b"<?xml version='1.0' encoding='utf-8'?>\n<soap-env:")
-    assert "zeep writes soap-env: and ns0: prefixes" in _notes(zeep_get, TOOLKIT)
+    our_get, our_refused = wait_for_exchanges(data_dir, 2)
     _assert_get_and_refused_csr(our_get, our_refused, "pki-soap client_app.py (zeep)", "pki-soap/")
     assert ("SOAPAction", f"{TNS_ACTION}GetCertificate") in our_get.request_headers

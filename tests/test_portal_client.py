@@ -21,6 +21,8 @@ from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
 from pki_soap.server import CAServer
 from pki_soap.service import make_app
+from tests.engine_support import make_ca
+from tests.service_support import https_context, live_server
 
 PORTAL_PASSWORD = "portal admin secret"
 
@@ -195,3 +197,42 @@ def test_unreachable_server_is_said_on_the_page_and_nothing_is_kept(client_dir: 
     listing = b.get("/client/certificates")
     assert listing.status_code == 400
     assert f"127.0.0.1:{port}" in " ".join(shown(listing))
+
+
+def test_client_pages_over_https_pin_the_ca_by_fingerprint(
+    configured_server: CAServer, data_dir: Path, ca_password: bytes, client_dir: Path
+) -> None:
+    context = https_context(data_dir, ca_password)
+    ca = configured_server.authority().certificate
+    other = make_ca(client_dir.parent / "other").certificate
+    with live_server(data_dir, portal=False, ssl_context=context) as url:
+        b = Browser(make_portal(client_dir))
+        b.submit("/login", {"password": PORTAL_PASSWORD, "next": "/"})
+        configured = b.submit(
+            "/client/configure",
+            {
+                "server": "127.0.0.1", "port": url.rpartition(":")[2], "tls": "yes",
+                "path": "/isc/pki/PKI.CAServer.cls", "contact_name": "Carol",
+            },
+        )  # fmt: skip
+        untrusted = b.get("/client/certificates")
+        no_fingerprint = b.submit("/client/ca-certificate", {})
+        wrong = b.submit("/client/ca-certificate", {"fingerprint": names.fingerprint(other)})
+        malformed = b.submit("/client/ca-certificate", {"fingerprint": "E3:FB"})
+        right = b.submit("/client/ca-certificate", {"fingerprint": names.fingerprint(ca)})
+        page = b.get("/client/ca-certificate")
+        listing = b.get("/client/certificates")
+
+    assert shown(configured) == [messages.client_configured()]
+    assert 'name="tls" value="yes" checked' in b.get("/client/configure").text
+    assert "first enter, on the CA certificate page, the fingerprint" in untrusted.text
+    assert no_fingerprint.status_code == 400
+    assert "first enter, on the CA certificate page, the fingerprint" in shown(no_fingerprint)[0]
+    assert wrong.status_code == 400 and "nothing was saved or pinned" in shown(wrong)[0]
+    assert malformed.status_code == 400 and "has 2 bytes: a SHA-1" in shown(malformed)[0]
+    assert shown(right) == [
+        messages.ca_certificate_saved(names.fingerprint(ca), client_dir / "TestCA.cer")
+    ]
+    assert names.sha256_fingerprint(ca) in page.text
+    assert x509.load_pem_x509_certificate((client_dir / "pinned-ca.pem").read_bytes()) == ca
+    assert "<td>https</td>" in listing.text

@@ -1,11 +1,15 @@
 """server_app.py and client_app.py on two hosts: two network namespaces joined by a veth pair.
 
-Host A (namespace ``pkia<pid>``, 10.231.N.1) runs ``server_app.py serve`` and a CA client of
-its own; host B (``pkib<pid>``, 10.231.N.2) runs ``client_app.py``.  Both request TLS
-certificates (CN and subjectAltNames naming their host), the administrator issues them with
-``server_app.py issue``, the clients list and fetch them, and then a TLS server on A and a
-client on B use them for a mutually authenticated handshake, the server certificate checked by
-host name and by IP address against the CA certificate fetched with get-ca.
+Host A (namespace ``pkia<pid>``, 10.231.N.1) runs ``server_app.py serve --tls`` (HTTPS, and
+plain HTTP beside it) and a CA client of its own that speaks plain HTTP, as an InterSystems
+client does; host B (``pkib<pid>``, 10.231.N.2) runs ``client_app.py`` over HTTPS, trusting the
+CA by the SHA-256 fingerprint the administrator reads from ``server_app.py status``.  Both
+request TLS certificates (CN and subjectAltNames naming their host), the administrator issues
+them with ``server_app.py issue``, the clients list and fetch them, the WSDL toolkits on B list
+over HTTPS, ``openssl s_client`` on B checks A's HTTPS (chain, IP address and name), and then a
+TLS server on A and a client on B use the issued certificates for a mutually authenticated
+handshake, the server certificate checked by host name and by IP address against the CA
+certificate fetched with get-ca.
 
 The addresses exist only inside the two namespaces, which this test creates and always
 removes (with every process left in them); it needs root and iproute2, as CI has.
@@ -29,11 +33,13 @@ import pytest
 from cryptography import x509
 
 from pki_soap import names
+from pki_soap.client_tasks import PINNED_CA_FILE
 from tests.test_interop_languages import TOOLKITS, ensure_node_modules
 
 REPO = Path(__file__).resolve().parents[1]
 TLS_PEER = REPO / "tests" / "interop" / "tls_peer.py"
 PORT = 52773
+HTTP_PORT = 52780
 TLS_PORT = 8443
 TIMEOUT = 60  # seconds for any one command
 START_TIMEOUT = 30.0  # seconds for the SOAP server to start answering
@@ -197,19 +203,38 @@ def _secret(path: Path, value: bytes) -> Path:
     return path
 
 
-def _wait_for_wsdl(host: Host, url: str) -> str:
-    """The WSDL fetched from ``host``, retrying until the server answers (bounded)."""
+def _wait_for_wsdl(host: Host, url: str, ca_file: Path) -> str:
+    """The WSDL fetched from ``host``, retrying until the server answers (bounded).
+
+    Over HTTPS the server is verified against ``ca_file`` alone, host name included.
+    """
     fetch = (
-        "import sys, time, urllib.request\n"
+        "import ssl, sys, time, urllib.request\n"
+        "context = ssl.create_default_context(cafile=sys.argv[2])\n"
         f"deadline = time.monotonic() + {START_TIMEOUT}\n"
         "while True:\n"
         "    try:\n"
-        "        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()); break\n"
-        "    except OSError:\n"
-        "        if time.monotonic() > deadline: raise\n"
+        "        answer = urllib.request.urlopen(sys.argv[1], timeout=5, context=context)\n"
+        "        print(answer.read().decode()); break\n"
+        "    except OSError as exc:\n"
+        "        untrusted = isinstance(getattr(exc, 'reason', exc), ssl.SSLError)\n"
+        "        if untrusted or time.monotonic() > deadline: raise\n"
         "        time.sleep(0.2)\n"
     )
-    return host.run([sys.executable, "-c", fetch, url]).stdout
+    return host.run([sys.executable, "-c", fetch, url, ca_file]).stdout
+
+
+def _s_client(host: Host, address: str, *args: str | Path) -> str:
+    """``openssl s_client`` from ``host`` to ``address``:PORT; its whole output."""
+    done = subprocess.run(
+        host.command(["openssl", "s_client", "-connect", f"{address}:{PORT}", *args]),
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    return done.stdout + done.stderr
 
 
 def _wait_for_file(path: Path, process: subprocess.Popen[bytes]) -> None:
@@ -264,31 +289,66 @@ def test_server_and_client_on_two_hosts_then_mutual_tls(
 ) -> None:
     a, b = hosts
     server_dir = tmp_path / "ca"
-    public_url = f"http://{a.address}:{PORT}/isc/pki/PKI.CAServer.cls"
+    public_url = f"https://{a.address}:{PORT}/isc/pki/PKI.CAServer.cls"
+    plain_url = f"http://{a.address}:{HTTP_PORT}/isc/pki/PKI.CAServer.cls"
     ca_password = _secret(tmp_path / "ca.password", CA_PASSWORD)
     key_password = _secret(tmp_path / "key.password", KEY_PASSWORD)
     host_a = Requester(a, tmp_path / "client-a", "CLIENTA", "host_a", "pki-a.test")
     host_b = Requester(b, tmp_path / "client-b", "CLIENTB", "host_b", "pki-b.test", key_password)
+    ca_file = server_dir / "CAServer" / "CA_Server.cer"
 
-    # Host A: the CA server, listening on its own address only, advertising it in the WSDL.
+    # Host A: the CA server, listening on its own address only, advertising it in the WSDL:
+    # HTTPS with its own certificate (issued at start with the CA password), plain HTTP beside.
     _server_app(a, server_dir, "configure", "--root", "CA_Server", "--dir", "CAServer",
                 "--subject", "/O=Two Hosts/CN=Two Hosts Test CA", "--ca-days", "30",
                 "--days", "7", "--password-file", ca_password,
                 "--node", "pki-a.test", "--instance", "IRIS")  # fmt: skip
-    serve = ["serve", "--host", a.address, "--port", str(PORT), "--public-url", public_url]
+    serve = ["serve", "--host", a.address, "--port", str(PORT), "--public-url", public_url,
+             "--tls", "--tls-name", "pki-a.test", "--password-file", ca_password,
+             "--http-port", str(HTTP_PORT)]  # fmt: skip
     a.start([sys.executable, REPO / "server_app.py", "--data-dir", server_dir, *serve,
              "--workers", "1", "--no-portal"], tmp_path / "serve.log")  # fmt: skip
-    wsdl = _wait_for_wsdl(b, public_url + "?WSDL")
+    wsdl = _wait_for_wsdl(b, public_url + "?WSDL", ca_file)
+    plain_wsdl = _wait_for_wsdl(b, plain_url + "?WSDL", ca_file)
     assert f'<soap:address location="{public_url}"/>' in wsdl
+    assert f'<soap:address location="{plain_url}"/>' in plain_wsdl
     assert _tcp_probe(a, "127.0.0.1", PORT) == "refused"  # --host: that address only
+    status = _server_app(a, server_dir, "status")
+    sha256 = re.search(r"^CA SHA-256 fingerprint:\s+(\S+)$", status, re.MULTILINE)
+    sha1 = re.search(r"^CA SHA-1 fingerprint:\s+(\S+)$", status, re.MULTILINE)
+    assert sha256 and sha1, status
 
-    # Each host's CA client asks for a certificate naming its host (B over the veth link).
+    # openssl on B: A's HTTPS chain verifies against the CA, for its address and its name.
+    by_ip = _s_client(b, a.address, "-CAfile", ca_file, "-verify_ip", a.address, "-showcerts")
+    by_name = _s_client(b, a.address, "-CAfile", ca_file, "-verify_hostname", "pki-a.test")
+    other_name = _s_client(b, a.address, "-CAfile", ca_file, "-verify_hostname", "pki-b.test")
+    assert "Verify return code: 0 (ok)" in by_ip and by_ip.count("BEGIN CERTIFICATE") == 2
+    assert "Verify return code: 0 (ok)" in by_name
+    assert "Verify return code: 62 (hostname mismatch)" in other_name
+
+    # Host A's own client speaks plain HTTP, as an InterSystems client does; B speaks HTTPS
+    # and must first trust the CA by its fingerprint (the SHA-1 form works for A's pin too).
+    connections = {
+        host_a: (["--server", a.address, "--port", str(HTTP_PORT)], sha1.group(1)),
+        host_b: (["--server", f"https://{a.address}:{PORT}"], f"SHA256:{sha256.group(1)}"),
+    }
+    untrusted = host_b.host.run(
+        [sys.executable, REPO / "client_app.py", "--data-dir", host_b.data_dir, "configure",
+         "--server", f"https://{a.address}:{PORT}", "--contact-name", "x"],
+    )  # fmt: skip
+    assert untrusted.returncode == 0
+    first_use = host_b.host.run(
+        [sys.executable, REPO / "client_app.py", "--data-dir", host_b.data_dir, "get-ca"],
+        ok=False,
+    )
+    assert first_use.returncode == 4 and "get-ca --fingerprint" in first_use.stderr
     for requester in (host_a, host_b):
-        requester.client_app("configure", "--server", a.address, "--port", str(PORT),
+        server, fingerprint = connections[requester]
+        requester.client_app("configure", *server,
                              "--contact-name", f"Admin of {requester.hostname}",
                              "--hostname", requester.hostname,
                              "--instance", requester.instance)  # fmt: skip
-        got_ca = requester.client_app("get-ca")
+        got_ca = requester.client_app("get-ca", "--fingerprint", fingerprint)
         password: list[str | Path] = []
         if requester.password_file:
             password = ["--password-file", requester.password_file]
@@ -297,6 +357,7 @@ def test_server_and_client_on_two_hosts_then_mutual_tls(
                                          "--subject", f"/O=Two Hosts/CN={requester.hostname}",
                                          "--san", sans, *password)  # fmt: skip
         assert "Certificate Authority Certificate (SHA-1 Fingerprint:" in got_ca
+        assert "Pinned as the trusted CA certificate" in got_ca
         assert (
             "successfully submitted to the Certificate Authority at instance IRIS "
             "on node pki-a.test" in " ".join(submitted.split())
@@ -335,14 +396,17 @@ def test_server_and_client_on_two_hosts_then_mutual_tls(
             f"IP:{r.host.address}",
         }
 
-    # Clients generated from the WSDL follow its soap:address, the public URL, from host B.
+    # Clients generated from the WSDL follow its soap:address, the public HTTPS URL, from host
+    # B, trusting B's pinned CA certificate alone; the server's own certificate is listed too.
     ensure_node_modules()
+    toolkit_env = ["env", f"INTEROP_CA_FILE={host_b.data_dir / PINNED_CA_FILE}"]
     wsdl_listings = {
-        toolkit: json.loads(b.run([*argv, "list", public_url + "?WSDL"]).stdout)
+        toolkit: json.loads(b.run([*toolkit_env, *argv, "list", public_url + "?WSDL"]).stdout)
         for toolkit, argv in TOOLKITS.items()
     }
     for toolkit, listing in wsdl_listings.items():
-        assert [row["Filename"] for row in listing["rows"]] == ["host_a", "host_b"], toolkit
+        filenames = [row["Filename"] for row in listing["rows"]]
+        assert filenames == ["https", "host_a", "host_b"], toolkit
 
     # TLS between the hosts with the issued certificates, trust from each get-ca copy.
     ready = tmp_path / "tls.ready"

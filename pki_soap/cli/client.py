@@ -1,10 +1,14 @@
-"""``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get).
+"""``client_app.py``: the CA client on the command line (configure, get-ca, submit, list, get,
+export).
 
 Without a command (or with ``show``) it shows where the client stands and the next step.
 Prints the original's messages; on failure prints one ``error: <message>`` line on stderr and
 returns the error's exit code (2 for usage errors), never a traceback.  The key password comes
 from ``--password-file``, the ``PKI_KEY_PASSWORD`` environment variable, or a prompt with
-confirmation when stdin is a terminal -- never from the command line.
+confirmation when stdin is a terminal -- never from the command line.  ``export --p12`` asks
+the PKCS#12 password the same way (``--password-file``, ``PKI_P12_PASSWORD``, a prompt) and
+the key's own password, only if the key is encrypted, from ``--key-password-file``,
+``PKI_KEY_PASSWORD`` or a prompt.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -25,11 +30,14 @@ from pki_soap.cli import Commands
 from pki_soap.client import DEFAULT_PATH, WireExchange
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.exchanges import readable
+from pki_soap.export import ExportFormat
 from pki_soap.keys import KeyType
 from pki_soap.names import (
     DEFAULT_INSTANCE,
     check_root,
+    parse_fingerprint,
     parse_sans,
+    sha256_fingerprint,
     subject_from_fields,
     subject_from_text,
 )
@@ -38,6 +46,7 @@ from pki_soap.store import DATABASE_NAME, Store
 PROG = "client_app.py"
 INSTALLED_PROG = "pki-client"
 PASSWORD_ENV = "PKI_KEY_PASSWORD"
+P12_PASSWORD_ENV = "PKI_P12_PASSWORD"
 DEFAULT_DATA_DIR = Path("pki-data")
 _SUBJECT_FIELDS = ("country", "state", "locality", "organization", "org_unit", "common_name")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -132,8 +141,39 @@ def _invocation() -> str:
 
 _CONFIGURE_OPTIONS = (
     "server", "port", "path", "contact_name", "contact_phone", "contact_email", "hostname",
-    "instance",
+    "instance", "tls",
 )  # fmt: skip
+
+
+def _server_address(
+    args: argparse.Namespace,
+) -> tuple[str | None, int | None, str | None, bool | None]:
+    """(host, port, path, tls) from ``--server`` (a host or an http(s) URL) and the options;
+    None for what is not given (kept as stored).
+
+    Raises:
+        InvalidInput: an unusable URL, or a port or path given twice differently.
+    """
+    if args.server is None or "://" not in args.server:
+        return args.server, args.port, args.path, args.tls
+    text = args.server.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise InvalidInput(f"--server {text!r}: use http(s)://host:port[/path] or a host name")
+    if args.tls is not None and args.tls != (parts.scheme == "https"):
+        raise InvalidInput(f"--server {text!r} and --{'' if args.tls else 'no-'}tls disagree")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput(f"--server {text!r}: the port is not a number from 1 to 65535") from None
+    if port is not None and args.port is not None and port != args.port:
+        raise InvalidInput(f"--server {text!r} and --port {args.port} name different ports")
+    port = port or args.port or (443 if parts.scheme == "https" else 80)
+    if parts.path not in ("", "/") and args.path is not None and parts.path != args.path:
+        raise InvalidInput(f"--server {text!r} and --path {args.path} name different paths")
+    # A URL names the whole endpoint: without a path, IRIS's, not a path stored before.
+    path = parts.path if parts.path not in ("", "/") else (args.path or DEFAULT_PATH)
+    return parts.hostname, port, path, parts.scheme == "https"
 
 
 def _configure(args: argparse.Namespace) -> int:
@@ -142,12 +182,14 @@ def _configure(args: argparse.Namespace) -> int:
             "give the settings to store (see configure --help); "
             f"`{_invocation()} show` shows the configuration"
         )
+    server, port, path, tls = _server_address(args)
     with _store(args) as store:
         client_tasks.configure(
             store,
-            server=args.server,
-            port=args.port,
-            path=args.path,
+            server=server,
+            port=port,
+            path=path,
+            tls=tls,
             contact_name=args.contact_name,
             contact_phone=args.contact_phone,
             contact_email=args.contact_email,
@@ -159,15 +201,30 @@ def _configure(args: argparse.Namespace) -> int:
 
 
 def _get_ca(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack, _store(args) as store:
+    expected = parse_fingerprint(args.fingerprint) if args.fingerprint is not None else None
+    with _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(
-            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
-        )
         path, fp = client_tasks.get_ca_certificate(
-            store, args.data_dir, force=args.force, client=client, out=args.out
+            store,
+            args.data_dir,
+            force=args.force,
+            out=args.out,
+            expected=expected,
+            timeout=args.timeout,
+            trace=_tracer(args),
         )
+        pinned = client_tasks.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
+    if expected is not None and pinned is not None:
+        checked = (
+            "every call to the CA server is verified against it"
+            if cfg.tls
+            else "get-ca compares it with what the server sends (plain HTTP itself is not verified)"
+        )
+        print(
+            f"Pinned as the trusted CA certificate ({expected.algorithm} fingerprint matched; "
+            f"SHA-256 {sha256_fingerprint(pinned)}): {checked}."
+        )
     return 0
 
 
@@ -189,7 +246,7 @@ def _submit(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         password = _key_password(args)
         text = client_tasks.submit(
@@ -211,7 +268,9 @@ def _resubmit(args: argparse.Namespace) -> int:
         args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
-        client = stack.enter_context(client_tasks.make_client(cfg, timeout=args.timeout))
+        client = stack.enter_context(
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
+        )
         text = client_tasks.resubmit(store, args.data_dir, root=args.root, client=client)
     print("\n".join(_printable(line) for line in text.split("\n")))
     return 0
@@ -221,9 +280,9 @@ def _list(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
-        rows = client_tasks.list_certificates(store, all=args.all, client=client)
+        rows = client_tasks.list_certificates(store, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
     table: list[tuple[str, ...]]
     if args.all:
@@ -252,7 +311,7 @@ def _get(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, timeout=args.timeout, trace=_tracer(args))
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         path, fp, number = client_tasks.get_certificate(
             store, args.data_dir, args.number, force=args.force, client=client, out=args.out
@@ -267,7 +326,9 @@ def _show(args: argparse.Namespace) -> int:
     if (data_dir / DATABASE_NAME).is_file():  # looking must not create a data directory
         with _store(args) as store:
             cfg = store.client_config()
-    client = client_tasks.make_client(cfg, timeout=args.timeout) if cfg is not None else None
+    client = None
+    if cfg is not None and (not cfg.tls or client_tasks.pinned_ca(data_dir) is not None):
+        client = client_tasks.make_client(cfg, data_dir, timeout=args.timeout)
     with client or contextlib.nullcontext():
         seen = client_tasks.overview(data_dir, cfg, client=client)
     for line in _overview_lines(seen, data_dir):
@@ -295,8 +356,15 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
         answer = "answers, but has no CA certificate (is the CA configured?)"
     else:
         answer = "answers"
+    pinned = client_tasks.pinned_ca(data_dir)
+    lines.append(f"CA server:       {seen.url} ({answer})")
+    if pinned is not None:
+        lines.append(
+            f"Trust:           pinned CA certificate, SHA-256 {sha256_fingerprint(pinned)}"
+        )
+    elif cfg.tls:
+        lines.append("Trust:           no CA certificate pinned yet (get-ca --fingerprint)")
     lines += [
-        f"CA server:       {seen.url} ({answer})",
         f"This client:     host {cfg.hostname}, instance {cfg.instance}",
         f"Contact:         {cfg.contact_name}" + (f" ({contact})" if contact else ""),
     ]
@@ -313,7 +381,7 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
         lines.append("  none")
     for req in seen.requests:
         lines.append(f"  {req.root}: " + _request_state(req, seen))
-    lines += ["", "Next step: " + _next_step(seen, run)]
+    lines += ["", "Next step: " + _next_step(seen, run, pinned is not None)]
     return lines
 
 
@@ -331,9 +399,14 @@ def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) 
     return f"{fp}; not issued yet (pending, or deleted by the CA administrator)"
 
 
-def _next_step(seen: client_tasks.Overview, run: str) -> str:
+def _next_step(seen: client_tasks.Overview, run: str, pinned: bool) -> str:
     cfg = seen.config
     assert cfg is not None
+    if cfg.tls and not pinned:
+        return (
+            "trust the CA certificate by the fingerprint the CA administrator gives you "
+            f"(`server_app.py status` shows it): `{run} get-ca --fingerprint SHA256:...`."
+        )
     if seen.server_error is not None:
         return (
             f"check that the CA server runs at {seen.url} and that port {cfg.port} is open to "
@@ -361,6 +434,67 @@ def _next_step(seen: client_tasks.Overview, run: str) -> str:
             f" --san DNS:{cfg.hostname}`."
         )
     return f"nothing to do; `{run} list --all` shows every certificate of the CA."
+
+
+def _export(args: argparse.Namespace) -> int:
+    kind = ExportFormat(args.format)
+    check_root(args.name)
+    password = None
+    if kind is ExportFormat.P12:
+        password = _new_password(args.password_file, P12_PASSWORD_ENV, "the PKCS#12 password")
+    elif args.password_file is not None:
+        raise InvalidInput("--password-file is the PKCS#12 password: only with --p12")
+    path, cas = client_tasks.export(
+        args.data_dir,
+        args.name,
+        kind,
+        out=args.out,
+        force=args.force,
+        password=password,
+        key_password=lambda: _existing_key_password(args),
+    )
+    what = {
+        ExportFormat.P12: "key, certificate and",
+        ExportFormat.CHAIN: "certificate and",
+        ExportFormat.FULLCHAIN: "certificate and",
+    }[kind]
+    print(_printable(f'Wrote "{path}": {what} {cas} CA certificate(s).'))
+    return 0
+
+
+def _new_password(file: Path | None, env: str, what: str) -> bytes:
+    """A password to protect something new: ``file``, ``$env`` or a prompt with confirmation.
+
+    Raises:
+        InvalidInput: empty, the two answers differ, or nowhere to get it from.
+    """
+    if file is not None:
+        return _read_password_file(file)
+    from_env = os.environ.get(env)
+    if from_env:
+        return from_env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"{what} is needed: use --password-file FILE or ${env}")
+    first = getpass.getpass(f"{what[0].upper()}{what[1:]}: ")
+    if not first:
+        raise InvalidInput(f"{what} may not be empty")
+    if getpass.getpass("Confirm the password: ") != first:
+        raise InvalidInput("the passwords do not match")
+    return first.encode("utf-8")
+
+
+def _existing_key_password(args: argparse.Namespace) -> bytes | None:
+    """The password of an encrypted ``<root>.key``: its file, ``$PKI_KEY_PASSWORD``, a prompt."""
+    if args.key_password_file is not None:
+        return _read_password_file(args.key_password_file)
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"{args.name}.key is encrypted: use --key-password-file FILE or ${PASSWORD_ENV}"
+        )
+    return getpass.getpass(f"Password of {args.name}.key: ").encode("utf-8") or None
 
 
 def _timeout(text: str) -> float:
@@ -440,19 +574,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--server, --port and --contact-name are needed; later, only what changes "
         '(an empty --contact-phone "" or --contact-email "" removes it).'
     )
-    sub.add_argument("--server", help="CA server host name or IP address")
-    sub.add_argument("--port", type=_port, help="CA web server port")
+    sub.add_argument(
+        "--server", help="CA server host name or IP address, or its URL https://host:port[/path]"
+    )
+    sub.add_argument("--port", type=_port, help="CA web server port (unless in --server's URL)")
     sub.add_argument("--path", help=f"CA server path (default: {DEFAULT_PATH})")
     sub.add_argument("--contact-name", help="local technical contact")
     sub.add_argument("--contact-phone")
     sub.add_argument("--contact-email", help="receives the 'certificate issued' notice")
     sub.add_argument("--hostname", help="this host's name (default: the node name)")
     sub.add_argument("--instance", help=f"this instance's name (default: {DEFAULT_INSTANCE})")
+    sub.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reach the server over HTTPS, as --server https://... does (then run get-ca "
+        "--fingerprint); --no-tls: plain HTTP again",
+    )
 
-    sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer")
-    sub.add_argument("--force", action="store_true", help="replace a different <CA root>.cer")
+    sub = command("get-ca", _get_ca, "save the CA certificate as <CA root>.cer (and pin it)")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different <CA root>.cer (and, with --fingerprint, another pin)",
+    )
     sub.add_argument(
         "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
+    )
+    sub.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="the CA certificate's fingerprint from the CA administrator (SHA256:AB:CD:... or "
+        "the SHA-1 form E3:FB:...): checked, then the certificate is pinned and trusted",
     )
 
     sub = command("submit", _submit, "generate a key and CSR and submit the CSR")
@@ -494,6 +647,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--out", type=Path, metavar="FILE", help="save it as FILE (or in directory FILE)"
     )
+    sub = command(
+        "export", _export, "write NAME.cer (and NAME.key) as PKCS#12 or a PEM chain", net=False
+    )
+    sub.add_argument("name", metavar="NAME", help="file name root of NAME.cer / NAME.key")
+    formats = sub.add_mutually_exclusive_group(required=True)
+    formats.add_argument(
+        "--p12",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.P12.value,
+        help="PKCS#12 with key, certificate and CA chain (Java keytool, .NET): NAME.p12",
+    )
+    formats.add_argument(
+        "--chain",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.CHAIN.value,
+        help="PEM: the certificate and its intermediate CAs: NAME-chain.pem",
+    )
+    formats.add_argument(
+        "--fullchain",
+        dest="format",
+        action="store_const",
+        const=ExportFormat.FULLCHAIN.value,
+        help="PEM: the certificate and every CA up to the root: NAME-fullchain.pem",
+    )
+    sub.add_argument(
+        "--password-file",
+        type=Path,
+        help=f"file holding the PKCS#12 password (else ${P12_PASSWORD_ENV}, else a prompt)",
+    )
+    sub.add_argument(
+        "--key-password-file",
+        type=Path,
+        help=f"file holding NAME.key's password if encrypted (else ${PASSWORD_ENV}, a prompt)",
+    )
+    sub.add_argument("--out", type=Path, help="the file to write (default: in the data directory)")
+    sub.add_argument("--force", action="store_true", help="replace an existing file")
     parser.description = (
         "CA client of the InterSystems-compatible PKI (PKI.CAServer over SOAP).\n\n"
         + commands.listing()

@@ -3,22 +3,46 @@
 Sync workers, one per CPU by default: the work is CPU-bound lxml/spyne code, so processes
 scale where threads do not.  ``--demo`` first configures a throw-away test CA when none is
 configured, so ``make run`` works on an empty data directory.
+
+``--tls`` serves HTTPS (pki_soap/tls.py).  The server's own certificate is issued by its CA,
+which needs the CA key password; the running server does not keep it.  So the password is
+asked at start, as every administration command asks it (``--password-file``,
+``$PKI_CA_PASSWORD``, a prompt), and only when the certificate must be made or renewed.
+While serving, renewal happens without a person only when the password can be read again:
+from ``--password-file`` (read anew at each renewal, never kept in memory), the environment
+variable, or the demo CA's password file; otherwise the log says a restart is due.  The
+renewal itself runs ``server_app.py https-certificate`` in a process of its own: gunicorn's
+master never holds a database connection while it forks workers.
+``--certfile/--keyfile`` serve a certificate from elsewhere instead (reloaded when the files
+change).  ``--http-port`` also serves SOAP and the WSDL over plain HTTP, in a second gunicorn
+master process (gunicorn's TLS setting holds for all its listeners); the portal is never
+served over plain HTTP when TLS is on.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
-from pki_soap import keys, names, settings
+import pki_soap
+from pki_soap import keys, names, settings, tls
+from pki_soap.cli import https_certificate
+from pki_soap.cli import server as server_cli
 from pki_soap.cli.server import (
     add_mode_arguments,
     ca_configured,
@@ -100,6 +124,42 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"<data-dir>/{DEMO_PASSWORD_FILE})"
         ),
     )
+    https = serve.add_argument_group("HTTPS")
+    https.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a certificate for the public host name issued by this CA "
+        "(made at first start, renewed before it expires; <data-dir>/tls/)",
+    )
+    https.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name or IP address for the server's certificate; repeatable",
+    )
+    https.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the CA key password, to issue and renew the server's certificate "
+        f"(or ${server_cli.CA_PASSWORD_ENV}, or a prompt at start)",
+    )
+    https.add_argument(
+        "--certfile",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate chain instead (implies --tls)",
+    )
+    https.add_argument(
+        "--keyfile", type=Path, metavar="FILE", help="the unencrypted key of --certfile"
+    )
+    https.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="with HTTPS, also serve SOAP and ?WSDL (not the portal) over plain HTTP on PORT",
+    )
     add_mode_arguments(serve, for_serve=True)
     return serve
 
@@ -120,12 +180,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn has no type 
         return self._app
 
 
-def default_public_url(host: str, port: int) -> str:
-    """``http://<host>:<port>``; a wildcard address becomes this machine's host name."""
+def default_public_url(host: str, port: int, scheme: str = "http") -> str:
+    """``<scheme>://<host>:<port>``; a wildcard address becomes this machine's host name."""
     name = socket.gethostname() if host in _WILDCARDS else host
     if ":" in name and not name.startswith("["):
         name = f"[{name}]"
-    return f"http://{name}:{port}"
+    return f"{scheme}://{name}:{port}"
 
 
 def configured_public_url(data_dir: Path) -> str | None:
@@ -186,20 +246,186 @@ def _serve_mode(args: argparse.Namespace, data_dir: Path) -> settings.ServeSetti
     return mode
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """Run ``serve`` until gunicorn stops; return its exit status.
+@dataclass(frozen=True)
+class _Https:
+    """What ``serve`` serves HTTPS with."""
 
-    Raises:
-        InvalidInput: a bad port, worker count, timeout or body limit, or a bad public URL.
-        PkiError: the demo CA cannot be configured, or the service cannot start.
-    """
-    data_dir: Path = getattr(args, "data_dir", DEFAULT_DATA_DIR)
+    certfile: Path
+    keyfile: Path
+    renewer: tls.Renewer | None
+    """Keeps our own certificate fresh; None for ``--certfile/--keyfile``."""
+
+
+def _wants_tls(args: argparse.Namespace) -> bool:
+    return bool(args.tls or args.certfile or args.keyfile)
+
+
+def _check_options(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
         raise InvalidInput(f"port {args.port} is not between 1 and 65535")
     if args.workers < 1:
         raise InvalidInput("--workers must be at least 1")
     if args.timeout < 1 or args.max_requests < 0 or args.max_body < 1:
         raise InvalidInput("--timeout and --max-body must be positive, --max-requests >= 0")
+    if (args.certfile is None) != (args.keyfile is None):
+        raise InvalidInput("--certfile and --keyfile go together")
+    if args.certfile is not None and args.tls_name:
+        raise InvalidInput("--tls-name names our own certificate; not with --certfile")
+    if args.http_port is not None:
+        if not _wants_tls(args):
+            raise InvalidInput("--http-port serves plain HTTP beside HTTPS: add --tls")
+        if not 0 < args.http_port < 65536 or args.http_port == args.port:
+            raise InvalidInput(f"--http-port {args.http_port} must be a port other than --port")
+
+
+def _report(line: str) -> None:
+    """One line of the running server's log (stderr, as gunicorn's)."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+    print(f"[{stamp}] [{os.getpid()}] [pki-soap] {line}", file=sys.stderr, flush=True)
+
+
+def _start_password(args: argparse.Namespace, data_dir: Path) -> bytes:
+    """The CA key password at start: as every command asks it; the demo CA's from its file."""
+    demo_file = data_dir / DEMO_PASSWORD_FILE
+    if args.password_file is None and args.demo and demo_file.exists():
+        return server_cli.ca_password(demo_file)
+    return server_cli.ca_password(args.password_file)
+
+
+def renewal_action(
+    args: argparse.Namespace, data_dir: Path, wanted: list[x509.GeneralName]
+) -> Callable[[str], None]:
+    """What the renewal thread does when the certificate falls due.
+
+    It runs ``https-certificate`` in a process of its own, which reads the password anew from
+    the password file (or the demo CA's), else from the environment; a prompt's answer is
+    never kept, so without a file or variable it only says that a restart is due.
+    """
+    password_file: Path | None = args.password_file
+    if password_file is None and args.demo and (data_dir / DEMO_PASSWORD_FILE).exists():
+        password_file = data_dir / DEMO_PASSWORD_FILE
+    unattended = password_file is not None or bool(
+        os.environb.get(server_cli.CA_PASSWORD_ENV.encode())
+    )
+    command = [sys.executable, "-m", https_certificate.MODULE]
+    command += ["--data-dir", str(data_dir.resolve())]
+    for name in wanted:
+        command += ["--name", str(name.value)]
+    if password_file is not None:
+        command += ["--password-file", str(password_file.resolve())]
+    # The same package, wherever the server was started from.
+    package_parent = str(Path(pki_soap.__file__).resolve().parent.parent)
+    python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+
+    def renew(why: str) -> None:
+        if not unattended:
+            _report(
+                f"the HTTPS certificate must be renewed ({why}), but there is no password "
+                "file or environment variable to read the CA key password from: restart "
+                "serve --tls, or start it with --password-file"
+            )
+            return
+        _report(f"renewing the HTTPS certificate ({why})")
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": python_path},
+            check=False,
+        )
+        for line in (done.stdout + done.stderr).splitlines():
+            _report(line)
+
+    return renew
+
+
+def _prepare_https(args: argparse.Namespace, data_dir: Path, public_url: str) -> _Https:
+    """Check ``--certfile/--keyfile``, or make sure our own certificate is there and fresh.
+
+    Raises:
+        InvalidInput: unusable files or names, or no CA key password when one is needed.
+        NotConfigured: no CA is configured (nobody could issue our certificate).
+        WrongPassword, CAFileError: the CA key cannot sign.
+    """
+    if args.certfile is not None:
+        tls.check_files(args.certfile, args.keyfile)
+        print(f"HTTPS with {args.certfile} (reloaded when it changes)", flush=True)
+        return _Https(args.certfile, args.keyfile, None)
+    host = urlsplit(public_url).hostname or ""
+    wanted = tls.server_names(host, args.tls_name)
+    # Opened and closed here, before gunicorn forks (as the demo set-up).
+    ca_certificate = https_certificate.ensure(
+        data_dir, wanted, lambda: _start_password(args, data_dir)
+    )
+    print(
+        "Clients trust this CA with:\n  client_app.py get-ca --fingerprint "
+        f"SHA256:{names.sha256_fingerprint(ca_certificate)}",
+        flush=True,
+    )
+    files = tls.ServerFiles.of(data_dir)
+    renewer = tls.Renewer(files, ca_certificate, wanted, renewal_action(args, data_dir, wanted))
+    return _Https(files.cer, files.key, renewer)
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail now, with a clear message, if ``host:port`` cannot be listened on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def _die_with_parent() -> None:
+    # Linux: the plain-HTTP master gets SIGTERM when the HTTPS one goes, however it goes.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _serve_plain_beside(app: Any, options: dict[str, Any]) -> int:
+    """Fork a second gunicorn master serving ``app`` over plain HTTP; its pid."""
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the caller's code
+        code = 1
+        try:
+            _die_with_parent()
+            _Gunicorn(app, options).run()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _stop_plain(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass  # already gone (gunicorn's master may have reaped it)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run ``serve`` until gunicorn stops; return its exit status.
+
+    Raises:
+        InvalidInput: a bad port, worker count, timeout or body limit, a bad public URL,
+            unusable TLS options, or no CA key password when the HTTPS certificate must
+            be issued.
+        PkiError: the demo CA cannot be configured, or the service cannot start.
+    """
+    data_dir: Path = getattr(args, "data_dir", DEFAULT_DATA_DIR)
+    _check_options(args)
     # Refused here rather than answered with a 500 on every call.  (The demo set-up below
     # opens and closes the store before gunicorn forks: no connection crosses a fork.)
     check_writable(data_dir)
@@ -221,6 +447,7 @@ def run_serve(args: argparse.Namespace) -> int:
             f"Certificate Authority Certificate SHA-1 fingerprint:\n{fingerprint}",
             flush=True,
         )
+    https = _wants_tls(args)
     configured_url = configured_public_url(data_dir)
     if args.public_url and configured_url and args.public_url != configured_url:
         print(
@@ -228,7 +455,16 @@ def run_serve(args: argparse.Namespace) -> int:
             f"{configured_url}, which new certificates name for their CRL and OCSP",
             file=sys.stderr,
         )
-    public_url = args.public_url or configured_url or default_public_url(args.host, args.port)
+    public_url = (
+        args.public_url
+        or configured_url
+        or default_public_url(args.host, args.port, "https" if https else "http")
+    )
+    if https and not endpoint_url(public_url).startswith("https://"):
+        raise InvalidInput(
+            f"with HTTPS the public URL must be https://, not {public_url!r} (give --public-url "
+            "https://...)"
+        )
     mode = _serve_mode(args, data_dir)
     app = make_app(
         data_dir,
@@ -240,7 +476,21 @@ def run_serve(args: argparse.Namespace) -> int:
         strict_iris=mode.strict_iris,
         record=mode.record,
     )
-    host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
+    plain_app = None
+    if args.http_port is not None:
+        host_name = urlsplit(public_url).hostname or args.host
+        plain_url = default_public_url(host_name, args.http_port)
+        plain_app = make_app(
+            data_dir,
+            public_url=plain_url,
+            max_body=args.max_body,
+            portal=False,
+            smtp_cafile=os.environ.get(SMTP_CAFILE_ENV) or None,
+            strict_iris=mode.strict_iris,
+            record=mode.record,
+        )
+        _check_free(args.host, args.http_port)
+    served = _prepare_https(args, data_dir, public_url) if https else None
     strict, recording = settings.describe(mode)
     print(
         f"Serving PKI.CAServer at {endpoint_url(public_url)}\n"
@@ -248,7 +498,7 @@ def run_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     options = {
-        "bind": f"{host}:{args.port}",
+        "bind": _bind(args.host, args.port),
         "workers": args.workers,
         "worker_class": "sync",
         "timeout": args.timeout,
@@ -261,11 +511,30 @@ def run_serve(args: argparse.Namespace) -> int:
         # gunicorn 27 otherwise opens a control socket in the home directory.
         "control_socket_disable": True,
     }
+    plain_pid = None
+    if plain_app is not None:
+        print(
+            f"Also serving PKI.CAServer over plain HTTP (SOAP and WSDL, no portal) at "
+            f"{endpoint_url(plain_url)}",
+            flush=True,
+        )
+        plain_pid = _serve_plain_beside(
+            plain_app, {**options, "bind": _bind(args.host, args.http_port)}
+        )
+    if served is not None:
+        options.update(tls.gunicorn_settings(served.certfile, served.keyfile))
+        if served.renewer is not None:
+            served.renewer.start()
     try:
         _Gunicorn(app, options).run()
     except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        if served is not None and served.renewer is not None:
+            served.renewer.stop()
+        if plain_pid is not None:
+            _stop_plain(plain_pid)
     return 0
 
 

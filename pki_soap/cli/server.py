@@ -36,7 +36,7 @@ from pki_soap import keys, messages, names, revocation, settings
 from pki_soap.ca import Usage
 from pki_soap.cli import Commands
 from pki_soap.datadir import DataDirectory, open_data_directory
-from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError
+from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, UnknownCertificate
 from pki_soap.exchanges import (
     DEFAULT_KEEP,
     IRIS,
@@ -84,6 +84,13 @@ EXTRA_COMMANDS: list[ExtraCommand] = [
         "pki_soap.cli.serve",
         "add_serve_parser",
         "run_serve",
+    ),
+    ExtraCommand(
+        "https-certificate",
+        "issue or renew the server's own HTTPS certificate (serve --tls does at start)",
+        "pki_soap.cli.https_certificate",
+        "add_parser",
+        "run",
     ),
     ExtraCommand(
         "portal-password",
@@ -296,7 +303,30 @@ def build_parser(
     _add_yes(delete)
     runners["delete"] = _delete
 
-    commands.add("certificates", "list the issued certificates", parents=[common])
+    certificates = commands.add(
+        "certificates",
+        "list the issued certificates, or export one (--export NUMBER)",
+        parents=[common],
+    )
+    certificates.add_argument(
+        "--export",
+        metavar="NUMBER",
+        help="write certificate NUMBER as PEM: <Filename>.cer (with --chain or --fullchain: "
+        "<Filename>-chain.pem, <Filename>-fullchain.pem)",
+    )
+    shape = certificates.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--chain", action="store_true", help="with --export: add the intermediate CA certificates"
+    )
+    shape.add_argument(
+        "--fullchain", action="store_true", help="with --export: add every CA up to the root"
+    )
+    certificates.add_argument(
+        "--out", type=Path, metavar="FILE", help="with --export: the file to write ('-': stdout)"
+    )
+    certificates.add_argument(
+        "--force", action="store_true", help="with --export: replace an existing file"
+    )
     runners["certificates"] = _certificates
 
     revoke = commands.add(
@@ -728,6 +758,10 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _certificates(args: argparse.Namespace) -> int:
+    if args.export is not None:
+        return _export_certificate(args)
+    if args.chain or args.fullchain or args.out is not None or args.force:
+        raise InvalidInput("--chain, --fullchain, --out and --force go with --export NUMBER")
     with _open(args) as opened:
         server = opened.server
         revoked = revocation.revoked_in_store(server.store)
@@ -745,6 +779,39 @@ def _certificates(args: argparse.Namespace) -> int:
             rows,
         )
     )
+    return 0
+
+
+def _export_certificate(args: argparse.Namespace) -> int:
+    from pki_soap import export
+
+    with _open(args) as opened:
+        server = opened.server
+        issued = server.certificate(args.export.strip())
+        if issued is None:
+            raise UnknownCertificate(f"no certificate number {args.export.strip()!r}")
+        ca = server.authority().certificate
+    cert = x509.load_pem_x509_certificate(issued.contents.encode("ascii"))
+    if args.chain or args.fullchain:
+        kind = export.ExportFormat.FULLCHAIN if args.fullchain else export.ExportFormat.CHAIN
+        default_name = kind.file_name(issued.filename)
+        cas = [] if cert == ca else export.issuers(cert, [ca])
+        data = export.pem_bundle(export.chain(cert, cas, full=args.fullchain))
+    else:
+        default_name = f"{issued.filename}.cer"
+        data = keys.cert_pem(cert).encode("ascii")
+    if args.out == Path("-"):
+        sys.stdout.write(data.decode("ascii"))
+        return 0
+    if args.out is None:
+        names.check_root(issued.filename)  # a Filename a client sent: here it names a file
+        target = Path(default_name)
+    else:
+        target = args.out
+    if (target.exists() or target.is_symlink()) and not args.force:
+        raise InvalidInput(f'file "{target}" already exists; use --force to replace it')
+    keys.write_public_file(target, data)
+    print(f'Certificate number {issued.number} written to "{target}".')
     return 0
 
 
@@ -856,6 +923,10 @@ def _status(args: argparse.Namespace) -> int:
                 lines += [
                     ("CA subject", authority.subject_text),
                     ("CA SHA-1 fingerprint", authority.fingerprint),
+                    (
+                        "CA SHA-256 fingerprint",
+                        names.sha256_fingerprint(authority.certificate),
+                    ),
                     ("CA valid until", _when(authority.not_after)),
                     ("CA key", keys.describe_key(authority.certificate.public_key())),
                     ("Serial counter (.srl)", _serial_text(authority.serials.current)),
@@ -1302,6 +1373,15 @@ def _password(file: Path | None, *, env: str, what: str, confirm: bool) -> bytes
     if confirm and getpass.getpass(f"{what[0].upper()}{what[1:]} (again): ").encode() != password:
         raise InvalidInput(f"the two {what}s differ")
     return password
+
+
+def ca_password(file: Path | None) -> bytes:
+    """The CA key password as every command asks it: ``file``, ``$PKI_CA_PASSWORD``, a prompt.
+
+    Raises:
+        InvalidInput: as the administration commands (see ``_password``).
+    """
+    return _password(file, env=CA_PASSWORD_ENV, what="CA key password", confirm=False)
 
 
 def _confirm(question: str, yes: bool) -> bool:

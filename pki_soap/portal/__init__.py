@@ -33,7 +33,8 @@ def make_portal(
     """The portal's WSGI application for the data directory ``data_dir``.
 
     ``allow_networks`` admits clients of those networks (``192.0.2.0/24``) besides loopback;
-    ``secure_cookies`` marks the session cookie Secure (set it when served over HTTPS);
+    ``secure_cookies`` marks the session cookie Secure and sends HSTS (set it when served
+    over HTTPS);
     ``idle_timeout`` is the inactivity, in seconds, after which a session ends; ``clock``
     exists for tests; ``data`` is the server process's open data directory, shared with
     the SOAP service (a portal served alone opens its own).

@@ -47,6 +47,10 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+"""HSTS for a year, sent when the portal is served over HTTPS (no includeSubDomains: the
+portal speaks for its own host only)."""
+
 Handler = Callable[..., Response]
 _PUBLIC_ENDPOINTS = {"login", "static"}
 
@@ -186,6 +190,9 @@ class Portal:
             response = _plain(exc.code or 400, exc.description or "Bad request.")
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if self.secure_cookies:
+            # Served over HTTPS: browsers must never come back over plain HTTP.
+            response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
         return response(environ, start_response)
 
     def _respond(self, request: Request, environ: WSGIEnvironment) -> Response:

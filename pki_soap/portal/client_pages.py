@@ -46,9 +46,11 @@ def configure(page: Page) -> Response:
             for name in CONFIGURE_FIELDS:
                 value = getattr(current, name, None)
                 values[name] = "" if value is None else str(value)
+        tls = current is not None and current.tls
     else:
         form = page.request.form
         values = form_values(form, CONFIGURE_FIELDS)
+        tls = form.get("tls") == "yes"
         for name in ("server", "path", "contact_name"):
             if not values[name]:
                 errors.add(name, "Required.")
@@ -78,6 +80,7 @@ def configure(page: Page) -> Response:
                     contact_email=values["contact_email"],
                     hostname=values["hostname"] or None,
                     instance=values["instance"] or None,
+                    tls=tls,
                 )
             except PkiError as exc:
                 errors.add(_field_named_in(exc, CONFIGURE_FIELDS), forms.sentence(exc.message))
@@ -90,6 +93,7 @@ def configure(page: Page) -> Response:
         "client_configure.html",
         status=400 if errors else 200,
         values=values,
+        tls=tls,
         errors=errors,
         result=result,
     )
@@ -166,27 +170,45 @@ def submit(page: Page) -> Response:
 
 
 def ca_certificate(page: Page) -> Response:
-    """Get the CA certificate from the CA server into the data directory."""
+    """Get the CA certificate from the CA server into the data directory (and pin it when a
+    fingerprint is given)."""
     result = None
     saved: str | None = None
     errors = FormErrors()
+    values = {"fingerprint": ""}
     if page.request.method == "POST":
-        try:
-            path, fingerprint = client_tasks.get_ca_certificate(
-                page.store, page.data_dir, force=page.request.form.get("force") == "yes"
-            )
-        except PkiError as exc:
-            errors.add(None, _portal_wording(exc))
-        else:
-            result = messages.ca_certificate_saved(fingerprint, path)
-            saved = path.name
+        values = form_values(page.request.form, ("fingerprint",))
+        expected = None
+        if values["fingerprint"]:
+            try:
+                expected = names.parse_fingerprint(values["fingerprint"])
+            except PkiError as exc:
+                errors.add("fingerprint", forms.sentence(exc.message))
+        if not errors:
+            try:
+                path, fingerprint = client_tasks.get_ca_certificate(
+                    page.store,
+                    page.data_dir,
+                    force=page.request.form.get("force") == "yes",
+                    expected=expected,
+                )
+            except PkiError as exc:
+                errors.add(None, _portal_wording(exc))
+            else:
+                result = messages.ca_certificate_saved(fingerprint, path)
+                saved = path.name
+    config = page.store.client_config()
+    pinned = client_tasks.pinned_ca(page.data_dir)
     return page.render(
         "client_ca_certificate.html",
         status=400 if errors else 200,
         errors=errors,
+        values=values,
         result=result,
         saved=saved,
-        configured=page.store.client_config() is not None,
+        configured=config is not None,
+        tls=config is not None and config.tls,
+        pinned=names.sha256_fingerprint(pinned) if pinned is not None else None,
     )
 
 
@@ -218,9 +240,9 @@ def certificates(page: Page) -> Response:
     rows: list[CertificateRow] = []
     if config is not None:
         try:
-            rows = client_tasks.list_certificates(store, all=show_all)
+            rows = client_tasks.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
-            errors.add(None, forms.sentence(exc.message))
+            errors.add(None, _portal_wording(exc))
     return page.render(
         "client_certificates.html",
         status=400 if errors else 200,
@@ -260,4 +282,10 @@ def _portal_wording(exc: PkiError) -> str:
     """The error as a sentence, naming the page's checkbox where the CLI names its option."""
     return forms.sentence(
         exc.message.replace("use --force to replace it", 'tick "replace an existing file"')
+        .replace("use --force to pin this one instead", 'tick "replace" to pin this one instead')
+        .replace("run get-ca --fingerprint with its fingerprint", "enter its fingerprint")
+        .replace(
+            "first run client_app.py get-ca --fingerprint SHA256:... with the fingerprint",
+            "first enter, on the CA certificate page, the fingerprint",
+        )
     )

@@ -6,6 +6,9 @@
 //   node node_client.js list   WSDL_URL [HOSTNAME INSTANCE]
 //
 // A SOAP fault prints {"fault": {...}} and exits with 3; a usage error exits with 2.
+// Over HTTPS the server is verified against the CA certificate file named by $INTEROP_CA_FILE
+// alone (an https.Agent with that `ca`; host names are checked by default), for the WSDL
+// download and for every call.
 // ListCertificates returns an untyped .NET DataSet (`s:schema` ref + `s:any`): `soap` turns the
 // whole XML into a generic object tree, in which a single row is an object and several rows are
 // an array, and attributes and namespaces are lost.  So the rows are read from the raw response
@@ -13,6 +16,7 @@
 // the generic tree is only cross-checked ("typed_rows").
 
 const fs = require('fs');
+const https = require('https');
 const soap = require('soap');
 
 const TIMEOUT_MS = 20000;
@@ -136,12 +140,14 @@ function faultJson(err, client) {
 async function main() {
   const [command, wsdl, ...args] = process.argv.slice(2);
   if (!command || !wsdl) usage();
+  const caFile = process.env.INTEROP_CA_FILE;
+  const agent = caFile ? { httpsAgent: new https.Agent({ ca: fs.readFileSync(caFile) }) } : {};
   // preserveWhitespace keeps the line break that ends a PEM value (trimmed by default).
   const client = await soap.createClientAsync(wsdl, {
     preserveWhitespace: true,
-    wsdl_options: { timeout: TIMEOUT_MS },
+    wsdl_options: { timeout: TIMEOUT_MS, ...agent },
   });
-  const options = { timeout: TIMEOUT_MS };
+  const options = { timeout: TIMEOUT_MS, ...agent };
   try {
     if (command === 'get') {
       if (args.length !== 1) usage();

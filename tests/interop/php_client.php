@@ -6,6 +6,8 @@
 //   php php_client.php list   WSDL_URL [HOSTNAME INSTANCE]
 //
 // A SOAP fault prints {"fault": {...}} and exits with 3; a usage error exits with 2.
+// Over HTTPS the server is verified against the CA certificate file named by $INTEROP_CA_FILE
+// alone (host name included), through the stream context SoapClient uses for the WSDL and calls.
 // ListCertificates returns an untyped .NET DataSet (`s:schema` ref + `s:any`): SoapClient
 // hands both parts back as XML strings (`->schema`, `->any`), so the rows are read from
 // those strings ("typed_rows") and, independently, from __getLastResponse() ("rows").
@@ -129,12 +131,34 @@ if ($argc < 3) {
 [, $command, $wsdl] = array_slice($argv, 0, 3);
 $args = array_slice($argv, 3);
 
-$client = new SoapClient($wsdl, [
+$options = [
     'trace' => true,
     'exceptions' => true,
     'cache_wsdl' => WSDL_CACHE_NONE,
     'connection_timeout' => 10,
-]);
+];
+$caFile = getenv('INTEROP_CA_FILE');
+if ($caFile !== false && $caFile !== '') {
+    $options['stream_context'] = stream_context_create(['ssl' => [
+        'cafile' => $caFile,
+        'verify_peer' => true,
+        'verify_peer_name' => true,
+        'allow_self_signed' => false,
+    ]]);
+}
+try {
+    $client = new SoapClient($wsdl, $options);
+} catch (SoapFault $fault) {
+    // SoapClient hides why the WSDL did not load; fetching it once more shows PHP's warning
+    // (for TLS: "SSL operation failed ... certificate verify failed", or the name mismatch).
+    fwrite(STDERR, $fault->getMessage() . "\n");
+    set_error_handler(function (int $level, string $message): bool {
+        fwrite(STDERR, $message . "\n");
+        return true;
+    });
+    file_get_contents($wsdl, false, $options['stream_context'] ?? stream_context_create());
+    exit(1);
+}
 ini_set('default_socket_timeout', '20');
 
 try {
