@@ -14,6 +14,7 @@ and the WAL file never vanished under the running server.
 from __future__ import annotations
 
 import html
+import http.client
 import os
 import random
 import re
@@ -134,7 +135,7 @@ def _deleted_database_files(pids: list[int]) -> list[str]:
         for entry in entries:
             try:
                 target = os.readlink(f"/proc/{pid}/fd/{entry}")
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a worker killed mid-answer
                 continue
             if "pki.sqlite3" in target and target.endswith("(deleted)"):
                 seen.append(f"{pid}: {target}")
@@ -235,7 +236,7 @@ class System:
             )
             try:
                 answer = soap_post(self.base_url, body, ACTION + "SubmitCSR")
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a worker killed mid-answer
                 self.ledger.count("soap submit (no answer)")
                 time.sleep(0.05)
                 continue
@@ -257,7 +258,7 @@ class System:
                 got = soap_post(
                     self.base_url, iris_get_certificate(number), ACTION + "GetCertificate"
                 )
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a worker killed mid-answer
                 self.ledger.count("soap read (no answer)")
                 time.sleep(0.05)
                 continue
