@@ -138,9 +138,10 @@ class Plan:
     scales: tuple[int, ...] = (100, 10_000, 100_000)
     client_reps: int = 5
     issue_budget: float = 200.0  # seconds for the issuance repetitions
+    serve_options: tuple[str, ...] = ()  # extra `serve` options for our server (--record ...)
 
     @classmethod
-    def make(cls, quick: bool, work: Path) -> Plan:
+    def make(cls, quick: bool, work: Path, serve_options: tuple[str, ...] = ()) -> Plan:
         if quick:
             return cls(
                 quick,
@@ -151,5 +152,6 @@ class Plan:
                 scales=(100, 10_000, 100_000),
                 client_reps=2,
                 issue_budget=60.0,
+                serve_options=serve_options,
             )
-        return cls(quick, work)
+        return cls(quick, work, serve_options=serve_options)

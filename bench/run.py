@@ -56,15 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         "--no-record", action="store_true", help="print only; do not append to RESULTS.md"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="pass OPTION to our `serve` for throughput (--serve-option=--record)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="pki-soap-bench-"))
-    plan = Plan.make(args.quick, work)
+    plan = Plan.make(args.quick, work, tuple(args.serve_option))
     started = time.monotonic()
     header = [
-        f"## {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: {'quick' if args.quick else 'full'} run",
+        f"## {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: {'quick' if args.quick else 'full'} run"
+        + (f" (serve {' '.join(args.serve_option)})" if args.serve_option else ""),
         "",
         *machine.describe(work),
     ]

@@ -185,9 +185,10 @@ def our_server(
     workers: int | None = None,
     tls: Tls | None = None,
     worker_class: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> Server:
-    """``server_app.py serve`` (with ``tls``: ``serve --tls``) on a free loopback port,
-    without submission limits.
+    """``server_app.py serve`` (with ``tls``: ``serve --tls``) on a free loopback port, with
+    extra ``options``, without submission limits.
 
     The limits (a rate per client address, pending caps) would turn a SubmitCSR load into
     faults; the benchmark measures the work of an accepted submission.
@@ -211,6 +212,7 @@ def our_server(
         "0",
         "--max-pending-per-host",
         "0",
+        *options,
     ]
     if tls is not None:
         command += ["--tls", "--password-file", str(tls.password_file)]

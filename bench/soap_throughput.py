@@ -208,7 +208,7 @@ def _throughput(plan: Plan, *, tls: bool) -> Section:
     scripts["SubmitCSR"].write_text(unique_script("SubmitCSR", submit_template))
 
     # With TLS, ours issues its certificate at start; the floor then serves the same files.
-    ours = our_server(data_dir, work / "ours.log", tls=https).start()
+    ours = our_server(data_dir, work / "ours.log", tls=https, options=plan.serve_options).start()
     floor: Server | None = None
     try:
         captured = {}

@@ -20,7 +20,7 @@ import re
 import ssl
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,20 @@ _XML_MEDIA_TYPES = ("text/xml", "application/soap+xml", "application/xml")
 _METHODS = frozenset({"GetCertificate", "ListCertificates", "SubmitCSR"})
 _LIST_MY = LIST_MY_COLUMNS
 _LIST_ALL = LIST_ALL_COLUMNS
+
+
+@dataclass(frozen=True)
+class WireExchange:
+    """One HTTP request the client sent and the answer it got, as bytes (for ``--trace``)."""
+
+    method: str
+    url: str
+    request_headers: list[tuple[str, str]]
+    request: bytes
+    status: int
+    reason: str
+    answer_headers: list[tuple[str, str]]
+    answer: bytes
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,33 @@ class _IrisHeaders(zeep.plugins.Plugin):
         http_headers["SOAPAction"] = SOAP_ACTION_PREFIX + operation.name
         http_headers["Content-Type"] = CONTENT_TYPE
         return envelope, http_headers
+
+
+def _tracer(trace: Callable[[WireExchange], object]) -> Callable[..., None]:
+    """A requests response hook handing each exchange's bytes to ``trace``."""
+
+    def hook(response: requests.Response, *args: object, **kwargs: object) -> None:
+        request = response.request
+        body = request.body or b""
+        sent = body.encode("utf-8") if isinstance(body, str) else body
+        trace(
+            WireExchange(
+                method=str(request.method),
+                url=str(request.url),
+                request_headers=[(k, _text(v)) for k, v in request.headers.items()],
+                request=sent if isinstance(sent, bytes) else b"(a streamed body)",
+                status=response.status_code,
+                reason=response.reason or "",
+                answer_headers=list(response.headers.items()),
+                answer=response.content,
+            )
+        )
+
+    return hook
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("latin-1")
 
 
 def _safe_parser() -> etree.XMLParser:
@@ -270,8 +311,10 @@ class CAClient:
         session: requests.Session | None = None,
         cafile: Path | str | None = None,
         verify: bool = True,
+        trace: Callable[[WireExchange], object] | None = None,
     ) -> None:
-        """``url`` is the SOAP endpoint, ``wsdl`` a WSDL location that replaces the fetch.
+        """``url`` is the SOAP endpoint, ``wsdl`` a WSDL location that replaces the fetch;
+        ``trace`` is given every request sent and its answer (the WSDL fetch too).
 
         Over HTTPS the server's certificate is verified, with its host name: against
         ``cafile`` alone when given (the pinned CA certificate), else against the system's
@@ -297,6 +340,8 @@ class CAClient:
         self._verify = verify
         if cafile is not None or not verify:
             self._session.mount("https://", _Verifying(str(cafile) if cafile else False))
+        if trace is not None:
+            self._session.hooks["response"].append(_tracer(trace))
         self._lock = threading.Lock()
         self._service: zeep.proxy.ServiceProxy | None = None
         self._csr_fields: frozenset[str] = frozenset()

@@ -27,7 +27,13 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap import messages, names
-from pki_soap.client import DEFAULT_PATH, CAClient, CertificateRow, RemoteCertificate
+from pki_soap.client import (
+    DEFAULT_PATH,
+    CAClient,
+    CertificateRow,
+    RemoteCertificate,
+    WireExchange,
+)
 from pki_soap.errors import (
     DuplicateRequest,
     InvalidField,
@@ -233,8 +239,15 @@ def pinned_ca(data_dir: Path) -> x509.Certificate | None:
         raise PkiError(f'the pinned CA certificate "{path}" is unreadable: {exc}') from exc
 
 
-def make_client(cfg: ClientConfig, data_dir: Path, *, timeout: float = DEFAULT_TIMEOUT) -> CAClient:
-    """A CAClient for the configured server (callers keep and reuse it).
+def make_client(
+    cfg: ClientConfig,
+    data_dir: Path,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    trace: Callable[[WireExchange], object] | None = None,
+) -> CAClient:
+    """A CAClient for the configured server (callers keep and reuse it); ``trace`` is given
+    the bytes of every request and answer (``client_app.py --trace``).
 
     Over HTTPS it trusts the pinned CA certificate and nothing else.
 
@@ -243,7 +256,7 @@ def make_client(cfg: ClientConfig, data_dir: Path, *, timeout: float = DEFAULT_T
         NotConfigured: HTTPS, and no CA certificate is pinned yet.
     """
     if not cfg.tls:
-        return CAClient(server_url(cfg), timeout=timeout)
+        return CAClient(server_url(cfg), timeout=timeout, trace=trace)
     pin = pinned_ca_path(data_dir)
     if not pin.is_file():
         raise NotConfigured(
@@ -251,7 +264,7 @@ def make_client(cfg: ClientConfig, data_dir: Path, *, timeout: float = DEFAULT_T
             "is trusted yet: first run client_app.py get-ca --fingerprint SHA256:... with the "
             "fingerprint the CA administrator gives you (server_app.py status shows it)"
         )
-    return CAClient(server_url(cfg), timeout=timeout, cafile=pin)
+    return CAClient(server_url(cfg), timeout=timeout, cafile=pin, trace=trace)
 
 
 @contextlib.contextmanager
@@ -301,10 +314,12 @@ def get_ca_certificate(
     out: Path | None = None,
     expected: Fingerprint | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    trace: Callable[[WireExchange], object] | None = None,
 ) -> tuple[Path, str]:
     """GetCertificate("0"): save the CA certificate as ``<CA root>.cer``; (file, fingerprint).
 
-    ``out`` saves it there instead (a directory: as ``<CA root>.cer`` in it).
+    ``out`` saves it there instead (a directory: as ``<CA root>.cer`` in it).  ``trace`` is
+    given every request and answer of the clients made here (``client_app.py --trace``).
 
     With ``expected`` (the fingerprint the CA administrator gave) the certificate is fetched
     before anything is trusted, must have that fingerprint, and is then pinned; over HTTPS
@@ -326,7 +341,7 @@ def get_ca_certificate(
     cfg = client_config(store)
     pinned = pinned_ca(data_dir)
     if expected is None:
-        with client or make_client(cfg, data_dir, timeout=timeout) as connected:
+        with client or make_client(cfg, data_dir, timeout=timeout, trace=trace) as connected:
             remote = _ca_certificate(cfg, connected)
         cert = remote.certificate
         if pinned is not None and cert != pinned:
@@ -339,7 +354,9 @@ def get_ca_certificate(
     else:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Nothing is trusted yet: the fingerprint decides.
-        with client or CAClient(server_url(cfg), timeout=timeout, verify=not cfg.tls) as connected:
+        with client or CAClient(
+            server_url(cfg), timeout=timeout, verify=not cfg.tls, trace=trace
+        ) as connected:
             remote = _ca_certificate(cfg, connected)
         cert = remote.certificate
         if not expected.matches(cert):
@@ -354,7 +371,7 @@ def get_ca_certificate(
                 "use --force to pin this one instead"
             )
         if cfg.tls:
-            _prove_server(cfg, data_dir, cert, timeout)
+            _prove_server(cfg, data_dir, cert, timeout, trace)
         write_public_file(pinned_ca_path(data_dir), cert_pem(cert).encode("ascii"))
     path = _destination(data_dir, remote.filename, out)
     _save_certificate(path, cert, force=force)
@@ -370,7 +387,13 @@ def _ca_certificate(cfg: ClientConfig, client: CAClient) -> RemoteCertificate:
     return remote
 
 
-def _prove_server(cfg: ClientConfig, data_dir: Path, ca: x509.Certificate, timeout: float) -> None:
+def _prove_server(
+    cfg: ClientConfig,
+    data_dir: Path,
+    ca: x509.Certificate,
+    timeout: float,
+    trace: Callable[[WireExchange], object] | None = None,
+) -> None:
     """Call the server once more trusting only ``ca``: its TLS certificate must verify.
 
     Raises:
@@ -379,7 +402,7 @@ def _prove_server(cfg: ClientConfig, data_dir: Path, ca: x509.Certificate, timeo
     candidate = data_dir / f".{PINNED_CA_FILE}.{secrets.token_hex(6)}.tmp"
     write_public_file(candidate, cert_pem(ca).encode("ascii"))
     try:
-        with CAClient(server_url(cfg), timeout=timeout, cafile=candidate) as verified:
+        with CAClient(server_url(cfg), timeout=timeout, cafile=candidate, trace=trace) as verified:
             verified.get_certificate(0)
     finally:
         candidate.unlink(missing_ok=True)

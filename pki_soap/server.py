@@ -449,6 +449,7 @@ class CAServer:
         self,
         req: PendingRequest,
         *,
+        as_received: bool = False,
         client_address: str | None = None,
         limits: SubmissionLimits | None = None,
     ) -> str:
@@ -458,7 +459,9 @@ class CAServer:
         LF and the CSR is stored as canonical PEM.  Nothing is stored unless everything
         is valid, the issuance policy accepts the CSR and ``limits`` allow it (the SOAP
         service passes its own; None: no limits).  ``client_address`` is who sent it,
-        for the rate per address.
+        for the rate per address.  With ``as_received`` (IRIS-strict mode) ``Contents`` is
+        stored exactly as it came, unchecked, as IRIS stores it: the CSR (and the issuance
+        policy) are checked when it is issued; the limits and the ContactEmail check apply.
 
         Returns:
             The original's sentence: 'Certificate Signing Request "<Filename>" successfully
@@ -470,9 +473,12 @@ class CAServer:
             InvalidField: a field longer than its MAXLEN, or holding a control character;
                 a ContactEmail that is not one e-mail address.
             InvalidRoot: Filename breaks the file-name root rules.
-            InvalidCsr: Contents is not exactly one PEM CSR with a valid signature.
-            UnacceptableKey: the CSR's key is not one the CA certifies.
-            PolicyViolation: the issuance policy refuses the CSR (or its MD5/SHA-1 signature).
+            InvalidCsr: Contents is not exactly one PEM CSR with a valid signature
+                (not with ``as_received``).
+            UnacceptableKey: the CSR's key is not one the CA certifies (not with
+                ``as_received``).
+            PolicyViolation: the issuance policy refuses the CSR (or its MD5/SHA-1 signature;
+                not with ``as_received``).
             TooManyRequests: a submission limit is reached (nothing stored).
             DuplicateRequest: a pending CSR with the same Name exists.
         """
@@ -511,8 +517,13 @@ class CAServer:
         counted_as = client_key(client_address)
         now = datetime.now(UTC)
         self._check_limits(limits, req.hostname, counted_as, now)  # cheap, before the CSR
-        csr = keys.load_csr(contents)
-        policy.check(csr)
+        # The one check of the CSR at submission (IRIS has none: see as_received).
+        if as_received:
+            stored_contents, fingerprint = req.contents, _fingerprint_if_readable(contents)
+        else:
+            csr = keys.load_csr(contents)
+            policy.check(csr)
+            stored_contents, fingerprint = keys.csr_pem(csr), names.fingerprint(csr)
         with self.store.transaction():
             # Again under the write lock: another worker may have stored one meanwhile.
             self._check_limits(limits, req.hostname, counted_as, now)
@@ -520,7 +531,7 @@ class CAServer:
                 dataclasses.replace(
                     req,
                     name=name,
-                    contents=keys.csr_pem(csr),
+                    contents=stored_contents,
                     subject=req.subject or "",
                     contact_phone=_optional(req.contact_phone),
                     contact_email=None if email is None else email.strip(),
@@ -529,7 +540,6 @@ class CAServer:
             )
             if counted_as is not None and limits is not None and limits.per_address:
                 self.store.record_submission(counted_as, now, forget_before=now - limits.window)
-        fingerprint = names.fingerprint(csr)
         self._notify(
             "request_received", lambda: self.notifier.request_received(stored, fingerprint)
         )
@@ -935,37 +945,48 @@ class CAServer:
     # -- certificates -------------------------------------------------------------------
 
     def certificates(
-        self, hostname: str | None = "", instance: str | None = ""
+        self,
+        hostname: str | None = "",
+        instance: str | None = "",
+        *,
+        iris_order: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """ListCertificates' rows (wire-protocol.md §3.2), in number order, never number 0.
 
         Both empty (or None) lists every certificate; otherwise both must match, ignoring case
         and trailing blanks as IRIS's SQLUPPER collation does (the store's ``_OWNER_MATCH``
-        says why), so one empty and one given lists nothing (IRIS SQL compares with NULL).  The rows
-        stream from the store; ``close()`` the generator to stop early.
+        says why), so one empty and one given lists nothing (IRIS SQL compares with NULL).
+        With ``iris_order`` (IRIS-strict mode) the numbers sort as IRIS sorts them, as text
+        ("10" before "9").  The rows stream from the store; ``close()`` the generator to stop
+        early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificates()
+            return self.store.certificates(iris_order=iris_order)
         if not hostname or not instance:
             return _no_certificates()
-        return self.store.certificates(hostname, instance)
+        return self.store.certificates(hostname, instance, iris_order=iris_order)
 
     def certificate_rows(
-        self, hostname: str | None = "", instance: str | None = ""
+        self,
+        hostname: str | None = "",
+        instance: str | None = "",
+        *,
+        iris_order: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """ListCertificates' rows as ``(number, hostname, instance, filename)``, lean.
 
         Exactly the rows, order and wire semantics of :meth:`certificates` (§3.2: both
-        empty lists every certificate, one empty lists nothing), without the PEM text or
-        dates.  The rows stream from the store; ``close()`` the generator to stop early.
+        empty lists every certificate, one empty lists nothing; ``iris_order`` as
+        there), without the PEM text or dates.  The rows stream from the store;
+        ``close()`` the generator to stop early.
         """
         hostname, instance = hostname or "", instance or ""
         if not hostname and not instance:
-            return self.store.certificate_rows()
+            return self.store.certificate_rows(iris_order=iris_order)
         if not hostname or not instance:
             return _no_rows()
-        return self.store.certificate_rows(hostname, instance)
+        return self.store.certificate_rows(hostname, instance, iris_order=iris_order)
 
     def certificate(self, number: str | int) -> IssuedCertificate | None:
         """GetCertificate (wire-protocol.md §3.3): the certificate whose Number is ``number``.
@@ -989,6 +1010,15 @@ def _stored_csr(req: PendingRequest) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(req.contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise InvalidCsr(f'the stored CSR of "{req.name}" is not readable: {exc}') from exc
+
+
+def _fingerprint_if_readable(contents: str) -> str:
+    """The SHA-1 fingerprint of a CSR stored unchecked, or a note that it cannot be read."""
+    try:
+        csr = x509.load_pem_x509_csr(contents.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return "(none: the request is not a readable PEM CSR)"
+    return names.fingerprint(csr)
 
 
 def _updated(previous: ServerConfig | None, **given: str | int | None) -> ServerConfig:

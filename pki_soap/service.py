@@ -43,6 +43,7 @@ from pki_soap.errors import (
     StoreUnavailable,
     TooManyRequests,
 )
+from pki_soap.exchanges import RecordLimits
 from pki_soap.ocsp import RevocationEndpoints, is_revocation_path
 from pki_soap.server import CAServer, SubmissionLimits
 from pki_soap.store import IssuedCertificate, PendingRequest
@@ -56,9 +57,13 @@ from pki_soap.wire.envelope import (
     fault_status,
 )
 from pki_soap.wire.protocol import (
+    NO_SOAPACTION_CONTENT_TYPE,
+    NO_SOAPACTION_PAGE,
+    NO_SOAPACTION_STATUS,
     SERVER_APPLICATION_ERROR,
     IrisFault,
     IrisSoap11,
+    is_soap_request,
     quiet_spyne_loggers,
 )
 
@@ -148,6 +153,11 @@ def _engine(ctx: Any) -> CAServer:
     return service.data.get().server
 
 
+def _strict_iris(ctx: Any) -> bool:
+    """True when the service runs in IRIS-strict mode (``serve --strict-iris``)."""
+    return bool(ctx.app.in_protocol.strict_iris)
+
+
 # Server-side errors whose message is meant for the caller; any other one (a store or CA
 # file problem) may name paths on this machine and is answered without its message.
 _TOLD_SERVER_ERRORS = (DuplicateRequest, NotConfigured, NotFound, StoreUnavailable, TooManyRequests)
@@ -197,12 +207,16 @@ class CAServerService(ServiceBase):  # type: ignore[misc]  # spyne has no type i
             contact_email=csr.ContactEmail,
         )
         client = ctx.transport.req_env.get("REMOTE_ADDR")
-        return _engine(ctx).submit(request, client_address=client, limits=ctx.udc.limits)
+        return _engine(ctx).submit(
+            request, as_received=_strict_iris(ctx), client_address=client, limits=ctx.udc.limits
+        )
 
     @rpc(Unicode, Unicode, _returns=DataSetResult, _body_style="wrapped")  # type: ignore[untyped-decorator]
     def ListCertificates(ctx: Any, hostname: str | None, instance: str | None) -> DataSet:  # noqa: N802, N805
         """ListAll (4 columns) when both arguments are empty or omitted, else ListMy (2)."""
-        rows = _engine(ctx).certificate_rows(hostname or "", instance or "")
+        rows = _engine(ctx).certificate_rows(
+            hostname or "", instance or "", iris_order=_strict_iris(ctx)
+        )
         if not hostname and not instance:
             return DataSet("ListAll", LIST_ALL_COLUMNS, _list_all_rows(rows))
         return DataSet("ListMy", LIST_MY_COLUMNS, _list_my_rows(rows))
@@ -475,12 +489,15 @@ class PkiSoapApp:
         portal: bool,
         portal_networks: list[str] | None = None,
         smtp_cafile: Path | str | None = None,
+        strict_iris: bool = False,
+        record: RecordLimits | None = None,
         limits: SubmissionLimits | None = None,
     ) -> None:
         if max_body < 1:
             raise InvalidInput("the request body limit must be at least one byte")
         self.data_dir = Path(data_dir)
         self.max_body = max_body
+        self.strict_iris = strict_iris
         self.wsdl = load_wsdl(public_url)
         quiet_spyne_loggers()
         # spyne runs a full gc.collect() from the request path at most once a second to
@@ -491,8 +508,8 @@ class PkiSoapApp:
             [CAServerService],
             tns=SERVICE_NS,
             name="CAServer",
-            in_protocol=IrisSoap11(),
-            out_protocol=IrisSoap11(),
+            in_protocol=IrisSoap11(strict_iris=strict_iris),
+            out_protocol=IrisSoap11(strict_iris=strict_iris),
         )
         # One open data directory per process, shared by the SOAP service and the portal.
         self.data = ServerDataDirectory(self.data_dir, smtp_cafile=smtp_cafile)
@@ -512,6 +529,14 @@ class PkiSoapApp:
             CAServerService,
             self.soap,
         )
+        # The SOAP endpoint, behind the exchange recorder when recording (none otherwise).
+        self.endpoint: WsgiApp = self._service
+        if record is not None:
+            from pki_soap.wire.recorder import ExchangeRecorder
+
+            self.endpoint = ExchangeRecorder(
+                self._service, lambda: self.data.get().store, record, strict_iris=strict_iris
+            )
         self.portal: WsgiApp | None = None
         if portal:
             # Behind an https:// public URL: Secure session cookie and HSTS.
@@ -521,7 +546,7 @@ class PkiSoapApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         if path == SERVICE_PATH:
-            return self._service(environ, start_response)
+            return self.endpoint(environ, start_response)
         if is_revocation_path(path):
             return self.revocation(environ, start_response)
         if self.portal is not None and (
@@ -584,6 +609,16 @@ class PkiSoapApp:
                 status=refused.status,
                 close=refused.close,
             )
+        if self.strict_iris and not is_soap_request(environ):
+            # IRIS takes a POST without SOAPAction for its test page: an HTML error.
+            start_response(
+                NO_SOAPACTION_STATUS,
+                [
+                    ("Content-Type", NO_SOAPACTION_CONTENT_TYPE),
+                    ("Content-Length", str(len(NO_SOAPACTION_PAGE))),
+                ],
+            )
+            return [NO_SOAPACTION_PAGE]
         try:
             # spyne's fault answers are lazy chains; materialise them so nothing fails
             # after the headers are out.
@@ -669,6 +704,8 @@ def make_app(
     portal: bool = True,
     portal_networks: list[str] | None = None,
     smtp_cafile: Path | str | None = None,
+    strict_iris: bool = False,
+    record: RecordLimits | None = None,
     limits: SubmissionLimits | None = None,
 ) -> PkiSoapApp:
     """The WSGI application serving the CA server of ``data_dir``.
@@ -677,9 +714,13 @@ def make_app(
     full endpoint URL; default this host's name on port 52773) - never the request's Host.
     ``max_body`` bounds request bodies (413 beyond it, chunked or not).  ``portal`` mounts
     the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
-    ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``limits`` bound
-    what anonymous submissions may store; None means :class:`SubmissionLimits`' defaults
-    (pass ``SubmissionLimits(0, pending=0, pending_per_host=0)`` for none).
+    ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``strict_iris``
+    switches every deviation that can be switched to IRIS's behaviour
+    (:data:`~pki_soap.wire.protocol.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
+    store within those limits (:mod:`pki_soap.wire.recorder`; None records nothing).
+    ``limits`` bound what anonymous submissions may store; None means
+    :class:`SubmissionLimits`' defaults (``SubmissionLimits(0, pending=0,
+    pending_per_host=0)`` for none).
 
     Raises:
         InvalidInput: ``public_url`` is not an http(s) URL, ``max_body`` is below 1, or a
@@ -693,5 +734,7 @@ def make_app(
         portal=portal,
         portal_networks=portal_networks,
         smtp_cafile=smtp_cafile,
+        strict_iris=strict_iris,
+        record=record,
         limits=limits if limits is not None else SubmissionLimits(),
     )

@@ -15,6 +15,7 @@ Times are stored as UTC ISO-8601 text with microseconds, so text order is time o
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from pki_soap.errors import (
     StoreUnavailable,
     UnknownRequest,
 )
+from pki_soap.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
 
 DATABASE_NAME = "pki.sqlite3"
 _OWNER_MATCH = "upper(rtrim({column})) = upper(rtrim(?))"
@@ -370,6 +372,56 @@ def _schema_v4_client_tls(conn: sqlite3.Connection) -> None:
 
 
 def _schema_v5(conn: sqlite3.Connection) -> None:
+    """Settings (IRIS-strict mode, exchange recording) and the recorded SOAP exchanges."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE settings (
+            name          TEXT PRIMARY KEY,
+            value         TEXT NOT NULL
+        );
+        CREATE TABLE exchanges (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            received      TEXT NOT NULL,
+            size          INTEGER NOT NULL,
+            duration_ms   REAL NOT NULL,
+            client        TEXT NOT NULL,
+            user_agent    TEXT,
+            method        TEXT,
+            status        INTEGER NOT NULL,
+            fault         TEXT,
+            strict_iris   INTEGER NOT NULL,
+            request_size  INTEGER NOT NULL,
+            answer_size   INTEGER NOT NULL,
+            notes         TEXT NOT NULL,
+            request_headers TEXT NOT NULL,
+            answer_headers  TEXT NOT NULL,
+            request       BLOB NOT NULL,
+            answer        BLOB NOT NULL
+        );
+        CREATE INDEX exchanges_by_time ON exchanges (received);
+        CREATE INDEX exchanges_sizes ON exchanges (id, size);
+        CREATE TABLE exchange_bytes (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            total         INTEGER NOT NULL
+        );
+        INSERT INTO exchange_bytes (id, total) VALUES (1, 0);
+        """,
+    )
+    # exchanges_sizes lets the limits walk ids and sizes without reading the bodies;
+    # exchange_bytes keeps the total size, so the byte limit is checked without a scan.
+    # (One statement each: their bodies hold semicolons.)
+    conn.execute(
+        "CREATE TRIGGER exchange_added AFTER INSERT ON exchanges BEGIN"
+        " UPDATE exchange_bytes SET total = total + NEW.size WHERE id = 1; END"
+    )
+    conn.execute(
+        "CREATE TRIGGER exchange_dropped AFTER DELETE ON exchanges BEGIN"
+        " UPDATE exchange_bytes SET total = total - OLD.size WHERE id = 1; END"
+    )
+
+
+def _schema_v6(conn: sqlite3.Connection) -> None:
     """Limits against hostile clients: submission rate, the new-CSR digest, portal sessions."""
     _run_script(
         conn,
@@ -418,6 +470,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_v3,
     _schema_v4_client_tls,
     _schema_v5,
+    _schema_v6,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -1146,7 +1199,7 @@ class Store:
 
     @staticmethod
     def _certificates_query(
-        columns: str, hostname: str | None, instance: str | None
+        columns: str, hostname: str | None, instance: str | None, iris_order: bool = False
     ) -> tuple[str, tuple[str, ...]]:
         where = ["number <> 0"]
         params: list[str] = []
@@ -1156,19 +1209,29 @@ class Store:
         if instance is not None:
             where.append(_OWNER_MATCH.format(column="instance"))
             params.append(instance)
-        sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY number"
+        # IRIS sorts Number, a %String under SQLUPPER, as text: "10" before "9".
+        order = "CAST(number AS TEXT)" if iris_order else "number"
+        sql = f"SELECT {columns} FROM certificates WHERE {' AND '.join(where)} ORDER BY {order}"
         return sql, tuple(params)
 
     def certificates(
-        self, hostname: str | None = None, instance: str | None = None
+        self,
+        hostname: str | None = None,
+        instance: str | None = None,
+        *,
+        iris_order: bool = False,
     ) -> Generator[IssuedCertificate, None, None]:
         """Issued certificates in number order, never number 0, streamed from one cursor.
 
         ``None`` leaves that column unfiltered; a string matches regardless of case and
-        trailing blanks, as IRIS's SQLUPPER collation does (:data:`_OWNER_MATCH`).  The iterator
-        holds a pooled connection (a consistent snapshot) until it is exhausted or closed.
+        trailing blanks, as IRIS's SQLUPPER collation does (:data:`_OWNER_MATCH`).  With
+        ``iris_order`` the numbers sort as IRIS sorts them, as text ("10" before "9").  The
+        iterator holds a pooled connection (a consistent snapshot) until it is exhausted or
+        closed.
         """
-        sql, params = self._certificates_query(self._CERTIFICATE_COLUMNS, hostname, instance)
+        sql, params = self._certificates_query(
+            self._CERTIFICATE_COLUMNS, hostname, instance, iris_order
+        )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
             try:
@@ -1178,17 +1241,21 @@ class Store:
                 cursor.close()
 
     def certificate_rows(
-        self, hostname: str | None = None, instance: str | None = None
+        self,
+        hostname: str | None = None,
+        instance: str | None = None,
+        *,
+        iris_order: bool = False,
     ) -> Generator[tuple[int, str, str, str], None, None]:
         """``(number, hostname, instance, filename)`` of issued certificates, lean and streamed.
 
         What a listing needs and nothing more (no PEM, no dates to parse): same rows, order
         and filters as :meth:`certificates` (number order, never number 0; ``None`` leaves
-        that column unfiltered).  The iterator holds a pooled connection (a consistent
-        snapshot) until it is exhausted or closed.
+        that column unfiltered; ``iris_order`` as there).  The iterator holds a pooled
+        connection (a consistent snapshot) until it is exhausted or closed.
         """
         sql, params = self._certificates_query(
-            "number, hostname, instance, filename", hostname, instance
+            "number, hostname, instance, filename", hostname, instance, iris_order
         )
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
@@ -1564,3 +1631,174 @@ class Store:
             (key_hash, hash_algorithm, issuer, limit),
         )
         return [row[0] for row in rows]
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def setting(self, name: str) -> str | None:
+        """The setting ``name`` (see pki_soap.cli.server ``settings``), or None when unset."""
+        row = self._fetchone("SELECT value FROM settings WHERE name = ?", (name,))
+        return None if row is None else str(row[0])
+
+    def save_setting(self, name: str, value: str | None) -> None:
+        """Set the setting ``name``; None removes it (back to its default)."""
+        if value is None:
+            self._execute("DELETE FROM settings WHERE name = ?", (name,))
+        else:
+            self._execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, value)
+            )
+
+    # -- recorded exchanges -------------------------------------------------------------------
+
+    _EXCHANGE_SUMMARY_COLUMNS = (
+        "id, received, duration_ms, client, user_agent, method, status, fault, strict_iris,"
+        " request_size, answer_size, notes"
+    )
+
+    def record_exchange(self, exchange: Exchange, limits: RecordLimits) -> int:
+        """Store ``exchange`` and drop what the limits no longer allow; return its id.
+
+        In the same transaction, oldest first: exchanges received more than
+        ``limits.max_days`` before this one, those beyond the newest ``limits.keep``, and
+        as many of the oldest as it takes to bring their total size under
+        ``limits.max_bytes``.  Several processes may record at once: each transaction sees
+        the others', so the limits hold for all of them together.  A record is a debugging
+        aid: it is committed without waiting for the disk (``synchronous = NORMAL``; WAL
+        keeps the database consistent, a power cut may lose the last few).
+        """
+        values = (
+            _to_text(exchange.received),
+            exchange.size,
+            exchange.duration_ms,
+            exchange.client,
+            exchange.user_agent,
+            exchange.method,
+            exchange.status,
+            exchange.fault,
+            int(exchange.strict_iris),
+            exchange.request_size,
+            exchange.answer_size,
+            json.dumps([[note.kind, note.text] for note in exchange.notes]),
+            json.dumps(exchange.request_headers),
+            json.dumps(exchange.answer_headers),
+            exchange.request,
+            exchange.answer,
+        )
+        cutoff = _to_text(exchange.received - timedelta(days=limits.max_days))
+        conn = self._checkout()
+        try:
+            # The safety level cannot change inside a transaction: set it around this one.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                new_id = self._record_and_trim(conn, values, cutoff, limits)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return new_id
+        except sqlite3.Error as exc:
+            raise _translated(exc, "the exchange cannot be recorded") from exc
+        finally:
+            try:
+                conn.execute("PRAGMA synchronous = FULL")
+            finally:
+                self._checkin(conn)
+
+    @staticmethod
+    def _record_and_trim(
+        conn: sqlite3.Connection, values: tuple[Any, ...], cutoff: str, limits: RecordLimits
+    ) -> int:
+        cursor = conn.execute(
+            "INSERT INTO exchanges (received, size, duration_ms, client, user_agent, method,"
+            " status, fault, strict_iris, request_size, answer_size, notes, request_headers,"
+            " answer_headers, request, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?)",
+            values,
+        )
+        new_id = cursor.lastrowid
+        assert new_id is not None
+        conn.execute("DELETE FROM exchanges WHERE received < ?", (cutoff,))
+        conn.execute(
+            "DELETE FROM exchanges WHERE id < (SELECT id FROM exchanges"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (limits.keep - 1,),
+        )
+        total = conn.execute("SELECT total FROM exchange_bytes").fetchone()[0]
+        if total > limits.max_bytes:
+            # Walk from the oldest until what remains fits.
+            last = None
+            for row_id, size in conn.execute("SELECT id, size FROM exchanges ORDER BY id"):
+                last, total = row_id, total - size
+                if total <= limits.max_bytes:
+                    break
+            conn.execute("DELETE FROM exchanges WHERE id <= ?", (last,))
+        return new_id
+
+    @staticmethod
+    def _exchange_summary(row: tuple[Any, ...]) -> ExchangeSummary:
+        received = _from_text(row[1])
+        assert received is not None  # NOT NULL column
+        return ExchangeSummary(
+            id=row[0],
+            received=received,
+            duration_ms=row[2],
+            client=row[3],
+            user_agent=row[4],
+            method=row[5],
+            status=row[6],
+            fault=row[7],
+            strict_iris=bool(row[8]),
+            request_size=row[9],
+            answer_size=row[10],
+            note_count=len(json.loads(row[11])),
+        )
+
+    def exchanges(self, last: int = 20) -> list[ExchangeSummary]:
+        """The newest ``last`` recorded exchanges, newest first, without their bytes."""
+        rows = self._fetchall(
+            f"SELECT {self._EXCHANGE_SUMMARY_COLUMNS} FROM exchanges ORDER BY id DESC LIMIT ?",
+            (max(0, last),),
+        )
+        return [self._exchange_summary(row) for row in rows]
+
+    def exchange(self, id: int) -> Exchange | None:
+        """The recorded exchange ``id`` with its bytes, or None (never recorded or dropped)."""
+        row = self._fetchone(
+            "SELECT id, received, duration_ms, client, user_agent, method, status, fault,"
+            " strict_iris, request_headers, answer_headers, request, answer, request_size,"
+            " answer_size, notes FROM exchanges WHERE id = ?",
+            (id,),
+        )
+        if row is None:
+            return None
+        received = _from_text(row[1])
+        assert received is not None  # NOT NULL column
+        return Exchange(
+            id=row[0],
+            received=received,
+            duration_ms=row[2],
+            client=row[3],
+            user_agent=row[4],
+            method=row[5],
+            status=row[6],
+            fault=row[7],
+            strict_iris=bool(row[8]),
+            request_headers=[(str(k), str(v)) for k, v in json.loads(row[9])],
+            answer_headers=[(str(k), str(v)) for k, v in json.loads(row[10])],
+            request=bytes(row[11]),
+            answer=bytes(row[12]),
+            request_size=row[13],
+            answer_size=row[14],
+            notes=[Note(str(kind), str(text)) for kind, text in json.loads(row[15])],
+        )
+
+    def exchange_totals(self) -> tuple[int, int, datetime | None]:
+        """(how many exchanges are kept, their total size, when the newest was received)."""
+        row = self._fetchone(
+            "SELECT count(*), (SELECT total FROM exchange_bytes), max(received) FROM exchanges"
+        )
+        if row is None:
+            return 0, 0, None
+        return int(row[0]), int(row[1]), _from_text(row[2])

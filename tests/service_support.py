@@ -17,6 +17,8 @@
   and ``iris_*`` those of InterSystems' own client (SOAP-ENV prefix, ``xsi:type``,
   omitted elements); ``submitted``, ``cut_pem`` and ``last_number`` parse answers exactly
   as the wget client does.
+* ``wait_for_exchanges(data_dir, n)`` returns the newest ``n`` recorded exchanges (``record=``)
+  once they are in the store.
 * ``assert_valid_response(body)`` validates the Body's element against the XSD embedded in
   the packaged WSDL (stack-notes Appendix C).
 """
@@ -29,6 +31,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +44,9 @@ from lxml import etree
 from werkzeug.serving import make_server
 
 from pki_soap import names, tls
+from pki_soap.exchanges import Exchange
 from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
+from pki_soap.store import Store
 from tests.engine_support import open_server
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -58,6 +63,8 @@ XS = "http://www.w3.org/2001/XMLSchema"
 TNS = "http://pki.intersystems.com"
 ACTION = "http://pki.intersystems.com/PKI.CAServer."
 TIMEOUT = 10.0
+# An exchange is recorded just after its answer is sent: tests wait for it, up to this long.
+EXCHANGE_WAIT_SECONDS = 60.0
 
 
 @contextmanager
@@ -78,6 +85,19 @@ def live_server(
         server.shutdown()
         server.server_close()
         thread.join(TIMEOUT)
+
+
+def wait_for_exchanges(data_dir: Path, count: int) -> list[Exchange]:
+    """The newest ``count`` exchanges, oldest first, once that many have been recorded."""
+    deadline = time.monotonic() + EXCHANGE_WAIT_SECONDS
+    with Store.open(data_dir) as store:
+        while True:
+            listed = store.exchanges(count)
+            if len(listed) >= count:
+                found = [store.exchange(summary.id) for summary in reversed(listed)]
+                return [exchange for exchange in found if exchange is not None]
+            assert time.monotonic() < deadline, f"{len(listed)} of {count} exchanges recorded"
+            time.sleep(0.05)
 
 
 def https_context(

@@ -1323,7 +1323,8 @@ def test_help_lists_each_command_on_one_line(program: str) -> None:
     block = result.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     expected = (
         ["configure", "reinitialize", "pending", "show", "issue", "delete", "certificates",
-         "revoke", "crl", "status", "drop-mail", "serve", "https-certificate", "portal-password"]
+         "revoke", "crl", "status", "drop-mail", "settings", "exchanges", "serve",
+         "https-certificate", "portal-password"]
         if program == "server_app.py"
         else ["show", "configure", "get-ca", "submit", "list", "get", "export"]
     )  # fmt: skip

@@ -9,6 +9,9 @@ omitted), GetCertificate(n).  How each reads the untyped DataSet is described in
 Every test runs over plain HTTP and over HTTPS (the server certificate ``serve --tls`` makes),
 each toolkit verifying the server against our CA certificate alone ($INTEROP_CA_FILE), host
 name included; a server another CA vouches for, or one named otherwise, is refused.
+
+With the exchange recorder on, each toolkit's requests (and our own client's) are
+recorded and annotated with what is known of that toolkit.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from cryptography import x509
 
 from pki_soap import keys, names
 from pki_soap.ca import Usage
+from pki_soap.client import CAClient
+from pki_soap.errors import InvalidCsr
+from pki_soap.exchanges import IRIS, TOOLKIT, Exchange, RecordLimits
 from pki_soap.server import CAServer
 from pki_soap.service import SERVICE_PATH
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT
 from tests.engine_support import make_ca
-from tests.service_support import https_context, live_server
+from tests.service_support import https_context, live_server, wait_for_exchanges
 
 INTEROP = Path(__file__).resolve().parent / "interop"
 TIMEOUT = 120  # seconds for one toolkit call: WSDL download, one SOAP call, process start-up
@@ -307,3 +313,83 @@ def test_toolkit_refuses_a_server_it_cannot_verify(
             assert any(reason in done.stderr for reason in _REFUSALS[wrong]), (
                 f"{name}: {done.stderr}"
             )
+
+
+# -- the exchange recorder sees each toolkit ------------------------------------------------------
+
+BOGUS_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
+TNS_ACTION = "http://pki.intersystems.com/PKI.CAServer."
+RECORDED_AS = {
+    "php": ("PHP SoapClient", "PHP-SOAP/"),
+    "node": ("Node.js soap", "node-soap/"),
+    "suds": ("Python suds", "Python-urllib/"),
+    "zeep": ("zeep", "Zeep/"),
+}
+
+
+@pytest.fixture
+def recorded_url(configured_server: CAServer, data_dir: Path) -> Iterator[str]:
+    """The SOAP service recording its exchanges."""
+    with live_server(data_dir, portal=False, record=RecordLimits()) as base_url:
+        yield base_url + SERVICE_PATH
+
+
+def _notes(exchange: Exchange, kind: str) -> str:
+    return "\n".join(note.text for note in exchange.notes if note.kind == kind)
+
+
+def _assert_get_and_refused_csr(
+    got: Exchange, refused: Exchange, toolkit: str, user_agent: str
+) -> None:
+    for exchange in (got, refused):
+        assert exchange.user_agent is not None and exchange.user_agent.startswith(user_agent)
+        assert f"Toolkit: {toolkit}." in _notes(exchange, TOOLKIT)
+    assert (got.method, got.status, got.fault) == ("GetCertificate", 200, None)
+    assert b"<Filename>" + CA_ROOT.encode() + b"</Filename>" in got.answer
+    assert _notes(got, IRIS) == ""
+    assert (refused.method, refused.status) == ("SubmitCSR", 400)
+    assert refused.fault == "Client: the CSR's PEM block is not valid base64"
+    assert "The CSR was refused: IRIS - stored as received" in _notes(refused, IRIS)
+
+
+@pytest.mark.parametrize("name", sorted(TOOLKITS), ids=sorted(TOOLKITS))
+def test_recorder_annotates_each_toolkit(
+    name: str, recorded_url: str, node_modules: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    toolkit = Toolkit(name, recorded_url + "?WSDL", tmp_path)
+    bogus = tmp_path / "bogus.csr"
+    bogus.write_text(BOGUS_CSR)
+
+    assert toolkit.run("get", "0")["certificate"]
+    assert "fault" in toolkit.run("submit", str(bogus), "rec.example", "IRIS", "rec", "Tester")
+
+    got, refused = wait_for_exchanges(data_dir, 2)
+    _assert_get_and_refused_csr(got, refused, *RECORDED_AS[name])
+    unseen = "so your program will not see this faultstring"
+    # Only suds reads faults from HTTP 500 alone: its program misses this Client fault's text.
+    assert (unseen in _notes(refused, TOOLKIT)) == (name == "suds")
+    if name == "php":
+        assert ("SOAPAction", f'"{TNS_ACTION}SubmitCSR"') in refused.request_headers
+        assert "PHP SoapClient quotes the SOAPAction" in _notes(refused, TOOLKIT)
+    if name == "zeep":
+        assert got.request.startswith(b"<?xml version='1.0' encoding='utf-8'?>\n<soap-env:")
+        assert "zeep writes soap-env: and ns0: prefixes" in _notes(got, TOOLKIT)
+
+
+def test_recorder_annotates_our_client(recorded_url: str, data_dir: Path) -> None:
+    with CAClient(recorded_url) as ours:
+        assert ours.get_certificate(0) is not None
+        with pytest.raises(InvalidCsr):
+            ours.submit_csr(
+                name="o:IRIS:o",
+                hostname="o.example",
+                instance="IRIS",
+                filename="o",
+                contents=BOGUS_CSR,
+                subject="/CN=o",
+                contact_name="Tester",
+            )
+
+    our_get, our_refused = wait_for_exchanges(data_dir, 2)
+    _assert_get_and_refused_csr(our_get, our_refused, "pki-soap client_app.py (zeep)", "pki-soap/")
+    assert ("SOAPAction", f"{TNS_ACTION}GetCertificate") in our_get.request_headers

@@ -1,4 +1,5 @@
-"""The portal end to end in headless Chromium: submit, process, download, verify with openssl.
+"""The portal end to end in headless Chromium: submit, process, download, verify with openssl,
+then the SOAP exchanges that made (the server records them) on the Exchanges page.
 
 The whole WSGI application (SOAP service and portal) runs in a werkzeug server thread on a
 loopback port; the client pages talk SOAP to that same server, so one data directory is both
@@ -25,8 +26,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from pki_soap.exchanges import RecordLimits
 from pki_soap.portal.auth import set_password
 from pki_soap.service import make_app
+from pki_soap.store import Store
+from tests.service_support import ACTION, iris_get_certificate, soap_post, wait_for_exchanges
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -40,7 +44,7 @@ WAIT_SECONDS = 60  # an upper bound for slow CI machines, not a timing assertion
 def live_server(data_dir: Path) -> Iterator[str]:
     """The full application (SOAP + portal) on 127.0.0.1:<free port>; yields its base URL."""
     set_password(data_dir, PORTAL_PASSWORD.encode())
-    app = make_app(data_dir, public_url="http://127.0.0.1")
+    app = make_app(data_dir, public_url="http://127.0.0.1", record=RecordLimits())
     # threaded: a portal page calls the SOAP endpoint of this same server while it answers.
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -281,6 +285,35 @@ def test_submit_process_download_verify(
     )
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.strip() == f"{cert_file}: OK"
+
+    # The SOAP exchanges behind those pages, recorded, and a stranger's one among them.
+    hostile = "Evil/1.0 <script>alert(1)</script><img src=x onerror=alert(2)>"
+    soap_post(
+        live_server, iris_get_certificate("0"), ACTION + "GetCertificate",
+        headers={"User-Agent": hostile},
+    )  # fmt: skip
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda _: wait_for_exchanges(data_dir, 1)[0].user_agent == hostile
+    )
+    with Store.open(data_dir) as store:
+        recorded = [str(e.id) for e in store.exchanges(100)]
+    steps.open("/pki/server/exchanges")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.exchanges tbody tr")
+    cells = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    assert [row[0] for row in cells] == recorded
+    methods = [row[4] for row in cells]
+    assert {"SubmitCSR", "GetCertificate", "ListCertificates"} <= set(methods)
+    assert cells[0][8] == hostile  # shown as text, newest first
+    assert browser.find_elements(By.CSS_SELECTOR, "script, img") == []
+    steps.shot("exchanges", full_page=True)
+    rows[methods.index("SubmitCSR")].find_element(By.TAG_NAME, "a").click()
+    request = browser.find_element(By.CSS_SELECTOR, "pre.wire.request").text
+    assert "<ns0:ContactName>Bob &lt;Operator&gt;</ns0:ContactName>" in request
+    assert "-----BEGIN CERTIFICATE REQUEST-----" in request
+    toolkit = browser.find_element(By.CSS_SELECTOR, "ul.notes.toolkit").text
+    assert "Toolkit: pki-soap client_app.py (zeep)." in toolkit
+    assert "successfully submitted" in browser.find_element(By.CSS_SELECTOR, "pre.answer").text
+    steps.shot("exchange", full_page=True)
 
     # Nothing on any page tripped the Content-Security-Policy.
     console = [entry["message"] for entry in browser.get_log("browser")]

@@ -14,6 +14,7 @@ and the WAL file never vanished under the running server.
 from __future__ import annotations
 
 import html
+import http.client
 import os
 import random
 import re
@@ -240,7 +241,7 @@ class System:
             )
             try:
                 answer = soap_post(self.base_url, body, ACTION + "SubmitCSR")
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a worker killed mid-answer
                 self.ledger.count("soap submit (no answer)")
                 time.sleep(0.05)
                 continue
@@ -262,7 +263,7 @@ class System:
                 got = soap_post(
                     self.base_url, iris_get_certificate(number), ACTION + "GetCertificate"
                 )
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a worker killed mid-answer
                 self.ledger.count("soap read (no answer)")
                 time.sleep(0.05)
                 continue

@@ -26,9 +26,10 @@ from cryptography import x509
 
 from pki_soap import client_tasks, messages
 from pki_soap.cli import Commands
-from pki_soap.client import DEFAULT_PATH
+from pki_soap.client import DEFAULT_PATH, WireExchange
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.escaping import for_terminal
+from pki_soap.exchanges import readable
 from pki_soap.export import ExportFormat
 from pki_soap.keys import KeyType
 from pki_soap.names import (
@@ -99,6 +100,32 @@ def _subject(args: argparse.Namespace, parser: argparse.ArgumentParser) -> x509.
 
 def _store(args: argparse.Namespace) -> Store:
     return Store.open(args.data_dir)
+
+
+def _tracer(args: argparse.Namespace) -> Callable[[WireExchange], None] | None:
+    """With ``--trace``: print each request and answer on stderr, escaped for the terminal."""
+    if not getattr(args, "trace", False):
+        return None
+    return _print_exchange
+
+
+def _lines(data: bytes) -> list[str]:
+    # The last line end is the body's own, not an empty line after it.
+    return readable(data).removesuffix("\n").split("\n")
+
+
+def _print_exchange(exchange: WireExchange) -> None:
+    lines = [f"> {exchange.method} {exchange.url}"]
+    lines += [f"> {name}: {value}" for name, value in exchange.request_headers]
+    if exchange.method != "GET":
+        lines += [">"] + [f"> {line}" for line in _lines(exchange.request)]
+    lines.append(f"< HTTP {exchange.status} {exchange.reason}".rstrip())
+    lines += [f"< {name}: {value}" for name, value in exchange.answer_headers]
+    if exchange.method == "GET":
+        lines.append(f"< ({len(exchange.answer):,} bytes of WSDL, not shown)")
+    else:
+        lines += ["<"] + [f"< {line}" for line in _lines(exchange.answer)]
+    print("\n".join(readable(line) for line in lines), file=sys.stderr, flush=True)
 
 
 def program_name() -> str:
@@ -183,6 +210,7 @@ def _get_ca(args: argparse.Namespace) -> int:
             out=args.out,
             expected=expected,
             timeout=args.timeout,
+            trace=_tracer(args),
         )
         pinned = client_tasks.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
@@ -217,7 +245,7 @@ def _submit(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         password = _key_password(args)
         text = client_tasks.submit(
@@ -240,7 +268,7 @@ def _resubmit(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         text = client_tasks.resubmit(store, args.data_dir, root=args.root, client=client)
     print("\n".join(_printable(line) for line in text.split("\n")))
@@ -251,7 +279,7 @@ def _list(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         rows = client_tasks.list_certificates(store, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
@@ -282,7 +310,7 @@ def _get(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
         cfg = client_tasks.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout)
+            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         path, fp, number = client_tasks.get_certificate(
             store, args.data_dir, args.number, force=args.force, client=client, out=args.out
@@ -502,10 +530,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory of the client's files and database (default: ./pki-data)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the bytes of each SOAP request and answer on stderr",
+    )
     # Each subcommand accepts --data-dir too; SUPPRESS keeps the global value when it is absent.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     network = argparse.ArgumentParser(add_help=False, parents=[common])
+    network.add_argument(
+        "--trace",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the bytes of each request and answer on stderr",
+    )
     network.add_argument(
         "--timeout",
         type=_timeout,

@@ -57,10 +57,15 @@ from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
 import pki_soap
-from pki_soap import keys, names, tls
+from pki_soap import keys, names, settings, tls
 from pki_soap.cli import https_certificate
 from pki_soap.cli import server as server_cli
-from pki_soap.cli.server import ca_configured, program_name
+from pki_soap.cli.server import (
+    add_mode_arguments,
+    ca_configured,
+    mode_from_arguments,
+    program_name,
+)
 from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
 from pki_soap.notify import SMTP_CAFILE_ENV
@@ -247,6 +252,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PORT",
         help="with HTTPS, also serve SOAP and ?WSDL (not the portal) over plain HTTP on PORT",
     )
+    add_mode_arguments(serve, for_serve=True)
     return serve
 
 
@@ -477,6 +483,15 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
             subject=names.subject_from_text(DEMO_SUBJECT),
         )
         return True, result.fingerprint
+
+
+def _serve_mode(args: argparse.Namespace, data_dir: Path) -> settings.ServeSettings:
+    """The stored settings with this run's options applied, left in the store for ``status``."""
+    with open_data_directory(data_dir, create=True) as opened:
+        mode = mode_from_arguments(args, settings.load(opened.store))
+        started = settings.Serving(datetime.now(UTC), os.getpid(), mode)
+        settings.save_serving(opened.store, started)
+    return mode
 
 
 @dataclass(frozen=True)
@@ -712,6 +727,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.http_port is not None:
         _check_free(args.host, args.http_port)
     smtp_cafile = os.environ.get(SMTP_CAFILE_ENV) or None
+    mode = _serve_mode(args, data_dir)
     app = make_app(
         data_dir,
         public_url=public_url,
@@ -720,6 +736,8 @@ def run_serve(args: argparse.Namespace) -> int:
         portal_networks=args.portal_network,
         smtp_cafile=smtp_cafile,
         limits=limits,
+        strict_iris=mode.strict_iris,
+        record=mode.record,
     )
     plain_app = None
     if args.http_port is not None:
@@ -732,9 +750,16 @@ def run_serve(args: argparse.Namespace) -> int:
             portal=False,
             smtp_cafile=smtp_cafile,
             limits=limits,
+            strict_iris=mode.strict_iris,
+            record=mode.record,
         )
     served = _prepare_https(args, data_dir, public_url) if https else None
-    print(f"Serving PKI.CAServer at {endpoint_url(public_url)}", flush=True)
+    strict, recording = settings.describe(mode)
+    print(
+        f"Serving PKI.CAServer at {endpoint_url(public_url)}\n"
+        f"IRIS-strict mode: {strict}\nExchange recording: {recording}",
+        flush=True,
+    )
     options = gunicorn_options(
         bind=_bind(args.host, args.port),
         workers=args.workers,

@@ -36,17 +36,33 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names, policy, revocation
+from pki_soap import keys, messages, names, policy, revocation, settings
 from pki_soap.ca import Usage
 from pki_soap.cli import Commands
 from pki_soap.datadir import DataDirectory, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, UnknownCertificate
 from pki_soap.escaping import for_terminal
+from pki_soap.exchanges import (
+    DEFAULT_KEEP,
+    IRIS,
+    TOOLKIT,
+    Exchange,
+    RecordLimits,
+    one_line,
+    readable,
+)
 from pki_soap.keys import KeyType
 from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.revocation import Reason, Revocations, SignedCrl
 from pki_soap.server import CAServer, IssueResult
-from pki_soap.store import IssuedCertificate, Mail, PendingRequest, Revocation, ServerConfig
+from pki_soap.store import (
+    IssuedCertificate,
+    Mail,
+    PendingRequest,
+    Revocation,
+    ServerConfig,
+    Store,
+)
 
 PROG = "server_app.py"
 INSTALLED_PROG = "pki-server"
@@ -381,6 +397,33 @@ def build_parser(
     _add_yes(drop_mail)
     runners["drop-mail"] = _drop_mail
 
+    mode = commands.add(
+        "settings",
+        "IRIS-strict mode and exchange recording (both off by default)",
+        parents=[common],
+        description=(
+            "Show or change the settings `serve` starts with: IRIS-strict mode and the "
+            "recording of SOAP exchanges. `serve` options override them for one run."
+        ),
+    )
+    add_mode_arguments(mode, for_serve=False)
+    runners["settings"] = _settings
+
+    exchanges = commands.add(
+        "exchanges",
+        "the SOAP exchanges recorded by `serve --record`",
+        parents=[common],
+        description=(
+            "List the recorded SOAP exchanges, newest first, or show one with its bytes and "
+            "what IRIS would have done differently."
+        ),
+    )
+    exchanges.add_argument(
+        "--last", type=int, default=20, metavar="K", help="list the newest K (default 20)"
+    )
+    exchanges.add_argument("--show", type=int, metavar="ID", help="show exchange ID in full")
+    runners["exchanges"] = _exchanges
+
     for extra in EXTRA_COMMANDS:
         if extra == load:
             module = importlib.import_module(extra.module)
@@ -399,6 +442,71 @@ def build_parser(
 def program_name() -> str:
     """``pki-server`` when run as the installed command, else ``server_app.py``."""
     return INSTALLED_PROG if Path(sys.argv[0]).name == INSTALLED_PROG else PROG
+
+
+def add_mode_arguments(parser: argparse.ArgumentParser, *, for_serve: bool) -> None:
+    """The IRIS-strict and recording options (``serve`` overrides; ``settings`` stores)."""
+    scope = "for this run (default: the stored setting, off)" if for_serve else "(stored)"
+    strict = parser.add_mutually_exclusive_group()
+    strict.add_argument(
+        "--strict-iris",
+        dest="strict_iris",
+        action="store_true",
+        default=None,
+        help=f"behave as IRIS where this server deviates (README's table) {scope}",
+    )
+    strict.add_argument(
+        "--no-strict-iris", dest="strict_iris", action="store_false", help="the lenient default"
+    )
+    record = parser.add_mutually_exclusive_group()
+    record.add_argument(
+        "--record",
+        nargs="?",
+        type=int,
+        const=DEFAULT_KEEP,
+        default=None,
+        metavar="N",
+        help=f"keep the last N SOAP exchanges in the store (N: {DEFAULT_KEEP}) {scope}",
+    )
+    record.add_argument(
+        "--no-record", dest="record", action="store_const", const=0, help="record nothing"
+    )
+    parser.add_argument(
+        "--record-bytes",
+        type=int,
+        metavar="BYTES",
+        help="at most this much for all recorded exchanges (default 64 MiB)",
+    )
+    parser.add_argument(
+        "--record-days",
+        type=float,
+        metavar="DAYS",
+        help="drop a recorded exchange after this many days (default 7)",
+    )
+
+
+def mode_from_arguments(
+    args: argparse.Namespace, stored: settings.ServeSettings
+) -> settings.ServeSettings:
+    """``stored`` with the options of ``add_mode_arguments`` applied.
+
+    Raises:
+        InvalidInput: a limit out of range, or a limit given while recording is off.
+    """
+    strict = stored.strict_iris if args.strict_iris is None else args.strict_iris
+    limits = stored.record
+    keep = args.record if args.record is not None else (limits.keep if limits else 0)
+    if keep == 0:
+        if args.record_bytes is not None or args.record_days is not None:
+            raise InvalidInput("--record-bytes and --record-days need --record")
+        return settings.ServeSettings(strict_iris=strict, record=None)
+    base = limits or RecordLimits()
+    record = RecordLimits(
+        keep=keep,
+        max_bytes=base.max_bytes if args.record_bytes is None else args.record_bytes,
+        max_days=base.max_days if args.record_days is None else args.record_days,
+    )
+    return settings.ServeSettings(strict_iris=strict, record=record)
 
 
 def _add_password_file(parser: argparse.ArgumentParser, what: str) -> None:
@@ -836,6 +944,7 @@ def _status(args: argparse.Namespace) -> int:
             ("Pending CSRs", str(server.store.count_requests())),
             ("Issued certificates", str(server.store.count_certificates())),
         ]
+        lines += _mode_lines(server.store)
         waiting = server.store.undelivered()
     width = max(len(label) for label, _ in lines) + 2
     for label, value in lines:
@@ -855,6 +964,124 @@ def _status(args: argparse.Namespace) -> int:
     if exit_code:
         _error("the CA files are unusable (see above)")
     return exit_code
+
+
+def _settings(args: argparse.Namespace) -> int:
+    changes = (args.strict_iris, args.record, args.record_bytes, args.record_days)
+    with _open(args, create=True) as opened:
+        current = settings.load(opened.store)
+        if any(value is not None for value in changes):
+            current = mode_from_arguments(args, current)
+            settings.save(opened.store, current)
+    strict, recording = settings.describe(current)
+    print(f"IRIS-strict mode:   {strict}")
+    print(f"Exchange recording: {recording}")
+    print("`serve` reads these when it starts; its options override them for one run.")
+    return 0
+
+
+def _mode_lines(store: Store) -> list[tuple[str, str]]:
+    """IRIS-strict mode and exchange recording: the settings, the running server, the record."""
+    strict, recording = settings.describe(settings.load(store))
+    lines = [
+        ("IRIS-strict mode", f"{strict} (setting)"),
+        ("Exchange recording", f"{recording} (setting)"),
+    ]
+    last = settings.serving(store)
+    if last is not None:
+        run_strict, run_recording = settings.describe(last.settings)
+        lines.append(
+            (
+                "Last `serve` start",
+                f"{_when(last.started)} (pid {last.pid}): IRIS-strict {run_strict.split(':')[0]},"
+                f" recording {run_recording}",
+            )
+        )
+    count, size, newest = store.exchange_totals()
+    kept = f"{count} ({size:,} bytes)" + (f", newest {_when(newest)}" if newest else "")
+    lines.append(("Recorded exchanges", kept))
+    return lines
+
+
+def _exchanges(args: argparse.Namespace) -> int:
+    with _open(args) as opened:
+        store = opened.store
+        if args.show is not None:
+            exchange = store.exchange(args.show)
+            if exchange is None:
+                raise NotFound(
+                    f"no recorded exchange {args.show} (never recorded, or dropped: only the"
+                    " newest are kept; see `exchanges`)"
+                )
+            print(_describe_exchange(exchange))
+            return 0
+        if args.last < 1:
+            raise InvalidInput("--last must be at least 1")
+        listed = store.exchanges(args.last)
+        last = settings.serving(store)
+        recording = settings.load(store).record is not None or (
+            last is not None and last.settings.record is not None
+        )
+    if not listed:
+        print("No exchanges recorded.")
+        if not recording:
+            print(f"Recording is off: start the server with `{program_name()} serve --record [N]`.")
+        return 0
+    rows = [
+        (
+            str(e.id),
+            _when(e.received),
+            f"{e.duration_ms:.1f}",
+            readable(e.client),
+            e.method or "-",
+            str(e.status),
+            one_line(readable(e.fault), 60) if e.fault else "",
+            str(e.note_count),
+            one_line(readable(e.user_agent), 40) if e.user_agent else "(none)",
+        )
+        for e in listed
+    ]
+    print(
+        _table(
+            ("Id", "Received", "ms", "Client", "Method", "Status", "Fault", "Notes", "User-Agent"),
+            rows,
+        )
+    )
+    print(f"\n`{program_name()} exchanges --show ID` shows one with its bytes and notes.")
+    return 0
+
+
+def _describe_exchange(exchange: Exchange) -> str:
+    """Everything recorded of one exchange, every stranger's byte escaped for a terminal."""
+    lines: list[tuple[str, str]] = [
+        ("Received", _when(exchange.received)),
+        ("Duration", f"{exchange.duration_ms:.1f} ms"),
+        ("Client", readable(exchange.client)),
+        ("User-Agent", readable(exchange.user_agent) if exchange.user_agent else "(none)"),
+        ("Routed to", exchange.method or "(not routed)"),
+        ("Answer", f"HTTP {exchange.status}"),
+        ("Fault", readable(exchange.fault) if exchange.fault else "(none)"),
+        ("Mode", "IRIS-strict" if exchange.strict_iris else "lenient (the default)"),
+    ]
+    width = max(len(label) for label, _ in lines) + 2
+    text = [f"Exchange {exchange.id}"]
+    text += [f"{label + ':':<{width}}{value}" for label, value in lines]
+    for kind, heading in (
+        (IRIS, "What IRIS would have done differently:"),
+        (TOOLKIT, "What is known of the client's toolkit:"),
+    ):
+        notes = [note.text for note in exchange.notes if note.kind == kind]
+        text += ["", heading] + [f"  - {readable(note)}" for note in notes or ["nothing"]]
+    for title, headers, body, size in (
+        ("Request", exchange.request_headers, exchange.request, exchange.request_size),
+        ("Answer", exchange.answer_headers, exchange.answer, exchange.answer_size),
+    ):
+        kept = "" if size == len(body) else f", the first {len(body):,} kept"
+        order = " (their order is not recorded)" if title == "Request" else ""
+        text += ["", f"{title} headers{order}:"]
+        text += [f"  {readable(name)}: {readable(value)}" for name, value in headers]
+        text += ["", f"{title} ({size:,} bytes{kept}; \\r marks a CR):", readable(body)]
+    return "\n".join(text)
 
 
 def _drop_mail(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The Certificate Authority server's pages: configure, reinitialize, pending CSRs, certificates."""
+"""The Certificate Authority server's pages: configure, reinitialize, pending CSRs, certificates,
+and the recorded SOAP exchanges."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from werkzeug.wrappers import Response
 
-from pki_soap import keys, messages, names, policy, revocation
+from pki_soap import keys, messages, names, policy, revocation, settings
 from pki_soap.ca import CAPaths, Usage
 from pki_soap.errors import (
     CAFileError,
@@ -22,6 +23,7 @@ from pki_soap.errors import (
     UnknownRequest,
     WrongPassword,
 )
+from pki_soap.exchanges import IRIS, TOOLKIT, Exchange, readable
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal, form_values
 from pki_soap.revocation import Reason
@@ -38,6 +40,7 @@ REVOKE_REASONS = [
 SEARCH_FIELDS = ("number", "hostname", "instance", "filename", "subject")
 MAX_LISTED = 1000
 REQUESTS_PER_PAGE = 50
+EXCHANGES_LISTED = 200
 
 
 def register(portal: Portal) -> None:
@@ -57,6 +60,10 @@ def register(portal: Portal) -> None:
         "server_certificate_pem",
         certificate_pem,
         methods=("GET",),
+    )
+    portal.add_page("/server/exchanges", "server_exchanges", exchanges, methods=("GET",))
+    portal.add_page(
+        "/server/exchanges/<int:exchange_id>", "server_exchange", exchange, methods=("GET",)
     )
 
 
@@ -535,3 +542,63 @@ def certificate_pem(page: Page, number: int) -> Response:
     response = Response(cert.contents, mimetype="application/x-pem-file")
     response.headers["Content-Disposition"] = f'attachment; filename="{stem}.cer"'
     return response
+
+
+def exchanges(page: Page) -> Response:
+    """The recorded SOAP exchanges, newest first (``serve --record``)."""
+    store = page.store
+    strict, recording = settings.describe(settings.load(store))
+    last = settings.serving(store)
+    return page.render(
+        "server_exchanges.html",
+        rows=store.exchanges(EXCHANGES_LISTED),
+        totals=store.exchange_totals(),
+        strict=strict,
+        recording=recording,
+        serving=None if last is None else settings.describe(last.settings),
+        serving_started=None if last is None else last.started,
+        listed=EXCHANGES_LISTED,
+        readable=readable,
+    )
+
+
+@dataclass
+class _ExchangeView:
+    """One exchange as the page shows it: every recorded text made readable (and the
+    template escapes it for HTML)."""
+
+    exchange: Exchange
+    client: str
+    user_agent: str
+    fault: str
+    iris_notes: list[str]
+    toolkit_notes: list[str]
+    request_headers: list[tuple[str, str]]
+    answer_headers: list[tuple[str, str]]
+    request: str
+    answer: str
+
+
+def exchange(page: Page, exchange_id: int) -> Response:
+    """One recorded exchange: notes, headers, request and answer bytes."""
+    found = page.store.exchange(exchange_id)
+    if found is None:
+        return page.render(
+            "error.html",
+            status=404,
+            heading="No such exchange",
+            message=f"Exchange {exchange_id} was never recorded or has been dropped.",
+        )
+    view = _ExchangeView(
+        exchange=found,
+        client=readable(found.client),
+        user_agent=readable(found.user_agent) if found.user_agent else "(none)",
+        fault=readable(found.fault) if found.fault else "",
+        iris_notes=[readable(n.text) for n in found.notes if n.kind == IRIS],
+        toolkit_notes=[readable(n.text) for n in found.notes if n.kind == TOOLKIT],
+        request_headers=[(readable(k), readable(v)) for k, v in found.request_headers],
+        answer_headers=[(readable(k), readable(v)) for k, v in found.answer_headers],
+        request=readable(found.request),
+        answer=readable(found.answer),
+    )
+    return page.render("server_exchange.html", view=view)

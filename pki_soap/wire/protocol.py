@@ -8,17 +8,24 @@ without its per-element reading).  What IRIS does differently (wire-protocol.md 
 
 * routing by the ``SOAPAction`` header (URL-decoded, quotes removed): the declared action, else
   its last ``/`` segment (``PKI.CAServer.Method`` or ``Method``), else - when empty - the local
-  name of the body element.  A missing header is routed like an empty one (Q15: IRIS would
-  refuse it; we are lenient so hand-written clients work);
+  name of the body element.  A missing header is routed like an empty one (Q15: IRIS refuses
+  it; we are lenient so hand-written clients work - unless in IRIS-strict mode, where the
+  front refuses it first, see :func:`is_soap_request`);
 * the body element must be in the service namespace or in none; its local name is ignored once
   the method is known;
 * ``xsi:type`` (and every other attribute but ``xsi:nil``) is ignored, children may come in any
   order and unqualified, an unknown child is a Client fault ``Unexpected tag in XML input: X`` -
-  except inside ``csr``, where it is dropped and logged (§4.4, older/newer clients differ);
+  except inside ``csr``, where it is dropped and logged (§4.4, older/newer clients differ) unless
+  in IRIS-strict mode;
 * any DOCTYPE is refused, an empty Body is a Client fault;
 * responses and faults are written byte for byte as IRIS writes them (:mod:`.envelope`,
   :mod:`.dataset`), faults with HTTP 400 for Client and 500 otherwise, and a response that
   cannot be written becomes a Server fault, never an empty 200.
+
+Where we differ from IRIS on purpose is listed in :data:`DEVIATIONS` (and, word for word, in
+the README); ``serve --strict-iris`` switches each one that can be switched to IRIS's
+behaviour.  The web method a request was routed to is left in the WSGI environ under
+:data:`ROUTED_METHOD` for the exchange recorder.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ SERVICE_CLASS = "PKI.CAServer"
 SERVER_APPLICATION_ERROR = "Server Application Error"
 
 SOAP12_ENV_NS = "http://www.w3.org/2003/05/soap-envelope"
+#: The WSGI environ key where the web method a request was routed to is left.
+ROUTED_METHOD = "pki_soap.routed_method"
 _XSI_NIL = f"{{{XSI_NS}}}nil"
 # spyne's schema errors read "<string>:1:0:ERROR:SCHEMASV:SCHEMAV_...: Element ...".
 _LIBXML_PREFIX = re.compile(r"^.*?:\d+:\d+:[A-Z]+:[A-Z0-9_]+:[A-Z0-9_]+: ")
@@ -67,6 +76,122 @@ _SERVICE_PREFIX = f"{{{SERVICE_NS}}}"
 _SOAP11_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
 _SOAP12_ENVELOPE = f"{{{SOAP12_ENV_NS}}}Envelope"
 _SOAP11_BODY = f"{{{SOAP_ENV_NS}}}Body"
+
+
+# -- where we differ from IRIS on purpose -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One place where this server behaves differently from IRIS on purpose.
+
+    ``kept`` says why ``--strict-iris`` keeps our behaviour; it is empty for the deviations
+    that strict mode switches to IRIS's.  The README's table says the same, word for word.
+    """
+
+    key: str
+    topic: str
+    ours: str
+    iris: str
+    kept: str = ""
+
+    @property
+    def switchable(self) -> bool:
+        """True when ``--strict-iris`` switches this one to IRIS's behaviour."""
+        return not self.kept
+
+
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        "no-soapaction",
+        "A request without a SOAPAction header",
+        "routed by its body element",
+        "not taken as SOAP: it is the web service's test page, which needs the %Development"
+        " privilege, so the caller gets an HTML error page, no SOAP answer",
+    ),
+    Deviation(
+        "list-order",
+        "Order of the ListCertificates rows",
+        "numeric, so the newest certificate is always last",
+        'Number sorted as text: "10" before "9"',
+    ),
+    Deviation(
+        "csr-check",
+        "The CSR in SubmitCSR",
+        "checked before anything is stored (one PEM CSR, valid signature, RSA >= 2048 or"
+        " EC/Ed25519) and stored as canonical PEM",
+        "stored as received; checked only when the administrator issues",
+    ),
+    Deviation(
+        "csr-unknown-element",
+        "An unknown element inside csr",
+        "dropped and logged (older and newer clients differ: Subject)",
+        "Client fault `Unexpected tag in XML input: <name>`",
+    ),
+    Deviation(
+        "soap12",
+        "A SOAP 1.2 envelope",
+        "VersionMismatch fault",
+        "answered in SOAP 1.2",
+        kept="IRIS's SOAP 1.2 bytes are not known, and its WSDL offers SOAP 1.1 only",
+    ),
+    Deviation(
+        "doctype",
+        "A DOCTYPE in the request",
+        "Client fault",
+        "not known",
+        kept="a DTD can expand entities or reach for external files",
+    ),
+    Deviation(
+        "body-limit",
+        "A request body over the limit (`--max-body`, 256 KiB)",
+        "HTTP 413 with a Client fault",
+        "no limit known",
+        kept="a CSR is a few KB; an unbounded body is a denial of service",
+    ),
+    Deviation(
+        "field-checks",
+        "Control characters in a field, a Filename that is not a file-name root",
+        "Client fault at SubmitCSR",
+        "stored",
+        kept="these values reach terminals, e-mail headers and the clients' file names",
+    ),
+)
+
+
+def deviation(key: str) -> Deviation:
+    """The entry of :data:`DEVIATIONS` called ``key``.
+
+    Raises:
+        KeyError: no such deviation.
+    """
+    for entry in DEVIATIONS:
+        if entry.key == key:
+            return entry
+    raise KeyError(key)
+
+
+#: What IRIS-strict mode answers a request without SOAPAction (wire-protocol.md §1.1, Q15):
+#: IRIS sends such a POST to its test page, whose %Development check fails, and its CSP error
+#: page is HTML.  The page's exact words depend on the web application; ours are these.
+NO_SOAPACTION_STATUS = "500 Internal Server Error"
+NO_SOAPACTION_CONTENT_TYPE = "text/html; charset=UTF-8"
+NO_SOAPACTION_PAGE = (
+    "<html>\r\n<head><title>CSP Error</title></head>\r\n<body>\r\n<h1>CSP Error</h1>\r\n"
+    "<p>Insufficient privilege: a request without a SOAPAction header is the web service's"
+    " test page, which needs the %Development privilege.</p>\r\n"
+    "<p>A SOAP client sends SOAPAction: http://pki.intersystems.com/PKI.CAServer.&lt;method&gt;"
+    "</p>\r\n</body>\r\n</html>\r\n"
+).encode("ascii")
+
+
+def is_soap_request(environ: dict[str, Any]) -> bool:
+    """True when IRIS would take this POST as SOAP: a SOAPAction header (any value, even
+    empty) or a SOAP 1.2 Content-Type (whose ``action`` parameter replaces the header)."""
+    if "HTTP_SOAPACTION" in environ:
+        return True
+    media_type = str(environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/soap+xml"
 
 
 def _split_tag(tag: str) -> tuple[str | None, str]:
@@ -175,7 +300,9 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
 
     mime_type = CONTENT_TYPE
 
-    def __init__(self, app: Any = None) -> None:
+    def __init__(self, app: Any = None, *, strict_iris: bool = False) -> None:
+        #: IRIS-strict mode (``serve --strict-iris``): see :data:`DEVIATIONS`.
+        self.strict_iris = strict_iris
         super().__init__(
             app,
             validator="lxml",
@@ -240,6 +367,9 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         if wrapper is None:
             raise client_fault("Badly formed SOAP Message: the SOAP Body is empty")
         name = self._method_name(ctx, wrapper)
+        environ = getattr(ctx.transport, "req_env", None)
+        if environ is not None:
+            environ[ROUTED_METHOD] = name
         descriptor = self.app.interface.service_method_map[_SERVICE_PREFIX + name][0]
         namespace = _split_tag(wrapper.tag)[0]
         if namespace not in (None, SERVICE_NS):
@@ -330,7 +460,8 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
                 child.tag = _SERVICE_PREFIX + local
             member = shape.complex_members.get(local)
             if member is not None:
-                self._normalise(child, member, lenient=True)
+                # Inside csr IRIS faults on an unknown tag; we drop it unless strict.
+                self._normalise(child, member, lenient=not self.strict_iris)
             else:
                 _strip_attributes(child)
             known.append((position, child))
@@ -558,10 +689,18 @@ def _fault_parts(fault: Any) -> tuple[str, str, str]:
 
 
 __all__ = [
+    "DEVIATIONS",
+    "NO_SOAPACTION_CONTENT_TYPE",
+    "NO_SOAPACTION_PAGE",
+    "NO_SOAPACTION_STATUS",
+    "ROUTED_METHOD",
+    "Deviation",
     "IrisFault",
     "IrisSoap11",
     "SERVER_APPLICATION_ERROR",
     "SERVICE_CLASS",
     "client_fault",
+    "deviation",
+    "is_soap_request",
     "quiet_spyne_loggers",
 ]
