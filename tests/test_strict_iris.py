@@ -23,6 +23,7 @@ import pytest
 
 from pki_soap.ca import Usage
 from pki_soap.errors import InvalidCsr
+from pki_soap.server import SubmissionLimits
 from pki_soap.service import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store
 from pki_soap.wire.protocol import DEVIATIONS
@@ -288,6 +289,34 @@ def test_field_checks(ca: Path, tmp_path: Path) -> None:
     root = _same_in_both(ca, _submission(csr, Filename="../evil"), ACTION + "SubmitCSR")
     assert root.status == 400
     assert b"ERROR #8101" in root.body
+    assert _pending(ca) == []
+
+
+def test_submission_limits(tmp_path: Path) -> None:
+    _, csr = openssl_csr(tmp_path, "webgateway_client", "/CN=webgateway")
+    limits = SubmissionLimits(per_address=1, pending=0, pending_per_host=0)
+    answers = []
+    for strict in (False, True):
+        data_dir = tmp_path / f"strict-{strict}"  # each mode its own count of submissions
+        configure_ca(data_dir)
+        with live_server(data_dir, portal=False, strict_iris=strict, limits=limits) as url:
+            first = soap_post(
+                url, _submission(csr, Filename=f"a{int(strict)}"), ACTION + "SubmitCSR"
+            )
+            again = soap_post(
+                url, _submission(csr, Filename=f"b{int(strict)}"), ACTION + "SubmitCSR"
+            )
+        answers.append((first.status, again.status, again.body))
+    assert [a[:2] for a in answers] == [(200, 500), (200, 500)]
+    assert all(b"ERROR #8140: too many Certificate Signing Requests" in a[2] for a in answers)
+
+
+def test_contact_email(ca: Path, tmp_path: Path) -> None:
+    _, csr = openssl_csr(tmp_path, "webgateway_client", "/CN=webgateway")
+    body = _submission(csr, ContactEmail="a@example.com, b@example.org")
+    answer = _same_in_both(ca, body, ACTION + "SubmitCSR")
+    assert answer.status == 400
+    assert b"ERROR #7201: ContactEmail must be one e-mail address" in answer.body
     assert _pending(ca) == []
 
 

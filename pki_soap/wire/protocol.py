@@ -119,7 +119,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "csr-check",
         "The CSR in SubmitCSR",
         "checked before anything is stored (one PEM CSR, valid signature, RSA >= 2048 or"
-        " EC/Ed25519) and stored as canonical PEM",
+        " EC/Ed25519, the issuance policy) and stored as canonical PEM",
         "stored as received; checked only when the administrator issues",
     ),
     Deviation(
@@ -155,6 +155,21 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "Client fault at SubmitCSR",
         "stored",
         kept="these values reach terminals, e-mail headers and the clients' file names",
+    ),
+    Deviation(
+        "submission-limits",
+        "Submissions from one address, pending requests",
+        "at most 20 a minute per address, 1000 pending, 50 per Hostname: Server fault"
+        " `ERROR #8140` beyond",
+        "no limit known",
+        kept="an anonymous flood would fill the store and the administrator's mailbox",
+    ),
+    Deviation(
+        "contact-email",
+        "ContactEmail",
+        "one address, or a value without `@` (kept, never mailed); a list is a Client fault",
+        "stored as sent",
+        kept="a notice goes to one person",
     ),
 )
 
