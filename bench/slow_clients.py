@@ -140,7 +140,7 @@ def run(plan: Plan) -> Section:
         try:
             captured = {}
             for method, body in bodies.items():
-                status, headers, data = post(ours.port, method, body)
+                status, headers, data = post(ours, method, body)
                 captured[envelopes.action(method)] = {
                     "status": status,
                     "headers": headers,
