@@ -126,9 +126,10 @@ class ServerDataDirectory:
         """
         with self._lock:
             if self._opened is None or self._pid != os.getpid():
-                # A parent's handle is dropped without closing: closing its descriptors
-                # could release the parent's locks; the child only ever opens its own.
-                _inherited.append(self._opened)
+                if self._opened is not None:
+                    # A parent's handle is dropped without closing: closing its descriptors
+                    # could release the parent's locks; the child only ever opens its own.
+                    _inherited.append(self._opened)
                 self._opened = open_data_directory(
                     self.path, create=True, smtp_cafile=self._smtp_cafile, deliver_now=False
                 )
@@ -144,5 +145,5 @@ class ServerDataDirectory:
             self._opened = None
 
 
-_inherited: list[DataDirectory | None] = []
+_inherited: list[DataDirectory] = []
 """Handles opened by a parent process: kept referenced so they are never closed here."""
