@@ -21,22 +21,22 @@ import seeding
 from report import Plan, Section, fmt, median, progress, ratio, spread, table
 from servers import HOST, PYTHON, REPO, SERVICE_PATH, our_server
 
-from pki_soap.client import CAClient
-from pki_soap.keys import KeyType
+from pki_soap.ca.keys import KeyType
+from pki_soap.client.soap_client import CAClient
 
 CLIENT_HOST, CLIENT_INSTANCE = "bench-client.example.com", "BENCH"
 
 # (label, file suffix, function name) summed from a profile; "~" marks built-ins.
 _BUCKETS = (
     ("imports", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("key generation", "pki_soap/keys.py", "generate_key"),
-    ("CSR build", "pki_soap/keys.py", "build_csr"),
-    ("key + CSR files (fsync)", "pki_soap/keys.py", "_write_atomically"),
-    ("WSDL load (zeep client build)", "pki_soap/client.py", "_build_service"),
+    ("key generation", "pki_soap/ca/keys.py", "generate_key"),
+    ("CSR build", "pki_soap/ca/keys.py", "build_csr"),
+    ("key + CSR files (fsync)", "pki_soap/ca/keys.py", "_write_atomically"),
+    ("WSDL load (zeep client build)", "pki_soap/client/soap_client.py", "_build_service"),
     ("SOAP call (zeep request + HTTP)", "zeep/proxy.py", "__call__"),
-    ("answer reading", "pki_soap/client.py", "_read_response"),
+    ("answer reading", "pki_soap/client/soap_client.py", "_read_response"),
     ("store open", "pki_soap/store.py", "open"),
-    ("certificate file write", "pki_soap/client_tasks.py", "_save_certificate"),
+    ("certificate file write", "pki_soap/client/tasks.py", "_save_certificate"),
 )
 
 

@@ -8,7 +8,7 @@ Content-Type.  Whatever the real server spends beyond this is the cost of our co
 Run as ``python bench/floor_app.py --bind 127.0.0.1:PORT --workers N --responses FILE``;
 FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": base64}}``.
 With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
-(``pki_soap.tls.gunicorn_settings``).
+(``pki_soap.server.tls.gunicorn_settings``).
 The gunicorn settings and the worker class (gevent: the body deadline in front) come from
 pki_soap.cli.serve itself, so the two servers differ only in the application
 (``--worker-class gevent|gthread|sync``, default serve's).
@@ -28,7 +28,6 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the pki_soap package
 
-from pki_soap import tls  # noqa: E402
 from pki_soap.cli.serve import (  # noqa: E402
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_WORKER_CLASS,
@@ -37,6 +36,7 @@ from pki_soap.cli.serve import (  # noqa: E402
     quiet_worker_patch_warning,
     run_gunicorn,
 )
+from pki_soap.server import tls  # noqa: E402
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 

@@ -36,7 +36,7 @@ from report import (
 )
 from servers import PYTHON, REPO
 
-from pki_soap.keys import KeyType
+from pki_soap.ca.keys import KeyType
 from pki_soap.store import Store
 
 TARGET = 0.5
@@ -131,20 +131,24 @@ def floor_sign(data_dir: Path, csrs: list[str], extensions: dict[str, Extensions
 
 # (label, file suffix, function name) of the calls a profile of `issue --all` is read for.
 _PROFILED = (
-    ("whole command (main)", "pki_soap/cli/server.py", "main"),
-    ("  load the CA files (authority, twice)", "pki_soap/server.py", "authority"),
-    ("  decrypt the CA key, once (private_key)", "pki_soap/ca.py", "private_key"),
-    ("  CAServer.issue_many", "pki_soap/server.py", "issue_many"),
+    ("whole command (main)", "pki_soap/cli/server_app.py", "main"),
+    ("  load the CA files (authority, twice)", "pki_soap/server/tasks.py", "authority"),
+    ("  decrypt the CA key, once (private_key)", "pki_soap/ca/authority.py", "private_key"),
+    ("  CAServer.issue_many", "pki_soap/server/tasks.py", "issue_many"),
     ("    read the requests (Store.requests_named)", "pki_soap/store.py", "requests_named"),
-    ("    parse the CSR (_stored_csr)", "pki_soap/server.py", "_stored_csr"),
-    ("    serial numbers (SerialCounter.take_block)", "pki_soap/serial.py", "take_block"),
-    ("    sign, PEM, subject text (CAServer._signed)", "pki_soap/server.py", "_signed"),
-    ("      CertificateAuthority.sign", "pki_soap/ca.py", "sign"),
-    ("        plan the extensions (_plan, CSR check included)", "pki_soap/ca.py", "_plan"),
-    ("          check the CSR (keys.check_csr)", "pki_soap/keys.py", "check_csr"),
+    ("    parse the CSR (_stored_csr)", "pki_soap/server/tasks.py", "_stored_csr"),
+    ("    serial numbers (SerialCounter.take_block)", "pki_soap/ca/serial.py", "take_block"),
+    ("    sign, PEM, subject text (CAServer._signed)", "pki_soap/server/tasks.py", "_signed"),
+    ("      CertificateAuthority.sign", "pki_soap/ca/authority.py", "sign"),
+    (
+        "        plan the extensions (_plan, CSR check included)",
+        "pki_soap/ca/authority.py",
+        "_plan",
+    ),
+    ("          check the CSR (keys.check_csr)", "pki_soap/ca/keys.py", "check_csr"),
     ("    store: record_issued", "pki_soap/store.py", "record_issued"),
     ("    store: commit + others (transaction __exit__)", "contextlib.py", "__exit__"),
-    ("    notify certificate_issued", "pki_soap/server.py", "_notify"),
+    ("    notify certificate_issued", "pki_soap/server/tasks.py", "_notify"),
     ("  every fsync (os.fsync)", "~", "<built-in method posix.fsync>"),
     ("  every SQLite execute", "~", "<method 'execute' of 'sqlite3.Connection' objects>"),
     ("  imports", "<frozen importlib._bootstrap>", "_find_and_load"),
@@ -162,7 +166,7 @@ def _find(stats: pstats.Stats, suffix: str, function: str) -> tuple[float, int]:
 
 def profile_issue(work: Path, csrs: list[str]) -> list[str]:
     """cProfile ``issue --all`` in-process for ``csrs``; ms per certificate for the main calls."""
-    from pki_soap.cli import server as server_cli
+    from pki_soap.cli import server_app as server_cli
 
     data_dir, password_file = prepared_store(work, "profiled", csrs)
     argv = _command(data_dir, password_file)[2:]
@@ -225,9 +229,9 @@ def what_if(data_dir: Path, batch: int) -> float:
     and a crash still leaves at most a gap.  Not the shipped command: a measured what-if.
     Returns the time for the whole queue.
     """
-    from pki_soap import keys, names
-    from pki_soap.ca import Usage
-    from pki_soap.server import CAServer
+    from pki_soap.ca import keys, names
+    from pki_soap.ca.authority import Usage
+    from pki_soap.server.tasks import CAServer
     from pki_soap.store import IssuedCertificate
 
     started = time.perf_counter()

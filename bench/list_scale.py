@@ -32,7 +32,7 @@ from report import (
 )
 from servers import HOST, SERVICE_PATH, Server, our_server
 
-from pki_soap.keys import KeyType
+from pki_soap.ca.keys import KeyType
 from pki_soap.store import Store
 
 LATENCY_TARGET = 1.5
@@ -110,7 +110,7 @@ def profile_list_all(data_dir: Path) -> list[str]:
 
     from soap_throughput import _call, _environ
 
-    from pki_soap.service import make_app
+    from pki_soap.soap.service import make_app
 
     app = make_app(data_dir, public_url="http://127.0.0.1:1", portal=False)
     environ = _environ("ListCertificates", envelopes.list_certificates())

@@ -34,9 +34,9 @@ from load import _DONE, LoadResult, run_wrk
 from report import Plan, Section, fmt, median, progress, ratio, spread, table, verdict
 from servers import HOST, PYTHON, REPO, Server, floor_server, our_server
 
-from pki_soap.keys import KeyType
-from pki_soap.revocation import OCSP_PATH, Reason, Revocations, current_issuer
-from pki_soap.server import CAServer
+from pki_soap.ca.keys import KeyType
+from pki_soap.server.revocation import OCSP_PATH, Reason, Revocations, current_issuer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import DATABASE_NAME, Store
 
 TARGET = 0.5
@@ -227,7 +227,7 @@ def in_process_ocsp(
     """Our OCSP endpoint called directly (no HTTP server): microseconds per answer."""
     from werkzeug.test import EnvironBuilder
 
-    from pki_soap.service import make_app
+    from pki_soap.soap.service import make_app
 
     app = make_app(data_dir, public_url="http://127.0.0.1:1", portal=False)
 

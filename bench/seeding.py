@@ -15,10 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pki_soap import keys, names
-from pki_soap.ca import Usage
-from pki_soap.keys import KeyType
-from pki_soap.server import CAServer
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import KeyType
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
 
 CA_ROOT = "BenchCA"

@@ -27,7 +27,7 @@ from report import Plan, Section, fmt, median, progress, ratio, spread, table, v
 from servers import HOST, SERVICE_PATH, floor_server, our_server
 from soap_throughput import post
 
-from pki_soap.keys import KeyType
+from pki_soap.ca.keys import KeyType
 
 SETUPS = ("sync", "gthread", "gevent")
 METHODS = ("GetCertificate", "ListCertificates")

@@ -31,9 +31,9 @@ from report import (
 )
 from servers import SERVICE_PATH, Server, Tls, floor_server, our_server
 
-from pki_soap.keys import KeyType
+from pki_soap.ca.keys import KeyType
+from pki_soap.server.tls import ServerFiles
 from pki_soap.store import Store
-from pki_soap.tls import ServerFiles
 
 CONNECTIONS = (1, 8)
 TARGETS = {"GetCertificate": 0.5, "ListCertificates": 0.5, "SubmitCSR": 0.3}
@@ -100,8 +100,8 @@ def profile_in_process(
     import pstats
     import time
 
-    from pki_soap.server import SubmissionLimits
-    from pki_soap.service import make_app
+    from pki_soap.server.tasks import SubmissionLimits
+    from pki_soap.soap.service import make_app
 
     # As the servers run here: without submission limits (bench/servers.py says why).
     unlimited = SubmissionLimits(per_address=0, pending=0, pending_per_host=0)
@@ -287,8 +287,8 @@ def _throughput(plan: Plan, *, tls: bool) -> Section:
         *(
             [
                 "Both serve HTTPS with the same certificate (EC P-256, issued by `serve --tls`) "
-                "and the same settings (`pki_soap.tls.gunicorn_settings`). Sync workers close "
-                "each connection, so every request pays a full TLS handshake on both.",
+                "and the same settings (`pki_soap.server.tls.gunicorn_settings`). Sync workers "
+                "close each connection, so every request pays a full TLS handshake on both.",
             ]
             if tls
             else []

@@ -85,7 +85,7 @@ class UnacceptableKey(InvalidCsr):
 
 
 class PolicyViolation(InvalidCsr):
-    """The CSR asks for something the issuance policy never signs (pki_soap.policy)."""
+    """The CSR asks for something the issuance policy never signs (pki_soap.ca.policy)."""
 
     error_number = 8105
 

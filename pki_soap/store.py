@@ -34,7 +34,7 @@ from pki_soap.errors import (
     StoreUnavailable,
     UnknownRequest,
 )
-from pki_soap.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
+from pki_soap.server.exchanges import Exchange, ExchangeSummary, Note, RecordLimits
 
 DATABASE_NAME = "pki.sqlite3"
 _OWNER_MATCH = "upper(rtrim({column})) = upper(rtrim(?))"
@@ -1635,7 +1635,7 @@ class Store:
     # -- settings -----------------------------------------------------------------------------
 
     def setting(self, name: str) -> str | None:
-        """The setting ``name`` (see pki_soap.cli.server ``settings``), or None when unset."""
+        """The setting ``name`` (see pki_soap.cli.server_app ``settings``), or None when unset."""
         row = self._fetchone("SELECT value FROM settings WHERE name = ?", (name,))
         return None if row is None else str(row[0])
 

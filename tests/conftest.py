@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap import names
-from pki_soap.datadir import open_data_directory
-from pki_soap.server import CAServer
+from pki_soap.ca import names
+from pki_soap.server.datadir import open_data_directory
+from pki_soap.server.tasks import CAServer
 
 CA_ROOT = "TestCA"
 CA_DIRECTORY = "CAServer"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import keys, names
-from pki_soap.ca import CAPaths, CertificateAuthority
-from pki_soap.datadir import open_data_directory
-from pki_soap.keys import KeyType, PrivateKey
-from pki_soap.server import CAServer
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import CAPaths, CertificateAuthority
+from pki_soap.ca.keys import KeyType, PrivateKey
+from pki_soap.server.datadir import open_data_directory
+from pki_soap.server.tasks import CAServer
 
 CA_PASSWORD = b"correct horse battery staple"
 CA_SUBJECT = "/C=US/ST=MA/L=Cambridge/O=Example/OU=Testing/CN=Example Test CA"

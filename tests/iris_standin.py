@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
-from pki_soap.wire import WSDL_FILE
+from pki_soap.soap import WSDL_FILE
 
 CRLF = "\r\n"
 TNS = "http://pki.intersystems.com"

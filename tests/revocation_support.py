@@ -17,10 +17,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pki_soap import keys, names
-from pki_soap.ca import Usage
-from pki_soap.keys import PrivateKey
-from pki_soap.server import CAServer
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import PrivateKey
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
 
 CONTACT = "holder@example.test"

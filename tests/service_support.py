@@ -43,9 +43,10 @@ from urllib.parse import urlsplit
 from lxml import etree
 from werkzeug.serving import make_server
 
-from pki_soap import names, tls
-from pki_soap.exchanges import Exchange
-from pki_soap.service import SERVICE_PATH, WSDL_FILE, make_app
+from pki_soap.ca import names
+from pki_soap.server import tls
+from pki_soap.server.exchanges import Exchange
+from pki_soap.soap.service import SERVICE_PATH, WSDL_FILE, make_app
 from pki_soap.store import Store
 from tests.engine_support import open_server
 

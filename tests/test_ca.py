@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki_soap import keys, names
-from pki_soap.ca import CAPaths, CertificateAuthority, Usage
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage
+from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.errors import (
     CAFileError,
     InvalidCsr,
@@ -32,7 +33,6 @@ from pki_soap.errors import (
     UnacceptableKey,
     WrongPassword,
 )
-from pki_soap.keys import KeyType, PrivateKey
 from tests.engine_support import (
     CA_PASSWORD,
     CA_SUBJECT,

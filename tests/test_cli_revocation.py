@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from pki_soap.cli.serve import configured_public_url
-from pki_soap.cli.server import main
+from pki_soap.cli.server_app import main
 from tests.engine_support import open_server
 from tests.revocation_support import issue, run, write
 

@@ -17,9 +17,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki_soap import keys, names
-from pki_soap.ca import CAPaths, CertificateAuthority
-from pki_soap.cli.server import main
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import CAPaths, CertificateAuthority
+from pki_soap.cli.server_app import main
 from pki_soap.store import PendingRequest, Store
 from tests.engine_support import make_ca, make_csr, open_server, openssl_verify
 from tests.smtp_support import PASSWORD, USER, MailServer, free_port
@@ -1215,7 +1215,7 @@ def test_delete_asks_first(configured: Path, reply: str, code: int, still_pendin
 
 def test_admin_commands_do_not_load_the_service(tmp_path: Path) -> None:
     probe = (
-        "import sys; from pki_soap.cli.server import main; "
+        "import sys; from pki_soap.cli.server_app import main; "
         f"code = main(['pending', '--data-dir', {str(tmp_path / 'none')!r}]); "
         "print(code, sorted(m for m in ('spyne', 'gunicorn', 'zeep') if m in sys.modules))"
     )

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pki_soap import errors, keys
-from pki_soap.ca import Usage
-from pki_soap.client import PACKAGED_WSDL, CAClient, CertificateRow
+from pki_soap import errors
+from pki_soap.ca import keys
+from pki_soap.ca.authority import Usage
+from pki_soap.client.soap_client import PACKAGED_WSDL, CAClient, CertificateRow
 from tests import iris_standin as iris
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr
 

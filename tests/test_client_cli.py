@@ -16,9 +16,11 @@ from threading import Thread
 import pytest
 from cryptography import x509
 
-from pki_soap import client_tasks, errors, keys, messages, names
-from pki_soap.ca import Usage
-from pki_soap.cli.client import main
+from pki_soap import errors, messages
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.cli.client_app import main
+from pki_soap.client import tasks as client_tasks
 from pki_soap.store import Store
 from tests import iris_standin as iris
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr

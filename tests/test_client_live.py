@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 
-from pki_soap import keys, names
-from pki_soap.ca import Usage
-from pki_soap.cli.client import main
-from pki_soap.client import CAClient, CertificateRow
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.cli.client_app import main
+from pki_soap.client.soap_client import CAClient, CertificateRow
 from pki_soap.store import ClientConfig, Store
 from tests.engine_support import open_server, openssl_verify
 from tests.service_support import CA_NODE, CA_ROOT, SERVICE_PATH, configure_ca, live_server

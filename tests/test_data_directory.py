@@ -23,15 +23,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from pki_soap import keys, names
-from pki_soap.ca import Usage
-from pki_soap.cli.server import main as server_main
-from pki_soap.datadir import open_data_directory
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import KeyType
+from pki_soap.cli.server_app import main as server_main
 from pki_soap.errors import CAFileError, InvalidInput, StoreUnavailable
-from pki_soap.keys import KeyType
-from pki_soap.notify import Notifier
 from pki_soap.portal import auth
-from pki_soap.server import CAServer, SubmissionLimits
+from pki_soap.server.datadir import open_data_directory
+from pki_soap.server.mail import Notifier
+from pki_soap.server.tasks import CAServer, SubmissionLimits
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
 from tests.engine_support import open_server
 from tests.service_support import (
@@ -121,7 +121,7 @@ def test_a_new_database_and_its_journal_files_are_0600_from_creation(tmp_path: P
 def test_the_service_and_the_portal_of_a_process_share_one_open_data_directory(
     tmp_path: Path,
 ) -> None:
-    from pki_soap.service import make_app
+    from pki_soap.soap.service import make_app
 
     data = tmp_path / "data"
     configure_ca(data)

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pki_soap import keys, names
-from pki_soap.ca import CAPaths, CertificateAuthority, Usage
-from pki_soap.cli import client as client_cli
-from pki_soap.cli import server as server_cli
-from pki_soap.client_tasks import PINNED_CA_FILE
-from pki_soap.keys import KeyType
-from pki_soap.server import CAServer
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage
+from pki_soap.ca.keys import KeyType
+from pki_soap.cli import client_app as client_cli
+from pki_soap.cli import server_app as server_cli
+from pki_soap.client.tasks import PINNED_CA_FILE
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr, openssl, openssl_verify, write_pem
 

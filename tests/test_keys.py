@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from pki_soap import keys, names
+from pki_soap.ca import keys, names
+from pki_soap.ca.keys import KeyType
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput, UnacceptableKey, WrongPassword
-from pki_soap.keys import KeyType
 from tests.engine_support import make_csr, openssl
 
 SUBJECT = "/C=US/O=Example/CN=host.example.com"

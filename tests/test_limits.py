@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap import keys, names
-from pki_soap.client import CAClient
+from pki_soap.ca import keys, names
+from pki_soap.ca.keys import KeyType
+from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidField, InvalidInput, TooManyRequests
-from pki_soap.keys import KeyType
-from pki_soap.notify import DIGEST_INTERVAL, Notifier
-from pki_soap.server import CAServer, SubmissionLimits, client_key
-from pki_soap.service import SERVICE_PATH
+from pki_soap.server.mail import DIGEST_INTERVAL, Notifier
+from pki_soap.server.tasks import CAServer, SubmissionLimits, client_key
+from pki_soap.soap.envelope import fault_bytes
+from pki_soap.soap.service import SERVICE_PATH
 from pki_soap.store import PendingRequest, Store
-from pki_soap.wire.envelope import fault_bytes
 from tests.service_support import (
     ACTION,
     GOLDEN,

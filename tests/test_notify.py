@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap.notify import LONGEST_RETRY, Notifier, retry_delay
+from pki_soap.server.mail import LONGEST_RETRY, Notifier, retry_delay
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.smtp_support import PASSWORD, USER, MailServer
 

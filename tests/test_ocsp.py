@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from pki_soap import names
-from pki_soap.ocsp import MAX_REQUEST_BYTES, OcspResponder
-from pki_soap.revocation import OCSP_PATH, Reason
-from pki_soap.server import CAServer
+from pki_soap.ca import names
+from pki_soap.server.ocsp import MAX_REQUEST_BYTES, OcspResponder
+from pki_soap.server.revocation import OCSP_PATH, Reason
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import CachedOcspResponse
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import make_ca, open_server

@@ -93,11 +93,11 @@ def test_the_wheel_carries_the_wsdl_the_portal_and_both_commands(wheel: Path) ->
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         scripts = archive.read(entry_points).decode()
-    assert "pki_soap/wire/CAServer.wsdl" in names
+    assert "pki_soap/soap/CAServer.wsdl" in names
     assert "pki_soap/portal/templates/login.html" in names
     assert "pki_soap/portal/static/portal.css" in names
-    assert "pki-server = pki_soap.cli.server:main" in scripts
-    assert "pki-client = pki_soap.cli.client:main" in scripts
+    assert "pki-server = pki_soap.cli.server_app:main" in scripts
+    assert "pki-client = pki_soap.cli.client_app:main" in scripts
 
 
 def test_installed_copy_serves_and_its_client_gets_a_certificate(

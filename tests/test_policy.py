@@ -11,12 +11,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki_soap import keys, policy
-from pki_soap.ca import Usage
-from pki_soap.cli.server import main
+from pki_soap.ca import keys, policy
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import KeyType
+from pki_soap.cli.server_app import main
 from pki_soap.errors import PolicyViolation
-from pki_soap.keys import KeyType
-from pki_soap.server import CAServer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest
 from tests.engine_support import openssl
 

@@ -13,11 +13,12 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
-from pki_soap import keys, messages, names
+from pki_soap import messages
+from pki_soap.ca import keys, names
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
 from pki_soap.portal.auth import PASSWORD_FILE, SECRET_FILE, set_password
-from pki_soap.server import CAServer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest, Store
 
 PORTAL_PASSWORD = "portal admin secret"
@@ -548,7 +549,7 @@ def test_pending_list_and_process_page_show_everything_escaped(
         "Code signing",
     ):
         assert f"Issued as {usage_label}" in text
-    from pki_soap.ca import Usage
+    from pki_soap.ca.authority import Usage
 
     for line in authority.preview_extensions(csr, Usage.TLS):
         assert line in text
@@ -634,7 +635,7 @@ def test_delete_asks_then_deletes(configured_server: CAServer, ca_browser: Brows
 def test_certificates_search(
     configured_server: CAServer, ca_browser: Browser, ca_password: bytes
 ) -> None:
-    from pki_soap.ca import Usage
+    from pki_soap.ca.authority import Usage
 
     for filename, cn in (("alpha", "alpha.example"), ("beta", "beta.example")):
         req = pending_request(configured_server, filename=filename, cn=cn, sans=f"DNS:{cn}")

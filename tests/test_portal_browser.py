@@ -26,9 +26,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from pki_soap.exchanges import RecordLimits
 from pki_soap.portal.auth import set_password
-from pki_soap.service import make_app
+from pki_soap.server.exchanges import RecordLimits
+from pki_soap.soap.service import make_app
 from pki_soap.store import Store
 from tests.service_support import ACTION, iris_get_certificate, soap_post, wait_for_exchanges
 

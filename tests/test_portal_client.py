@@ -15,12 +15,13 @@ from cryptography import x509
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client, TestResponse
 
-from pki_soap import keys, messages, names
-from pki_soap.ca import Usage
+from pki_soap import messages
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
-from pki_soap.server import CAServer
-from pki_soap.service import make_app
+from pki_soap.server.tasks import CAServer
+from pki_soap.soap.service import make_app
 from tests.engine_support import make_ca
 from tests.service_support import https_context, live_server
 

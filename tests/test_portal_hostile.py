@@ -10,12 +10,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki_soap import keys
-from pki_soap.keys import KeyType
+from pki_soap.ca import keys
+from pki_soap.ca.keys import KeyType
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
 from pki_soap.portal.auth import ACCOUNT_RULE, ADDRESS_RULE, set_password
-from pki_soap.server import CAServer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest
 from tests.test_portal import (
     PORTAL_PASSWORD,

@@ -10,8 +10,8 @@ import pytest
 
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
-from pki_soap.revocation import Reason
-from pki_soap.server import CAServer
+from pki_soap.server.revocation import Reason
+from pki_soap.server.tasks import CAServer
 from tests.revocation_support import issue
 from tests.test_portal import PORTAL_PASSWORD, Browser, Clock, field_error, messages_on, mounted
 

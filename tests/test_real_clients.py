@@ -12,8 +12,8 @@ from pathlib import Path
 import zeep
 from lxml import etree
 
-from pki_soap.ca import Usage
-from pki_soap.wire.dataset import read_dataset
+from pki_soap.ca.authority import Usage
+from pki_soap.soap.dataset import read_dataset
 from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,

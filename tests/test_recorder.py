@@ -23,7 +23,9 @@ import pytest
 from markupsafe import escape
 from werkzeug.test import Client
 
-from pki_soap.exchanges import (
+from pki_soap.portal import make_portal
+from pki_soap.portal.auth import set_password
+from pki_soap.server.exchanges import (
     BODY_KEPT,
     IRIS,
     TOOLKIT,
@@ -31,11 +33,9 @@ from pki_soap.exchanges import (
     RecordLimits,
     readable,
 )
-from pki_soap.portal import make_portal
-from pki_soap.portal.auth import set_password
-from pki_soap.service import SERVICE_PATH
+from pki_soap.soap.recorder import CSR_MEMBERS, PARAMETERS
+from pki_soap.soap.service import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store
-from pki_soap.wire.recorder import CSR_MEMBERS, PARAMETERS
 from tests.service_support import (
     ACTION,
     REPOSITORY,
@@ -202,7 +202,7 @@ def test_a_long_answer_is_kept_in_part_and_counted_whole(ca: Path, recording: st
 
 
 def test_the_model_tables_of_the_recorder_are_the_services() -> None:
-    from pki_soap.service import CSR, CAServerService
+    from pki_soap.soap.service import CSR, CAServerService
 
     methods = {
         descriptor.name: tuple(descriptor.in_message._type_info)

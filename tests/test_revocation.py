@@ -19,11 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from pki_soap import keys, names
-from pki_soap.ca import Usage
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
 from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate, WrongPassword
-from pki_soap.revocation import Reason, State, public_base, revoked_in_store, state_of
-from pki_soap.server import CAServer
+from pki_soap.server.revocation import Reason, State, public_base, revoked_in_store, state_of
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import Store, _schema_v1
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pki_soap.ca.serial import MAX_SERIAL, SerialCounter, format_serial, parse_serial
 from pki_soap.errors import CAFileError, InvalidInput
-from pki_soap.serial import MAX_SERIAL, SerialCounter, format_serial, parse_serial
 from tests.engine_support import openssl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 _TAKER = """
 import sys
 from pathlib import Path
-from pki_soap.serial import SerialCounter
+from pki_soap.ca.serial import SerialCounter
 counter = SerialCounter(Path(sys.argv[1]))
 count = int(sys.argv[2])
 block = int(sys.argv[3]) if len(sys.argv) > 3 else 1
@@ -39,7 +39,7 @@ while count < 0 or taken < count:
 _BLOCK_THEN_KILLED = """
 import os, signal, sys
 from pathlib import Path
-from pki_soap.serial import SerialCounter
+from pki_soap.ca.serial import SerialCounter
 block = SerialCounter(Path(sys.argv[1])).take_block(int(sys.argv[2]))
 print(block.start, block.stop, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)

@@ -24,9 +24,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pki_soap import keys, messages, names
-from pki_soap import server as server_module
-from pki_soap.ca import Usage
+from pki_soap import messages
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import KeyType
+from pki_soap.ca.names import DEFAULT_INSTANCE
 from pki_soap.errors import (
     CAFileError,
     DuplicateRequest,
@@ -41,10 +43,9 @@ from pki_soap.errors import (
     UnknownRequest,
     WrongPassword,
 )
-from pki_soap.keys import KeyType
-from pki_soap.names import DEFAULT_INSTANCE
-from pki_soap.notify import Notifier
-from pki_soap.server import CAServer, IssueResult
+from pki_soap.server import tasks as server_module
+from pki_soap.server.mail import Notifier
+from pki_soap.server.tasks import CAServer, IssueResult
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server
@@ -524,7 +525,7 @@ def test_a_serial_file_behind_the_store_is_advanced_past_the_highest_number(
     srl.write_text("01\n")  # restored from an old backup
     third = _issued_name(server, "third")
 
-    with caplog.at_level(logging.WARNING, logger="pki_soap.serial"):
+    with caplog.at_level(logging.WARNING, logger="pki_soap.ca.serial"):
         issued = server.issue(third, Usage.TLS, ca_password)
 
     assert issued.number == 3
@@ -652,7 +653,7 @@ def test_reinitialize_keeps_files_and_numbering_continues(
 def test_a_failing_notifier_never_fails_an_operation(
     data_dir: Path, ca_password: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="pki_soap.server")
+    caplog.set_level(logging.WARNING, logger="pki_soap.server.tasks")
     with Store.open(data_dir) as store:
         server = CAServer(store, data_dir, notifier=_Broken())
         result = server.configure(

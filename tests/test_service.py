@@ -13,10 +13,10 @@ import pytest
 from lxml import etree
 
 from pki_soap.errors import InvalidInput
-from pki_soap.service import SERVICE_PATH, WSDL_FILE, endpoint_url, load_wsdl
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
+from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_bytes
+from pki_soap.soap.service import SERVICE_PATH, WSDL_FILE, endpoint_url, load_wsdl
 from pki_soap.store import IssuedCertificate, Store
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
-from pki_soap.wire.envelope import SPOOL_MEMORY_LIMIT, response_bytes
 from tests.service_support import (
     ACTION,
     CA_NODE,
@@ -123,7 +123,7 @@ def test_wsdl_schema_accepts_what_the_model_accepts() -> None:
         + "</csr></SubmitCSR>"
     )
     assert wsdl_schema().validate(element)
-    from pki_soap.service import CSR, Certificate
+    from pki_soap.soap.service import CSR, Certificate
 
     assert list(CSR.get_flat_type_info(CSR)) == fields
     assert list(Certificate.get_flat_type_info(Certificate)) == [

@@ -22,9 +22,9 @@ from pki_soap.cli.serve import (
     run_serve,
 )
 from pki_soap.errors import InvalidInput
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
+from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_bytes
 from pki_soap.store import IssuedCertificate, Store
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
-from pki_soap.wire.envelope import SPOOL_MEMORY_LIMIT, response_bytes
 from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,

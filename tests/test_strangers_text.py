@@ -18,11 +18,11 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki_soap import keys
-from pki_soap.cli.server import main
+from pki_soap.ca import keys
+from pki_soap.ca.keys import KeyType
+from pki_soap.cli.server_app import main
 from pki_soap.escaping import for_mail_body, for_shell, for_terminal
-from pki_soap.keys import KeyType
-from pki_soap.server import CAServer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest, Store
 from tests.service_support import (
     ACTION,

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap.ca import Usage
+from pki_soap.ca.authority import Usage
 from pki_soap.errors import InvalidCsr
-from pki_soap.server import SubmissionLimits
-from pki_soap.service import SERVICE_PATH
+from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.soap.protocol import DEVIATIONS
+from pki_soap.soap.service import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store
-from pki_soap.wire.protocol import DEVIATIONS
 from tests.engine_support import open_server
 from tests.service_support import (
     ACTION,

@@ -32,8 +32,8 @@ import pytest
 import requests
 from cryptography import x509
 
-from pki_soap import keys, names
-from pki_soap.keys import KeyType
+from pki_soap.ca import keys, names
+from pki_soap.ca.keys import KeyType
 from tests.service_support import (
     ACTION,
     CA_INSTANCE,

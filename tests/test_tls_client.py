@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 
-from pki_soap import names
-from pki_soap.cli.client import main
-from pki_soap.client import CAClient
-from pki_soap.client_tasks import PINNED_CA_FILE
+from pki_soap.ca import names
+from pki_soap.ca.names import parse_fingerprint
+from pki_soap.cli.client_app import main
+from pki_soap.client.soap_client import CAClient
+from pki_soap.client.tasks import PINNED_CA_FILE
 from pki_soap.errors import InvalidInput, UntrustedServer
-from pki_soap.names import parse_fingerprint
 from pki_soap.store import Store
 from tests.engine_support import open_server
 from tests.service_support import CA_PASSWORD, CA_ROOT, configure_ca, https_context, live_server

@@ -25,11 +25,12 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from pki_soap import keys, names, tls
-from pki_soap.ca import Usage
+from pki_soap.ca import keys, names
+from pki_soap.ca.authority import Usage
 from pki_soap.cli.serve import add_serve_parser, renewal_action
-from pki_soap.client import CAClient
+from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidInput, ServerUnreachable
+from pki_soap.server import tls
 from tests.engine_support import CA_PASSWORD as ENGINE_CA_PASSWORD
 from tests.engine_support import make_ca, make_csr, open_server, openssl_verify, write_pem
 from tests.service_support import (

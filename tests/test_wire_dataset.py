@@ -8,8 +8,8 @@ import pytest
 from lxml import etree
 
 from pki_soap.errors import ServerUnreachable
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks, read_dataset
-from pki_soap.wire.envelope import UnwritableValue
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks, read_dataset
+from pki_soap.soap.envelope import UnwritableValue
 from tests.service_support import GOLDEN, REAL_CLIENTS, body_element
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from pki_soap.errors import BadSoapRequest, DuplicateRequest, PkiError
-from pki_soap.store import IssuedCertificate, Store
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet, dataset_chunks
-from pki_soap.wire.envelope import (
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet, dataset_chunks
+from pki_soap.soap.envelope import (
     UnwritableValue,
     fault_bytes,
     response_bytes,
     result_element,
     spool_response,
 )
+from pki_soap.store import IssuedCertificate, Store
 from tests.service_support import (
     ACTION,
     GOLDEN,

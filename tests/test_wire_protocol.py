@@ -13,9 +13,9 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiMethodContext
 from werkzeug.test import EnvironBuilder
 
-from pki_soap.service import CSR, SERVICE_PATH, PkiSoapApp, make_app
+from pki_soap.soap.envelope import CONTENT_TYPE
+from pki_soap.soap.service import CSR, SERVICE_PATH, PkiSoapApp, make_app
 from pki_soap.store import Store
-from pki_soap.wire.envelope import CONTENT_TYPE
 from tests.service_support import (
     ACTION,
     TNS,
@@ -219,7 +219,7 @@ def test_submit_accepts_any_order_xsi_types_and_logs_unknown_csr_elements(
     body = iris_submit(fields).replace(
         b"</csr>", b'<FutureField xsi:type="s:string">x</FutureField></csr>'
     )
-    with caplog.at_level(logging.WARNING, logger="pki_soap.wire"):
+    with caplog.at_level(logging.WARNING, logger="pki_soap.soap"):
         answer = soap_post(service[0], body, ACTION + "SubmitCSR")
     assert answer.status == 200, answer.text
     assert b"successfully submitted" in answer.body

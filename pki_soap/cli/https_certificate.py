@@ -1,6 +1,6 @@
 """``server_app.py https-certificate``: issue or renew the server's own HTTPS certificate.
 
-It checks ``<data-dir>/tls/`` (pki_soap/tls.py) and issues a new certificate only when one is
+It checks ``<data-dir>/tls/`` (pki_soap/server/tls.py) and issues a new certificate only when one is
 needed (none yet, due for renewal, other names, another CA) or ``--force`` says so; the CA key
 password is asked only then.  ``serve --tls`` runs the same check at start, and its renewal
 thread runs this command in a process of its own when the certificate falls due: a running
@@ -17,10 +17,11 @@ from typing import Any
 
 from cryptography import x509
 
-from pki_soap import names, tls
-from pki_soap.cli import server as server_cli
-from pki_soap.datadir import open_data_directory
+from pki_soap.ca import names
+from pki_soap.cli import server_app as server_cli
 from pki_soap.errors import PkiError
+from pki_soap.server import tls
+from pki_soap.server.datadir import open_data_directory
 
 MODULE = "pki_soap.cli.https_certificate"
 

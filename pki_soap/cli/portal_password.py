@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pki_soap.datadir import open_data_directory
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.portal.auth import PASSWORD_MIN_LENGTH, set_password
+from pki_soap.server.datadir import open_data_directory
 
 ENV_VARIABLE = "PKI_PORTAL_PASSWORD"
 DEFAULT_DATA_DIR = Path("./pki-data")

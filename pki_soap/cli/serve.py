@@ -17,7 +17,7 @@ slow clients) and ``gthread`` exist for comparison in bench/; see docs/architect
 the measurements behind the choice.  ``--demo`` first configures a throw-away test CA when
 none is configured, so ``make run`` works on an empty data directory.
 
-``--tls`` serves HTTPS (pki_soap/tls.py).  The server's own certificate is issued by its CA,
+``--tls`` serves HTTPS (pki_soap/server/tls.py).  The server's own certificate is issued by its CA,
 which needs the CA key password; the running server does not keep it.  So the password is
 asked at start, as every administration command asks it (``--password-file``,
 ``$PKI_CA_PASSWORD``, a prompt), and only when the certificate must be made or renewed.
@@ -57,21 +57,22 @@ from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
 import pki_soap
-from pki_soap import keys, names, settings, tls
+from pki_soap.ca import keys, names
 from pki_soap.cli import https_certificate
-from pki_soap.cli import server as server_cli
-from pki_soap.cli.server import (
+from pki_soap.cli import server_app as server_cli
+from pki_soap.cli.server_app import (
     add_mode_arguments,
     ca_configured,
     mode_from_arguments,
     program_name,
 )
-from pki_soap.datadir import check_writable, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, PkiError
-from pki_soap.notify import SMTP_CAFILE_ENV
 from pki_soap.portal.auth import parse_networks
-from pki_soap.server import SubmissionLimits
-from pki_soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, PkiSoapApp, endpoint_url, make_app
+from pki_soap.server import settings, tls
+from pki_soap.server.datadir import check_writable, open_data_directory
+from pki_soap.server.mail import SMTP_CAFILE_ENV
+from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.soap.service import DEFAULT_MAX_BODY, DEFAULT_PORT, PkiSoapApp, endpoint_url, make_app
 from pki_soap.store import DATABASE_NAME
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pki_soap.datadir import ServerDataDirectory
 from pki_soap.portal import client_pages, forms, server_pages
 from pki_soap.portal.app import IDLE_TIMEOUT_SECONDS, Portal
+from pki_soap.server.datadir import ServerDataDirectory
 
 __all__ = ["Portal", "make_portal"]
 

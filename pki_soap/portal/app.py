@@ -23,8 +23,8 @@ from pki_soap.portal import auth
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from pki_soap.datadir import ServerDataDirectory
-    from pki_soap.server import CAServer
+    from pki_soap.server.datadir import ServerDataDirectory
+    from pki_soap.server.tasks import CAServer
     from pki_soap.store import Store
 
 COOKIE_NAME = "pki_portal_session"

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from pki_soap.ca.keys import write_private_file
 from pki_soap.errors import InvalidInput, PkiError
-from pki_soap.keys import write_private_file
 
 if TYPE_CHECKING:
     from pki_soap.store import Store
@@ -254,7 +254,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(address: str | None) -> list[tuple[str, ThrottleRule]]:
-        from pki_soap.server import client_key
+        from pki_soap.server.tasks import client_key
 
         by_address = f"address:{client_key(address) or '?'}"
         return [(by_address, ADDRESS_RULE), (_ACCOUNT_KEY, ACCOUNT_RULE)]

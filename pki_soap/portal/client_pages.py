@@ -6,8 +6,10 @@ from pathlib import Path
 
 from werkzeug.wrappers import Response
 
-from pki_soap import client_tasks, messages, names
-from pki_soap.client import CertificateRow
+from pki_soap import messages
+from pki_soap.ca import names
+from pki_soap.client import tasks as client_tasks
+from pki_soap.client.soap_client import CertificateRow
 from pki_soap.errors import InvalidRoot, PkiError
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal, form_values

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 from cryptography import x509
 
-from pki_soap import names
-from pki_soap.ca import MAX_DAYS
+from pki_soap.ca import names
+from pki_soap.ca.authority import MAX_DAYS
+from pki_soap.ca.keys import KeyType
 from pki_soap.errors import PkiError
-from pki_soap.keys import KeyType
 from pki_soap.portal.app import FormErrors
 
 # (form field, label, keyword argument of names.subject_from_fields), in the original's order.

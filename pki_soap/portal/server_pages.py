@@ -12,8 +12,9 @@ from pathlib import Path
 from cryptography import x509
 from werkzeug.wrappers import Response
 
-from pki_soap import keys, messages, names, policy, revocation, settings
-from pki_soap.ca import CAPaths, Usage
+from pki_soap import messages
+from pki_soap.ca import keys, names, policy
+from pki_soap.ca.authority import CAPaths, Usage
 from pki_soap.errors import (
     CAFileError,
     InvalidRoot,
@@ -23,10 +24,11 @@ from pki_soap.errors import (
     UnknownRequest,
     WrongPassword,
 )
-from pki_soap.exchanges import IRIS, TOOLKIT, Exchange, readable
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal, form_values
-from pki_soap.revocation import Reason
+from pki_soap.server import revocation, settings
+from pki_soap.server.exchanges import IRIS, TOOLKIT, Exchange, readable
+from pki_soap.server.revocation import Reason
 from pki_soap.store import IssuedCertificate, PendingRequest
 
 CONFIGURE_FIELDS = (

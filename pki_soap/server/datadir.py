@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pki_soap.errors import NotConfigured, PkiError
-from pki_soap.notify import Notifier
-from pki_soap.server import CAServer
+from pki_soap.server.mail import Notifier
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import DATABASE_NAME, Store
 
 log = logging.getLogger(__name__)

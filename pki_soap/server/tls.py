@@ -35,9 +35,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from pki_soap import keys, names
+from pki_soap.ca import keys, names
 from pki_soap.errors import InvalidInput, PkiError
-from pki_soap.server import CAServer
+from pki_soap.server.tasks import CAServer
 from pki_soap.store import IssuedCertificate
 
 TLS_DIRECTORY = "tls"

@@ -23,7 +23,8 @@ import ipaddress
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pki_soap import escaping, keys, names
+from pki_soap import escaping
+from pki_soap.ca import keys, names
 from pki_soap.errors import InvalidCsr, PolicyViolation
 
 # RFC 5280 Appendix A upper bounds (ub-*) of the attributes the original knows, in characters.

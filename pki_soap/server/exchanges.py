@@ -1,7 +1,7 @@
 """The record of SOAP exchanges: what one exchange keeps, the limits, and how it is shown.
 
 ``serve --record [N]`` keeps the last N exchanges in the store (:mod:`pki_soap.store`), each
-annotated by :mod:`pki_soap.wire.recorder`; the portal's Exchanges page and ``server_app.py
+annotated by :mod:`pki_soap.soap.recorder`; the portal's Exchanges page and ``server_app.py
 exchanges`` show them.  Everything recorded is a stranger's text: :func:`readable` turns
 recorded bytes into text that is safe to print on a terminal, and HTML pages escape it again.
 """

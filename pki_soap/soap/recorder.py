@@ -1,8 +1,8 @@
 """The exchange recorder (``serve --record [N]``): a WSGI middleware around the SOAP endpoint.
 
-It keeps each POST's request and answer bytes (:data:`~pki_soap.exchanges.BODY_KEPT` of each
+It keeps each POST's request and answer bytes (:data:`~pki_soap.server.exchanges.BODY_KEPT` of each
 at most), headers, client address, User-Agent, duration, the web method the protocol routed it
-to (:data:`~pki_soap.wire.protocol.ROUTED_METHOD`) and the fault, annotates it
+to (:data:`~pki_soap.soap.protocol.ROUTED_METHOD`) and the fault, annotates it
 (:func:`annotate`: what IRIS would have done differently, what is known of the toolkit) and
 stores it, the oldest dropped first beyond the limits.  The request body is copied as the
 application reads it and the answer as the server sends it: nothing else changes, and a
@@ -22,12 +22,12 @@ from typing import Any
 
 from lxml import etree
 
-from pki_soap.exchanges import BODY_KEPT, IRIS, TOOLKIT, Exchange, Note, RecordLimits
-from pki_soap.names import CSR_FIELD_LIMITS
+from pki_soap.ca.names import CSR_FIELD_LIMITS
+from pki_soap.server.exchanges import BODY_KEPT, IRIS, TOOLKIT, Exchange, Note, RecordLimits
+from pki_soap.soap.envelope import SERVICE_NS, SOAP_ENV_NS, XSI_NS
+from pki_soap.soap.protocol import ROUTED_METHOD, SOAP12_ENV_NS, Deviation, deviation
+from pki_soap.soap.toolkits import identify
 from pki_soap.store import Store
-from pki_soap.wire.envelope import SERVICE_NS, SOAP_ENV_NS, XSI_NS
-from pki_soap.wire.protocol import ROUTED_METHOD, SOAP12_ENV_NS, Deviation, deviation
-from pki_soap.wire.toolkits import identify
 
 log = logging.getLogger(__name__)
 

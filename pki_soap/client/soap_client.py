@@ -39,6 +39,7 @@ from cryptography import x509
 from lxml import etree
 
 from pki_soap import __version__
+from pki_soap.ca.names import CSR_FIELD_LIMITS, check_root
 from pki_soap.errors import (
     BadSoapRequest,
     InvalidField,
@@ -50,9 +51,8 @@ from pki_soap.errors import (
     UntrustedServer,
     error_for_number,
 )
-from pki_soap.names import CSR_FIELD_LIMITS, check_root
-from pki_soap.wire import WSDL_FILE
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
+from pki_soap.soap import WSDL_FILE
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
 
 TNS = "http://pki.intersystems.com"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

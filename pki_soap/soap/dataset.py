@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from pki_soap.errors import ServerUnreachable
-from pki_soap.wire.envelope import CRLF, XSD_NS, escape_value, is_plain
+from pki_soap.soap.envelope import CRLF, XSD_NS, escape_value, is_plain
 
 MSDATA_NS = "urn:schemas-microsoft-com:xml-msdata"
 DIFFGRAM_NS = "urn:schemas-microsoft-com:xml-diffgram-v1"

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pki_soap.ca.keys import fsync_directory
 from pki_soap.errors import CAFileError, InvalidInput
-from pki_soap.keys import fsync_directory
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from spyne.model.primitive import Unicode
 from spyne.protocol.soap import Soap11
 
 from pki_soap.errors import BadSoapRequest, PkiError
-from pki_soap.wire.dataset import DataSet, dataset_chunks
-from pki_soap.wire.envelope import (
+from pki_soap.soap.dataset import DataSet, dataset_chunks
+from pki_soap.soap.envelope import (
     CONTENT_TYPE,
     SERVICE_NS,
     SOAP_ENV_NS,
@@ -58,7 +58,7 @@ from pki_soap.wire.envelope import (
     spool_response,
 )
 
-logger = logging.getLogger("pki_soap.wire")
+logger = logging.getLogger("pki_soap.soap")
 
 #: The ObjectScript class whose web methods the SOAPAction names.
 SERVICE_CLASS = "PKI.CAServer"

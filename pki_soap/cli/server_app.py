@@ -36,13 +36,16 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names, policy, revocation, settings
-from pki_soap.ca import Usage
+from pki_soap import messages
+from pki_soap.ca import keys, names, policy
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.keys import KeyType
 from pki_soap.cli import Commands
-from pki_soap.datadir import DataDirectory, open_data_directory
 from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, UnknownCertificate
 from pki_soap.escaping import for_terminal
-from pki_soap.exchanges import (
+from pki_soap.server import revocation, settings
+from pki_soap.server.datadir import DataDirectory, open_data_directory
+from pki_soap.server.exchanges import (
     DEFAULT_KEEP,
     IRIS,
     TOOLKIT,
@@ -51,10 +54,9 @@ from pki_soap.exchanges import (
     one_line,
     readable,
 )
-from pki_soap.keys import KeyType
-from pki_soap.notify import SMTP_CAFILE_ENV
-from pki_soap.revocation import Reason, Revocations, SignedCrl
-from pki_soap.server import CAServer, IssueResult
+from pki_soap.server.mail import SMTP_CAFILE_ENV
+from pki_soap.server.revocation import Reason, Revocations, SignedCrl
+from pki_soap.server.tasks import CAServer, IssueResult
 from pki_soap.store import (
     IssuedCertificate,
     Mail,
@@ -789,7 +791,7 @@ def _certificates(args: argparse.Namespace) -> int:
 
 
 def _export_certificate(args: argparse.Namespace) -> int:
-    from pki_soap import export
+    from pki_soap.ca import export
 
     with _open(args) as opened:
         server = opened.server

@@ -26,8 +26,33 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import messages, names
-from pki_soap.client import (
+from pki_soap import messages
+from pki_soap.ca import names
+from pki_soap.ca.export import ExportFormat, chain, issuers, pem_bundle, pkcs12_bytes
+from pki_soap.ca.keys import (
+    KeyType,
+    build_csr,
+    cert_pem,
+    csr_pem,
+    generate_key,
+    key_is_encrypted,
+    key_pem,
+    load_csr,
+    load_key,
+    same_public_key,
+    write_private_file,
+    write_public_file,
+)
+from pki_soap.ca.names import (
+    DEFAULT_INSTANCE,
+    Fingerprint,
+    check_root,
+    fingerprint,
+    is_hostname,
+    sha256_fingerprint,
+    subject_text,
+)
+from pki_soap.client.soap_client import (
     DEFAULT_PATH,
     CAClient,
     CertificateRow,
@@ -45,30 +70,6 @@ from pki_soap.errors import (
     ServerUnreachable,
     UnknownCertificate,
     UntrustedServer,
-)
-from pki_soap.export import ExportFormat, chain, issuers, pem_bundle, pkcs12_bytes
-from pki_soap.keys import (
-    KeyType,
-    build_csr,
-    cert_pem,
-    csr_pem,
-    generate_key,
-    key_is_encrypted,
-    key_pem,
-    load_csr,
-    load_key,
-    same_public_key,
-    write_private_file,
-    write_public_file,
-)
-from pki_soap.names import (
-    DEFAULT_INSTANCE,
-    Fingerprint,
-    check_root,
-    fingerprint,
-    is_hostname,
-    sha256_fingerprint,
-    subject_text,
 )
 from pki_soap.store import ClientConfig, Store
 

@@ -36,11 +36,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, NameOID
 
-from pki_soap import keys
-from pki_soap.ca import CLOCK_SKEW, CertificateAuthority, RevocationUrls
+from pki_soap.ca import keys
+from pki_soap.ca.authority import CLOCK_SKEW, CertificateAuthority, RevocationUrls
+from pki_soap.ca.keys import KeyType, PrivateKey
+from pki_soap.ca.serial import SerialCounter
 from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate
-from pki_soap.keys import KeyType, PrivateKey
-from pki_soap.serial import SerialCounter
 from pki_soap.store import (
     MAX_NUMBER,
     CachedOcspResponse,

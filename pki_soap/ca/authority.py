@@ -15,10 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from pki_soap import keys, names, policy
+from pki_soap.ca import keys, names, policy
+from pki_soap.ca.keys import KeyType, PrivateKey
+from pki_soap.ca.serial import MAX_SERIAL, SerialCounter
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
-from pki_soap.keys import KeyType, PrivateKey
-from pki_soap.serial import MAX_SERIAL, SerialCounter
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class CertificateAuthority:
         past the CA certificate's own end.
 
         Raises:
-            PolicyViolation: the issuance policy refuses the CSR (pki_soap.policy).
+            PolicyViolation: the issuance policy refuses the CSR (pki_soap.ca.policy).
             InvalidCsr: bad CSR signature, empty subject, or an invalid requested DNS name.
             UnacceptableKey: the CSR's key is not one the CA certifies.
             InvalidInput: ``days`` or ``serial_number`` out of range, or an intermediate

@@ -48,7 +48,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from pki_soap import names
+from pki_soap.ca import names
 from pki_soap.escaping import for_mail_body, for_mail_header, for_shell
 from pki_soap.store import IssuedCertificate, Mail, PendingRequest, Revocation, ServerConfig, Store
 

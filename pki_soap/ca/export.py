@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
-from pki_soap import keys, names
+from pki_soap.ca import keys, names
 from pki_soap.errors import InvalidInput, NotFound
 
 PKCS12_KDF_ROUNDS = 100_000

@@ -5,7 +5,7 @@ before ``>`` of a fault's envelope), so they are written here by hand, as text. 
 encoded into a :class:`SpooledAnswer` as it is written (memory while small, an unnamed
 temporary file beyond that), so a long ListCertificates answer is never held twice and a
 failure while writing can still become a fault before any header is sent.  Nothing in this
-module knows spyne: the protocol (:mod:`pki_soap.wire.protocol`) hands in plain strings.
+module knows spyne: the protocol (:mod:`pki_soap.soap.protocol`) hands in plain strings.
 """
 
 from __future__ import annotations

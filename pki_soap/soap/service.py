@@ -1,13 +1,13 @@
 """The spyne service ``CAServer`` (IRIS ``PKI.CAServer``'s three web methods) and its WSGI app.
 
 :func:`make_app` answers ``POST /isc/pki/PKI.CAServer.cls`` (SOAP, spoken by
-:class:`~pki_soap.wire.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
+:class:`~pki_soap.soap.protocol.IrisSoap11`), ``GET /isc/pki/PKI.CAServer.cls?WSDL`` (the
 static, IRIS-faithful ``wire/CAServer.wsdl``; spyne's generated WSDL is never served) and, when
-asked, the portal under ``/pki/``; the OCSP responder and the CRL (pki_soap.ocsp) answer
+asked, the portal under ``/pki/``; the OCSP responder and the CRL (pki_soap.server.ocsp) answer
 beside them.  The request body is read here, up to a limit, whether or
 not a Content-Length is sent, so spyne never sees a truncated body.  Every answer is written
 whole before its headers go out (a long one into a temporary file, see
-:class:`~pki_soap.wire.envelope.SpooledAnswer`) and sent with a Content-Length.
+:class:`~pki_soap.soap.envelope.SpooledAnswer`) and sent with a Content-Length.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from spyne.model.fault import Fault
 from spyne.model.primitive import AnyXml
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
-from pki_soap.datadir import ServerDataDirectory
 from pki_soap.errors import (
     BadSoapRequest,
     DuplicateRequest,
@@ -43,20 +42,20 @@ from pki_soap.errors import (
     StoreUnavailable,
     TooManyRequests,
 )
-from pki_soap.exchanges import RecordLimits
-from pki_soap.ocsp import RevocationEndpoints, is_revocation_path
-from pki_soap.server import CAServer, SubmissionLimits
-from pki_soap.store import IssuedCertificate, PendingRequest
-from pki_soap.wire import WSDL_FILE
-from pki_soap.wire.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
-from pki_soap.wire.envelope import (
+from pki_soap.server.datadir import ServerDataDirectory
+from pki_soap.server.exchanges import RecordLimits
+from pki_soap.server.ocsp import RevocationEndpoints, is_revocation_path
+from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.soap import WSDL_FILE
+from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
+from pki_soap.soap.envelope import (
     CONTENT_TYPE,
     SERVICE_NS,
     SpooledAnswer,
     fault_bytes,
     fault_status,
 )
-from pki_soap.wire.protocol import (
+from pki_soap.soap.protocol import (
     NO_SOAPACTION_CONTENT_TYPE,
     NO_SOAPACTION_PAGE,
     NO_SOAPACTION_STATUS,
@@ -66,6 +65,7 @@ from pki_soap.wire.protocol import (
     is_soap_request,
     quiet_spyne_loggers,
 )
+from pki_soap.store import IssuedCertificate, PendingRequest
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +532,7 @@ class PkiSoapApp:
         # The SOAP endpoint, behind the exchange recorder when recording (none otherwise).
         self.endpoint: WsgiApp = self._service
         if record is not None:
-            from pki_soap.wire.recorder import ExchangeRecorder
+            from pki_soap.soap.recorder import ExchangeRecorder
 
             self.endpoint = ExchangeRecorder(
                 self._service, lambda: self.data.get().store, record, strict_iris=strict_iris
@@ -716,8 +716,8 @@ def make_app(
     the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
     ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``strict_iris``
     switches every deviation that can be switched to IRIS's behaviour
-    (:data:`~pki_soap.wire.protocol.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
-    store within those limits (:mod:`pki_soap.wire.recorder`; None records nothing).
+    (:data:`~pki_soap.soap.protocol.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
+    store within those limits (:mod:`pki_soap.soap.recorder`; None records nothing).
     ``limits`` bound what anonymous submissions may store; None means
     :class:`SubmissionLimits`' defaults (``SubmissionLimits(0, pending=0,
     pending_per_host=0)`` for none).

@@ -4,7 +4,7 @@
 of the DER request, URL-encoded>`` (RFC 5019) answer good, revoked (time and reason) or
 unknown for the configured CA; a request naming another issuer gets ``unauthorized``, one
 that cannot be read ``malformedRequest``, a body over :data:`MAX_REQUEST_BYTES` HTTP 413.
-Answers come from the store's cache of pre-signed responses (pki_soap.revocation); only a
+Answers come from the store's cache of pre-signed responses (pki_soap.server.revocation); only a
 request with a nonce (echoed), a serial not cached yet, or an answer due for re-signing
 costs a signature.  A daemon thread per process keeps the cache fresh.
 
@@ -37,9 +37,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
-from pki_soap.ca import CertificateAuthority
+from pki_soap.ca.authority import CertificateAuthority
 from pki_soap.errors import CAFileError, NotConfigured, PkiError
-from pki_soap.revocation import (
+from pki_soap.server.revocation import (
     CRL_PATH,
     OCSP_HASHES,
     OCSP_PATH,
@@ -50,7 +50,7 @@ from pki_soap.revocation import (
 from pki_soap.store import CertId, StoredCrl
 
 if TYPE_CHECKING:
-    from pki_soap.server import CAServer
+    from pki_soap.server.tasks import CAServer
 
 log = logging.getLogger(__name__)
 

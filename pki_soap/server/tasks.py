@@ -21,8 +21,11 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from pki_soap import keys, messages, names, policy, revocation
-from pki_soap.ca import MAX_DAYS, CAPaths, CertificateAuthority, Usage
+from pki_soap import messages
+from pki_soap.ca import keys, names, policy
+from pki_soap.ca.authority import MAX_DAYS, CAPaths, CertificateAuthority, Usage
+from pki_soap.ca.keys import KeyType, PrivateKey
+from pki_soap.ca.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
 from pki_soap.errors import (
     CAFileError,
     InvalidCsr,
@@ -34,9 +37,8 @@ from pki_soap.errors import (
     TooManyRequests,
     UnknownRequest,
 )
-from pki_soap.keys import KeyType, PrivateKey
-from pki_soap.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
-from pki_soap.revocation import Reason, Refreshed, Revocations, RevokeResult
+from pki_soap.server import revocation
+from pki_soap.server.revocation import Reason, Refreshed, Revocations, RevokeResult
 from pki_soap.store import IssuedCertificate, PendingRequest, Revocation, ServerConfig, Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ _NUMBER = re.compile(r"0|[1-9][0-9]{0,48}")
 
 
 class Notifications(Protocol):
-    """What the CA server tells people (pki_soap.notify.Notifier implements it)."""
+    """What the CA server tells people (pki_soap.server.mail.Notifier implements it)."""
 
     def ca_configured(self, cfg: ServerConfig, fingerprint: str) -> str | None:
         """Confirm a configuration to the administrator; return the recipient or None."""
@@ -273,7 +275,7 @@ class CAServer:
 
         ``public_url`` (the URL clients reach the server at) makes newly issued certificates
         carry the CRL and OCSP URLs unless ``revocation_urls`` is False; ``crl_days`` is how
-        long each CRL is valid (default :data:`~pki_soap.revocation.DEFAULT_CRL_DAYS`).
+        long each CRL is valid (default :data:`~pki_soap.server.revocation.DEFAULT_CRL_DAYS`).
 
         Raises:
             InvalidRoot: ``root`` breaks the file-name root rules.

@@ -24,15 +24,10 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from pki_soap import client_tasks, messages
-from pki_soap.cli import Commands
-from pki_soap.client import DEFAULT_PATH, WireExchange
-from pki_soap.errors import InvalidInput, PkiError
-from pki_soap.escaping import for_terminal
-from pki_soap.exchanges import readable
-from pki_soap.export import ExportFormat
-from pki_soap.keys import KeyType
-from pki_soap.names import (
+from pki_soap import messages
+from pki_soap.ca.export import ExportFormat
+from pki_soap.ca.keys import KeyType
+from pki_soap.ca.names import (
     DEFAULT_INSTANCE,
     check_root,
     parse_fingerprint,
@@ -41,6 +36,12 @@ from pki_soap.names import (
     subject_from_fields,
     subject_from_text,
 )
+from pki_soap.cli import Commands
+from pki_soap.client import tasks as client_tasks
+from pki_soap.client.soap_client import DEFAULT_PATH, WireExchange
+from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.escaping import for_terminal
+from pki_soap.server.exchanges import readable
 from pki_soap.store import DATABASE_NAME, Store
 
 PROG = "client_app.py"

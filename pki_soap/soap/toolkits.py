@@ -47,7 +47,7 @@ TOOLKITS: tuple[Toolkit, ...] = (
         " reads faults from any HTTP status.",
         "zeep cannot type the untyped DataSet of ListCertificates: ask for the raw answer"
         " (Settings(raw_response=True)) and read the rows from it"
-        " (pki_soap.wire.dataset.read_dataset does).",
+        " (pki_soap.soap.dataset.read_dataset does).",
     ),
     _toolkit(
         "PHP SoapClient",

@@ -1,0 +1,1 @@
+"""The certificate authority: keys, CSRs, names, the serial file, signing, policy, exports."""

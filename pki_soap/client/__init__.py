@@ -1,0 +1,1 @@
+"""The CA client: the SOAP client and the client's tasks."""
