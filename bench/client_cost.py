@@ -31,7 +31,7 @@ _BUCKETS = (
     ("imports", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("key generation", "pki_soap/ca/keys.py", "generate_key"),
     ("CSR build", "pki_soap/ca/keys.py", "build_csr"),
-    ("key + CSR files (fsync)", "pki_soap/ca/keys.py", "_write_atomically"),
+    ("key + CSR files (fsync)", "pki_soap/files.py", "_write_atomically"),
     ("WSDL load (zeep client build)", "pki_soap/client/soap_client.py", "_build_service"),
     ("SOAP call (zeep request + HTTP)", "zeep/proxy.py", "__call__"),
     ("answer reading", "pki_soap/client/soap_client.py", "_read_response"),

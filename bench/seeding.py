@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pki_soap import files
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
 from pki_soap.ca.keys import KeyType
@@ -51,7 +52,7 @@ def configure_ca(data_dir: Path) -> Path:
             node=CA_NODE,
         )
     password_file = data_dir / "ca.password"
-    keys.write_private_file(password_file, CA_PASSWORD + b"\n")
+    files.write_private_file(password_file, CA_PASSWORD + b"\n")
     return password_file
 
 

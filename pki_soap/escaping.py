@@ -31,6 +31,22 @@ def _is_invisible(character: str) -> bool:
     return unicodedata.category(character) in _INVISIBLE_CATEGORIES
 
 
+# The one rule for "a control character" in a field: Unicode category Cc, exactly C0, DEL
+# and C1 (U+0000-U+001F, U+007F-U+009F).  Server and client refuse the same characters.
+_CONTROL_CHARACTERS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
+
+
+@functools.cache
+def _control_pattern(allowed: str) -> re.Pattern[str]:
+    kept = "".join(re.escape(ch) for ch in _CONTROL_CHARACTERS if ch not in allowed)
+    return re.compile(f"[{kept}]" if kept else "(?!)")
+
+
+def has_control(text: str, allowed: str = "") -> bool:
+    """True when ``text`` holds a control character (category Cc) not in ``allowed``."""
+    return _control_pattern(allowed).search(text) is not None
+
+
 _CANDIDATE = re.compile(r"[^\x20-\x7e]")  # only these can be invisible: skip printable ASCII
 
 

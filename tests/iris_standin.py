@@ -237,14 +237,14 @@ class IrisStandin:
                 self.end_headers()
                 self.wfile.write(answer.body)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 self._record()
                 if standin.wsdl is not None and self.path.lower().endswith("?wsdl"):
                     self._send(Answer(standin.wsdl))
                 else:
                     self._send(Answer(b"<html>not found</html>", 404, "text/html"))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 seen = self._record()
                 responder = standin.answers.get(seen.soap_method)
                 if responder is None:

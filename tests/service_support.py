@@ -124,8 +124,18 @@ def start_serve(
 ) -> subprocess.Popen[bytes]:
     """``server_app.py serve`` (real gunicorn) on 127.0.0.1:``port``, with extra ``options``."""
     return subprocess.Popen(
-        [sys.executable, "server_app.py", "serve", "--data-dir", str(data_dir)]
-        + ["--host", "127.0.0.1", "--port", str(port), *options],
+        [
+            sys.executable,
+            "server_app.py",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *options,
+        ],
         cwd=REPOSITORY,
         stdout=stdout,
         stderr=subprocess.STDOUT,

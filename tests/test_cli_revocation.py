@@ -59,8 +59,11 @@ def test_revoke_prints_what_it_did_and_the_new_crl(
     configured: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
-        _args(configured, "revoke", "2", "--reason", "keyCompromise", "--yes")
-        + ["--password-file", str(password_file)]
+        [
+            *_args(configured, "revoke", "2", "--reason", "keyCompromise", "--yes"),
+            "--password-file",
+            str(password_file),
+        ]
     )
 
     out = capsys.readouterr().out.splitlines()
@@ -192,8 +195,19 @@ def test_serve_defaults_to_the_configured_public_url(configured: Path, tmp_path:
 def test_revoke_as_a_real_process(configured: Path, password_file: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKI_")}
     done = subprocess.run(
-        [sys.executable, "server_app.py", "revoke", "2", "--reason", "cessationOfOperation"]
-        + ["--yes", "--password-file", str(password_file), "--data-dir", str(configured)],
+        [
+            sys.executable,
+            "server_app.py",
+            "revoke",
+            "2",
+            "--reason",
+            "cessationOfOperation",
+            "--yes",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(configured),
+        ],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -223,8 +223,19 @@ def test_configure_existing_pair_with_wrong_password(
     capsys.readouterr()
 
     code = main(
-        ["configure", "--data-dir", str(configured), "--root", "TestCA", "--dir", "CAServer"]
-        + ["--days", "30", "--password-file", str(wrong)]
+        [
+            "configure",
+            "--data-dir",
+            str(configured),
+            "--root",
+            "TestCA",
+            "--dir",
+            "CAServer",
+            "--days",
+            "30",
+            "--password-file",
+            str(wrong),
+        ]
     )
 
     assert code == 5
@@ -261,8 +272,21 @@ def test_configure_refuses_an_invalid_root_before_asking_anything(
 ) -> None:
     # No password source at all: the root must be refused first.
     code = main(
-        ["configure", "--data-dir", str(data_dir), "--root", root, "--dir", "CA"]
-        + ["--subject", "/CN=x", "--ca-days", "10", "--days", "10"]
+        [
+            "configure",
+            "--data-dir",
+            str(data_dir),
+            "--root",
+            root,
+            "--dir",
+            "CA",
+            "--subject",
+            "/CN=x",
+            "--ca-days",
+            "10",
+            "--days",
+            "10",
+        ]
     )
 
     assert code == 2
@@ -468,8 +492,16 @@ def test_issue_one_request(
     capsys.readouterr()
 
     code = main(
-        ["issue", "web1:IRIS:web1_client", "--usage", "tls", "--password-file", str(password_file)]
-        + ["--data-dir", str(configured)]
+        [
+            "issue",
+            "web1:IRIS:web1_client",
+            "--usage",
+            "tls",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(configured),
+        ]
     )
 
     assert code == 0
@@ -496,8 +528,16 @@ def test_issue_with_wrong_password_issues_nothing(
     capsys.readouterr()
 
     code = main(
-        ["issue", "web1:IRIS:web1_client", "--usage", "tls", "--password-file", str(wrong)]
-        + ["--data-dir", str(configured)]
+        [
+            "issue",
+            "web1:IRIS:web1_client",
+            "--usage",
+            "tls",
+            "--password-file",
+            str(wrong),
+            "--data-dir",
+            str(configured),
+        ]
     )
 
     assert code == 5
@@ -516,8 +556,16 @@ def test_issue_all(
     capsys.readouterr()
 
     code = main(
-        ["issue", "--all", "--usage", "codesign", "--password-file", str(password_file)]
-        + ["--data-dir", str(configured)]
+        [
+            "issue",
+            "--all",
+            "--usage",
+            "codesign",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(configured),
+        ]
     )
 
     assert code == 0
@@ -551,8 +599,16 @@ def test_issue_all_reports_each_failed_request_and_issues_the_others(
     capsys.readouterr()
 
     code = main(
-        ["issue", "--all", "--usage", "tls", "--password-file", str(password_file)]
-        + ["--data-dir", str(configured)]
+        [
+            "issue",
+            "--all",
+            "--usage",
+            "tls",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(configured),
+        ]
     )
 
     out, err = capsys.readouterr()
@@ -573,7 +629,7 @@ def test_issue_all_reports_each_failed_request_and_issues_the_others(
 def test_issue_all_mails_every_contact_once_at_the_end(
     data_dir: Path, password_file: Path, smtp: MailServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = _configure_args(data_dir, password_file) + ["--smtp-server", f"127.0.0.1:{smtp.port}"]
+    args = [*_configure_args(data_dir, password_file), "--smtp-server", f"127.0.0.1:{smtp.port}"]
     assert main(args) == 0
     for host in ("web1", "web2", "web3"):
         _submit(data_dir, host)
@@ -581,8 +637,16 @@ def test_issue_all_mails_every_contact_once_at_the_end(
     capsys.readouterr()
 
     code = main(
-        ["issue", "--all", "--usage", "tls", "--password-file", str(password_file)]
-        + ["--data-dir", str(data_dir)]
+        [
+            "issue",
+            "--all",
+            "--usage",
+            "tls",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(data_dir),
+        ]
     )
 
     assert code == 0
@@ -630,7 +694,7 @@ def test_issue_uses_the_password_from_the_environment(configured: Path) -> None:
 def test_delete_with_yes_notifies_the_contact(
     data_dir: Path, password_file: Path, smtp: MailServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = _configure_args(data_dir, password_file) + ["--smtp-server", f"127.0.0.1:{smtp.port}"]
+    args = [*_configure_args(data_dir, password_file), "--smtp-server", f"127.0.0.1:{smtp.port}"]
     assert main(args) == 0
     _submit(data_dir)
     capsys.readouterr()
@@ -670,8 +734,16 @@ def test_certificates_table(
     _submit(configured)
     assert (
         main(
-            ["issue", "--all", "--usage", "tls", "--password-file", str(password_file)]
-            + ["--data-dir", str(configured)]
+            [
+                "issue",
+                "--all",
+                "--usage",
+                "tls",
+                "--password-file",
+                str(password_file),
+                "--data-dir",
+                str(configured),
+            ]
         )
         == 0
     )
@@ -990,8 +1062,20 @@ def test_two_processes_submit_issue_get_verify(
     assert configure.returncode == 0, configure.stderr
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "server_app.py", "serve", "--data-dir", str(data_dir)]
-        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-portal"],
+        [
+            sys.executable,
+            "server_app.py",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-portal",
+        ],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -1269,8 +1353,18 @@ def test_no_command_on_an_unconfigured_directory_says_how_to_begin(tmp_path: Pat
 def test_no_command_serves_the_configured_ca(configured: Path) -> None:
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "server_app.py", "--data-dir", str(configured)]
-        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [
+            sys.executable,
+            "server_app.py",
+            "--data-dir",
+            str(configured),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -1292,8 +1386,19 @@ def test_no_command_serves_the_configured_ca(configured: Path) -> None:
 def test_serve_on_an_unconfigured_directory_warns_and_serves(tmp_path: Path) -> None:
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "server_app.py", "serve", "--data-dir", str(tmp_path / "empty")]
-        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [
+            sys.executable,
+            "server_app.py",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -1444,8 +1549,18 @@ def test_mail_warnings_come_after_the_result(
     smtp.stop()
     _submit(configured)
     result = subprocess.run(
-        [sys.executable, "server_app.py", "issue", "web1_client", "--usage", "tls"]
-        + ["--password-file", str(password_file), "--data-dir", str(configured)],
+        [
+            sys.executable,
+            "server_app.py",
+            "issue",
+            "web1_client",
+            "--usage",
+            "tls",
+            "--password-file",
+            str(password_file),
+            "--data-dir",
+            str(configured),
+        ],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -385,7 +385,7 @@ def test_every_error_class_round_trips(
     standin.answers["ListCertificates"] = iris.fault(
         sent.fault_side, sent.message, [sent.detail_text]
     )
-    with pytest.raises(error, match="^what went wrong$") as caught:
+    with pytest.raises(error, match=r"^what went wrong$") as caught:
         client.list_certificates()
     assert type(caught.value) is error
 

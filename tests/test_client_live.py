@@ -315,8 +315,10 @@ def test_a_second_client_with_the_same_name_learns_what_to_do(
         _configure(capsys, second, base_url)  # the same host name and instance
         assert _cli(capsys, first, "submit", "--root", "web", "--common-name", "w")[0] == 0
         done = subprocess.run(
-            [sys.executable, str(REPO / "client_app.py"), "--data-dir", str(second)]
-            + ["submit", "--root", "web", "--common-name", "w"],
+            [
+                *(sys.executable, str(REPO / "client_app.py"), "--data-dir", str(second)),
+                *("submit", "--root", "web", "--common-name", "w"),
+            ],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     assert (done.returncode, done.stdout) == (7, "")

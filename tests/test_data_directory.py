@@ -163,9 +163,23 @@ def test_configure_with_another_root_is_refused_and_changes_nothing(
     password_file.write_bytes(CA_PASSWORD)
     password_file.chmod(0o600)
     code = server_main(
-        ["configure", "--data-dir", str(configured), "--root", "Other", "--dir", "CAServer"]
-        + ["--days", "10", "--subject", "/CN=Other CA", "--ca-days", "100"]
-        + ["--password-file", str(password_file)]
+        [
+            "configure",
+            "--data-dir",
+            str(configured),
+            "--root",
+            "Other",
+            "--dir",
+            "CAServer",
+            "--days",
+            "10",
+            "--subject",
+            "/CN=Other CA",
+            "--ca-days",
+            "100",
+            "--password-file",
+            str(password_file),
+        ]
     )
     assert code == 2
     assert "cannot be changed: run `reinitialize` first" in capsys.readouterr().err
@@ -179,8 +193,17 @@ def test_configure_keeps_every_setting_not_given(
     configured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = server_main(
-        ["configure", "--data-dir", str(configured), "--root", "CA_Server", "--dir", "CAServer"]
-        + ["--days", "500"]
+        [
+            "configure",
+            "--data-dir",
+            str(configured),
+            "--root",
+            "CA_Server",
+            "--dir",
+            "CAServer",
+            "--days",
+            "500",
+        ]
     )
     assert code == 0
     assert "updated: validity of issued certificates." in capsys.readouterr().out
@@ -404,8 +427,17 @@ def test_serve_refuses_a_read_only_data_directory(tmp_path: Path) -> None:
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "server_app.py", "serve", "--data-dir", str(data)]
-            + ["--host", "127.0.0.1", "--port", str(free_port())],
+            [
+                sys.executable,
+                "server_app.py",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(free_port()),
+            ],
             cwd=REPOSITORY,
             capture_output=True,
             text=True,
@@ -466,7 +498,7 @@ def test_a_full_disk_answers_a_server_fault_and_loses_nothing(tmp_path: Path) ->
                         "Contents": csr,
                         "ContactName": "C",
                     }
-                ),  # fmt: skip
+                ),
                 ACTION + "SubmitCSR",
             )
             assert again.status == 200

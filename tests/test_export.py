@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from pki_soap import files
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage
 from pki_soap.ca.keys import KeyType
@@ -69,14 +70,14 @@ def _client(
         )
         paths = CAPaths(tmp_path / "Issuing", "Issuing")
         paths.directory.mkdir()
-        keys.write_private_file(paths.key, keys.key_pem(inter_key, CA_PASSWORD))
+        files.write_private_file(paths.key, keys.key_pem(inter_key, CA_PASSWORD))
         write_pem(paths.cer, inter_cert)
         issuer = CertificateAuthority.load(paths, password=CA_PASSWORD)
         chain.insert(0, inter_cert)
     key, cert = _issue(issuer, Usage.TLS, "/O=Example/CN=web.example", key_type)
     data_dir = tmp_path / "client"
     data_dir.mkdir(mode=0o700)
-    keys.write_private_file(data_dir / "web.key", keys.key_pem(key, key_password))
+    files.write_private_file(data_dir / "web.key", keys.key_pem(key, key_password))
     write_pem(data_dir / "web.cer", cert)
     # As get-ca leaves them: the CA's certificate (pinned too); the root saved by hand.
     write_pem(data_dir / "Issuing.cer" if intermediate else data_dir / "TestCA.cer", chain[0])

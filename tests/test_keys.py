@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from pki_soap import files
 from pki_soap.ca import keys, names
 from pki_soap.ca.keys import KeyType
 from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput, UnacceptableKey, WrongPassword
@@ -138,7 +139,7 @@ def test_write_private_file_is_0600_from_creation(
     monkeypatch.setattr(os, "replace", spy_replace)
     old_umask = os.umask(0)  # even a permissive umask must not widen the mode
     try:
-        keys.write_private_file(tmp_path / "a.key", b"secret")
+        files.write_private_file(tmp_path / "a.key", b"secret")
     finally:
         os.umask(old_umask)
     assert seen_modes == [0o600]
@@ -151,7 +152,7 @@ def test_write_private_file_replaces_and_narrows_an_existing_file(tmp_path: Path
     target = tmp_path / "a.key"
     target.write_bytes(b"old")
     target.chmod(0o644)
-    keys.write_private_file(target, b"new")
+    files.write_private_file(target, b"new")
     assert target.read_bytes() == b"new"
     assert _mode(target) == 0o600
 
@@ -159,7 +160,7 @@ def test_write_private_file_replaces_and_narrows_an_existing_file(tmp_path: Path
 def test_write_public_file_is_0644(tmp_path: Path) -> None:
     old_umask = os.umask(0o077)
     try:
-        keys.write_public_file(tmp_path / "a.cer", b"cert")
+        files.write_public_file(tmp_path / "a.cer", b"cert")
     finally:
         os.umask(old_umask)
     assert _mode(tmp_path / "a.cer") == 0o644
@@ -168,7 +169,7 @@ def test_write_public_file_is_0644(tmp_path: Path) -> None:
 
 def test_write_private_file_into_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        keys.write_private_file(tmp_path / "missing" / "a.key", b"x")
+        files.write_private_file(tmp_path / "missing" / "a.key", b"x")
 
 
 @pytest.mark.parametrize(
@@ -205,7 +206,7 @@ def test_check_public_key_names_what_is_accepted() -> None:
     "key_type", [KeyType.RSA2048, KeyType.EC256], ids=lambda key_type: key_type.value
 )
 def test_build_csr_round_trips_through_load_csr(key_type: KeyType) -> None:
-    key, csr = make_csr(SUBJECT, key_type, sans="DNS:host.example.com,IP:10.0.0.1")
+    _key, csr = make_csr(SUBJECT, key_type, sans="DNS:host.example.com,IP:10.0.0.1")
     text = keys.csr_pem(csr)
     loaded = keys.load_csr(text)
     assert loaded == csr
@@ -271,7 +272,7 @@ def _tampered_signature_csr() -> str:
 
 
 def _tampered_subject_csr() -> str:
-    key, csr = make_csr("/C=US/O=Example/CN=aaaa.example", KeyType.EC256)
+    _key, csr = make_csr("/C=US/O=Example/CN=aaaa.example", KeyType.EC256)
     der = csr.public_bytes(serialization.Encoding.DER).replace(b"aaaa", b"bbbb")
     body = base64.encodebytes(der).decode()
     return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
@@ -371,7 +372,7 @@ def test_key_is_encrypted_recognises_both_openssl_forms(tmp_path: Path) -> None:
     assert keys.key_is_encrypted(keys.key_pem(key, b"pw"))
     assert not keys.key_is_encrypted(keys.key_pem(key, None))
     password_file = tmp_path / "pw"
-    keys.write_private_file(password_file, b"traditional secret")
+    files.write_private_file(password_file, b"traditional secret")
     key_file = tmp_path / "trad.key"
     made = openssl(
         "genrsa", "-traditional", "-aes256", "-passout", f"file:{password_file}",

@@ -152,7 +152,7 @@ def test_pending_cap_per_hostname(configured_server: CAServer) -> None:
     submit = functools.partial(configured_server.submit, limits=limits)
     submit(_request("a"))
     submit(_request("b"))
-    with pytest.raises(TooManyRequests, match="host client.example.com already has 2 pending"):
+    with pytest.raises(TooManyRequests, match=r"host client\.example\.com already has 2 pending"):
         submit(_request("c"))
     submit(_request("c", hostname="other.example.com"))
     # Processing one makes room again.

@@ -188,7 +188,7 @@ def test_allowed_network_is_answered_and_others_are_not(portal_dir: Path) -> Non
 def test_bad_allowed_network_is_refused_at_start(portal_dir: Path) -> None:
     from pki_soap.errors import InvalidInput
 
-    with pytest.raises(InvalidInput, match="'192.0.2.0/33' is not an IP address or network"):
+    with pytest.raises(InvalidInput, match=r"'192\.0\.2\.0/33' is not an IP address or network"):
         make_portal(portal_dir, allow_networks=["192.0.2.0/33"])
 
 

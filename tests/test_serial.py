@@ -156,7 +156,7 @@ def test_current_of_a_missing_file_raises(tmp_path: Path) -> None:
 def test_corrupt_file_raises_and_is_not_changed(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "CA.srl"
     path.write_bytes(content)
-    with pytest.raises(CAFileError, match="corrupt|cannot read"):
+    with pytest.raises(CAFileError, match=r"corrupt|cannot read"):
         SerialCounter(path).take()
     assert path.read_bytes() == content
 

@@ -358,7 +358,7 @@ def test_duplicate_pending_name_is_refused_and_the_first_kept(
     configured_server: CAServer,
 ) -> None:
     configured_server.submit(_request(contact_name="First"))
-    with pytest.raises(DuplicateRequest, match="ID key not unique for extent 'PKI.CSR'"):
+    with pytest.raises(DuplicateRequest, match=r"ID key not unique for extent 'PKI\.CSR'"):
         configured_server.submit(_request(contact_name="Second"))
     assert [r.contact_name for r in configured_server.pending()] == ["First"]
 

@@ -79,7 +79,7 @@ def test_parser_defaults(tmp_path: Path) -> None:
         "worker-connections",
         "rate",
         "max-pending",
-    ],  # fmt: skip
+    ],
 )
 def test_bad_options_are_refused_before_serving(
     data_dir: Path, argv: list[str], message: str

@@ -156,7 +156,7 @@ class System:
         self.ledger = Ledger()
         self.stop = threading.Event()
         self.serve: subprocess.Popen[bytes] | None = None
-        self.serve_log = open(tmp / "serve.log", "ab")  # noqa: SIM115 - closed in close()
+        self.serve_log = open(tmp / "serve.log", "ab")
         self.vanished: list[str] = []
         self.kills: list[str] = []
         self.csr = _csr_pem()

@@ -375,7 +375,7 @@ def test_server_and_client_on_two_hosts_then_mutual_tls(
                 "--password-file",
                 ca_password,
                 requester.name,
-            )  # fmt: skip
+            )
         )
         for requester in (host_a, host_b)
     }

@@ -49,7 +49,7 @@ def test_round_trip_keeps_escaped_values_empty_values_and_nulls() -> None:
     dataset = DataSet(
         "ListAll", LIST_ALL_COLUMNS, [("7", "a&b<c>", "'\"", None), ("8", "", "x", "y")]
     )
-    row_name, columns, rows = read_dataset(_written(dataset))
+    _row_name, _columns, rows = read_dataset(_written(dataset))
     assert rows == [
         {"Number": "7", "Hostname": "a&b<c>", "Instance": "'\""},
         {"Number": "8", "Hostname": "", "Instance": "x", "Filename": "y"},
@@ -75,7 +75,7 @@ def test_writer_pulls_rows_once_as_it_writes() -> None:
 
 
 def test_writer_refuses_values_xml_cannot_carry() -> None:
-    with pytest.raises(UnwritableValue, match="XML 1.0"):
+    with pytest.raises(UnwritableValue, match=r"XML 1\.0"):
         "".join(dataset_chunks(DataSet("ListMy", ("Number", "Filename"), [("1", "a\x01b")])))
 
 

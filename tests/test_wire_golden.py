@@ -173,7 +173,7 @@ def test_spooled_answer_is_the_same_bytes_in_memory_or_in_a_file(
 def test_spooled_answer_that_fails_keeps_no_file() -> None:
     before = _deleted_files_open()
     chunks = _list_all_chunks(3000, last_filename="bad\x0bname")
-    with pytest.raises(UnwritableValue, match="XML 1.0"):
+    with pytest.raises(UnwritableValue, match=r"XML 1\.0"):
         spool_response("ListCertificates", chunks, memory_limit=0)
     assert _deleted_files_open() == before
 

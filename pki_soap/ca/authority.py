@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from pki_soap import files
 from pki_soap.ca import keys, names, policy
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.ca.serial import MAX_SERIAL, SerialCounter
@@ -134,7 +135,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
-def _check_days(days: int, what: str) -> None:
+def check_days(days: int, what: str) -> None:
+    """Refuse a validity that is not a whole number of days from 1 to MAX_DAYS (InvalidInput)."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise InvalidInput(f"{what} must be a whole number of days from 1 to {MAX_DAYS}")
 
@@ -186,7 +188,7 @@ class CertificateAuthority:
             raise InvalidInput("the CA key password is required")
         if len(subject) == 0:
             raise InvalidInput("the CA subject needs at least one attribute")
-        _check_days(ca_days, "the CA certificate's validity")
+        check_days(ca_days, "the CA certificate's validity")
         for existing in (paths.cer, paths.key):
             if existing.exists() or existing.is_symlink():
                 raise CAFileError(f"{existing} already exists; it is never overwritten")
@@ -215,8 +217,8 @@ class CertificateAuthority:
         try:
             # Key first: a crash between the two writes leaves a lone key, which the
             # next configure moves aside to <root>.key.old rather than losing.
-            keys.write_private_file(paths.key, keys.key_pem(key, password))
-            keys.write_public_file(paths.cer, keys.cert_pem(certificate).encode("ascii"))
+            files.write_private_file(paths.key, keys.key_pem(key, password))
+            files.write_public_file(paths.cer, keys.cert_pem(certificate).encode("ascii"))
         except OSError as exc:
             raise CAFileError(f"cannot write the CA files in {paths.directory}: {exc}") from exc
         authority = cls(paths, certificate)
@@ -279,7 +281,7 @@ class CertificateAuthority:
             raise InvalidInput("a new CA certificate needs a subject (C, ST, L, O, OU, CN)")
         if ca_days is None:
             raise InvalidInput("a new CA certificate needs its validity in days")
-        _check_days(ca_days, "the CA certificate's validity")
+        check_days(ca_days, "the CA certificate's validity")
         for lone, exists in ((paths.cer, cer_exists), (paths.key, key_exists)):
             if exists:
                 try:
@@ -339,7 +341,7 @@ class CertificateAuthority:
         key = keys.load_key(key_pem, None)
         _check_pair(self.paths, self.certificate, key)
         try:
-            keys.write_private_file(self.paths.key, keys.key_pem(key, password))
+            files.write_private_file(self.paths.key, keys.key_pem(key, password))
         except OSError as exc:
             raise CAFileError(f"cannot rewrite the CA key {self.paths.key}: {exc}") from exc
         log.warning("the CA key %s was not encrypted; it is now encrypted", self.paths.key)
@@ -393,7 +395,7 @@ class CertificateAuthority:
                 CA requested from a CA whose path length forbids it.
             CAFileError: ``key`` is not this CA's key, or the CA certificate has expired.
         """
-        _check_days(days, "the certificate's validity")
+        check_days(days, "the certificate's validity")
         if not 1 <= serial_number <= MAX_SERIAL:
             raise InvalidInput(f"serial number {serial_number} is out of range")
         if not keys.same_public_key(key.public_key(), self.certificate.public_key()):

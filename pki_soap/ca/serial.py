@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pki_soap.ca.keys import fsync_directory
 from pki_soap.errors import CAFileError, InvalidInput
+from pki_soap.files import write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +153,7 @@ class SerialCounter:
         return range(first, first + count)
 
     def _write(self, value: int) -> None:
-        # Only ever called under the lock, so one fixed temp name is enough; a temp
-        # file left by a killed process is simply truncated and reused.
-        temp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, format_serial(value).encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, self.path)
-            fsync_directory(self.path.parent)
+            write_private_file(self.path, format_serial(value).encode("ascii"))
         except OSError as exc:
             raise CAFileError(f"cannot write the serial file {self.path}: {exc}") from exc

@@ -57,7 +57,8 @@ from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
 import pki_soap
-from pki_soap.ca import keys, names
+from pki_soap import files
+from pki_soap.ca import names
 from pki_soap.cli import https_certificate
 from pki_soap.cli import server_app as server_cli
 from pki_soap.cli.server_app import (
@@ -474,7 +475,7 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
             password = password_file.read_bytes().strip()
         else:
             password = secrets.token_urlsafe(24).encode("ascii")
-            keys.write_private_file(password_file, password + b"\n")
+            files.write_private_file(password_file, password + b"\n")
         result = server.configure(
             root=DEMO_ROOT,
             directory=DEMO_DIRECTORY,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pki_soap import messages
+from pki_soap import files, messages
 from pki_soap.ca import keys, names, policy
 from pki_soap.ca.authority import Usage
 from pki_soap.ca.keys import KeyType
@@ -782,8 +782,16 @@ def _certificates(args: argparse.Namespace) -> int:
         return 0
     print(
         _table(
-            ("Number", "Hostname", "Instance", "Filename", "Subject", "Usage", "Not after")
-            + ("State",),
+            (
+                "Number",
+                "Hostname",
+                "Instance",
+                "Filename",
+                "Subject",
+                "Usage",
+                "Not after",
+                "State",
+            ),
             rows,
         )
     )
@@ -818,7 +826,7 @@ def _export_certificate(args: argparse.Namespace) -> int:
         target = args.out
     if (target.exists() or target.is_symlink()) and not args.force:
         raise InvalidInput(f'file "{target}" already exists; use --force to replace it')
-    keys.write_public_file(target, data)
+    files.write_public_file(target, data)
     print(f'Certificate number {issued.number} written to "{target}".')
     return 0
 
@@ -898,7 +906,7 @@ def _write_crl(revocations: Revocations, path: Path) -> None:
     data = latest.der
     if path.suffix.lower() == ".pem":
         data = SignedCrl(latest.number, latest.this_update, latest.next_update, 0, data, True).pem
-    keys.write_public_file(path, data)
+    files.write_public_file(path, data)
     print(f'CRL number {latest.number} saved in file "{path}"')
 
 

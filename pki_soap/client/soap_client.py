@@ -51,6 +51,7 @@ from pki_soap.errors import (
     UntrustedServer,
     error_for_number,
 )
+from pki_soap.escaping import has_control
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
 
@@ -64,7 +65,6 @@ DEFAULT_PATH = "/isc/pki/PKI.CAServer.cls"
 # The packaged copy of the WSDL a real IRIS server generates (wire-protocol.md §6).
 PACKAGED_WSDL = WSDL_FILE
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ERROR_TEXT = re.compile(r"ERROR\s*#\s*(\d+)\s*:\s*(.*)", re.DOTALL)
 # faultstrings that say nothing: the IRIS engine's own; the detail text is the real message.
 _GENERIC_FAULTSTRINGS = {
@@ -412,7 +412,7 @@ class CAClient:
                 the reader rules of wire-protocol.md §3.2.
         """
         for label, value in (("hostname", hostname), ("instance", instance)):
-            if _CONTROL.search(value):
+            if has_control(value):
                 raise InvalidField(f"{label} holds a control character")
         # An InterSystems client sends "list all" with both elements omitted (IRIS null).
         wrapper = self._call(
@@ -536,8 +536,7 @@ class CAClient:
             if value is None or value == "":
                 continue  # empty optional fields are omitted, as an InterSystems client does
             # CR, LF and TAB are fine inside the PEM Contents; nowhere else.
-            bad = _CONTROL.search(value) or (key != "Contents" and re.search(r"[\r\n\t]", value))
-            if bad:
+            if has_control(value, allowed="\r\n\t" if key == "Contents" else ""):
                 raise InvalidField(f"{key} holds a control character")
             if len(value) > CSR_FIELD_LIMITS[key]:
                 raise InvalidField(f"{key} is longer than {CSR_FIELD_LIMITS[key]} characters")
@@ -678,7 +677,7 @@ class CAClient:
             if tls_failure is not None:
                 raise self._untrusted(tls_failure) from exc
             raise self._unreachable(_network_reason(exc, self.timeout)) from exc
-        except Exception as exc:  # noqa: BLE001 - whatever is wrong with a WSDL, same handling
+        except Exception as exc:
             if self._wsdl is not None:
                 raise InvalidInput(f"WSDL {location} is unusable: {exc}") from exc
             # A server may refuse ?WSDL (IRIS serves it only to %Development users) or send

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -40,8 +39,6 @@ from pki_soap.ca.keys import (
     load_csr,
     load_key,
     same_public_key,
-    write_private_file,
-    write_public_file,
 )
 from pki_soap.ca.names import (
     DEFAULT_INSTANCE,
@@ -71,17 +68,18 @@ from pki_soap.errors import (
     UnknownCertificate,
     UntrustedServer,
 )
+from pki_soap.escaping import has_control
+from pki_soap.files import write_private_file, write_public_file
 from pki_soap.store import ClientConfig, Store
 
 DEFAULT_TIMEOUT = 10.0
 PINNED_CA_FILE = "pinned-ca.pem"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # MAXLEN of the PKI.CAClient / PKI.CSR properties the configuration feeds (wire-protocol.md §4.1).
 _MAX = {"server": 200, "path": 200, "contact": 50, "hostname": 100, "instance": 50}
 
 
 def _check_text(label: str, value: str, limit: int) -> None:
-    if _CONTROL.search(value):
+    if has_control(value):
         raise InvalidField(f"{label} holds a control character")
     if len(value) > limit:
         raise InvalidField(f"{label} is longer than {limit} characters")

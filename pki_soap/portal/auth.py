@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from pki_soap.ca.keys import write_private_file
 from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.files import write_private_file
 
 if TYPE_CHECKING:
     from pki_soap.store import Store

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from pki_soap import messages
 from pki_soap.ca import keys, names, policy
-from pki_soap.ca.authority import MAX_DAYS, CAPaths, CertificateAuthority, Usage
+from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage, check_days
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.ca.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
 from pki_soap.errors import (
@@ -37,6 +37,7 @@ from pki_soap.errors import (
     TooManyRequests,
     UnknownRequest,
 )
+from pki_soap.escaping import has_control
 from pki_soap.server import revocation
 from pki_soap.server.revocation import Reason, Refreshed, Revocations, RevokeResult
 from pki_soap.store import IssuedCertificate, PendingRequest, Revocation, ServerConfig, Store
@@ -157,21 +158,6 @@ def client_key(address: str | None) -> str | None:
     return str(parsed)
 
 
-# Unicode category Cc is exactly C0, DEL and C1: U+0000-U+001F and U+007F-U+009F.
-_CONTROL_CHARACTERS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
-
-
-@functools.cache
-def _control_pattern(allowed: str) -> re.Pattern[str]:
-    kept = "".join(re.escape(ch) for ch in _CONTROL_CHARACTERS if ch not in allowed)
-    return re.compile(f"[{kept}]" if kept else "(?!)")
-
-
-def _has_control(text: str, allowed: str = "") -> bool:
-    """True when ``text`` holds a control character (category Cc) not in ``allowed``."""
-    return _control_pattern(allowed).search(text) is not None
-
-
 def _check_text(field: str, value: str, *, allowed: str = "") -> None:
     """Refuse a value longer than its MAXLEN or holding control characters.
 
@@ -181,7 +167,7 @@ def _check_text(field: str, value: str, *, allowed: str = "") -> None:
     limit = CSR_FIELD_LIMITS[field]
     if len(value) > limit:
         raise InvalidField(f"{field} is longer than {limit} characters ({len(value)})")
-    if _has_control(value, allowed):
+    if has_control(value, allowed):
         raise InvalidField(f"{field} holds a control character")
 
 
@@ -290,12 +276,12 @@ class CAServer:
         names.check_root(root)
         if not _present(directory):
             raise MissingField("the CA directory is required")
-        if _has_control(directory):
+        if has_control(directory):
             raise InvalidField("the CA directory holds a control character")
         if days is not None:
-            _check_days(days, "the validity of issued certificates")
+            check_days(days, "the validity of issued certificates")
         if ca_days is not None:
-            _check_days(ca_days, "the validity of the CA certificate")
+            check_days(ca_days, "the validity of the CA certificate")
         if smtp_port is not None and not 1 <= smtp_port <= 65535:
             raise InvalidInput(f"SMTP port {smtp_port} is not between 1 and 65535")
         if crl_days is not None:
@@ -311,7 +297,7 @@ class CAServer:
             ("administrator e-mail", admin_email),
         ):
             # A line break here would let a value add mail headers.
-            if value is not None and _has_control(value):
+            if value is not None and has_control(value):
                 raise InvalidField(f"the {label} holds a control character")
         if _present(admin_email) and not names.is_email_address((admin_email or "").strip()):
             raise InvalidField(f"the administrator e-mail {admin_email!r} is not one address")
@@ -695,7 +681,7 @@ class CAServer:
             InvalidCsr, UnacceptableKey, InvalidInput: ``csr`` cannot be signed, or ``days``
                 is out of range.
         """
-        _check_days(days, "the certificate's validity")
+        check_days(days, "the certificate's validity")
         cfg = self.config()
         authority = self.authority()
         key = authority.private_key(password)
@@ -1086,8 +1072,3 @@ def _no_certificates() -> Generator[IssuedCertificate, None, None]:
 
 def _no_rows() -> Generator[tuple[int, str, str, str], None, None]:
     yield from ()
-
-
-def _check_days(days: int, what: str) -> None:
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise InvalidInput(f"{what} must be a whole number of days from 1 to {MAX_DAYS}")

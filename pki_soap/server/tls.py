@@ -37,6 +37,7 @@ from cryptography.x509.oid import NameOID
 
 from pki_soap.ca import keys, names
 from pki_soap.errors import InvalidInput, PkiError
+from pki_soap.files import write_private_file, write_public_file
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import IssuedCertificate
 
@@ -298,9 +299,9 @@ def issue(
         password=password,
     )
     files.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys.write_private_file(files.key, keys.key_pem(key, None))
+    write_private_file(files.key, keys.key_pem(key, None))
     chain = issued.contents + server.authority().certificate_pem
-    keys.write_public_file(files.cer, chain.encode("ascii"))
+    write_public_file(files.cer, chain.encode("ascii"))
     return issued
 
 

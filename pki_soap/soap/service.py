@@ -127,12 +127,12 @@ class CertificateAnswer(NamedTuple):
     no spyne object.
     """
 
-    Number: str  # noqa: N815 - IRIS names
-    Hostname: str  # noqa: N815
-    Instance: str  # noqa: N815
-    Filename: str  # noqa: N815
-    Contents: str  # noqa: N815
-    Subject: str  # noqa: N815
+    Number: str
+    Hostname: str
+    Instance: str
+    Filename: str
+    Contents: str
+    Subject: str
 
 
 class DataSetResult(AnyXml):  # type: ignore[misc]  # spyne has no type information
