@@ -35,6 +35,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,8 +51,8 @@ from pki_soap.soap.envelope import (
     CONTENT_TYPE,
     SERVICE_NS,
     SOAP_ENV_NS,
+    SPOOL_MEMORY_LIMIT,
     XSI_NS,
-    SpooledAnswer,
     escape_value,
     fault_bytes,
     fault_status,
@@ -523,7 +524,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         arguments: dict[str, _DirectArgument] | None = {}
         if not self._is_flat_complex(model):
             arguments = None
-        for position, (field, member) in enumerate(model._type_info.items()):
+        for position, (field, member) in enumerate(model.get_flat_type_info(model).items()):
             if arguments is None:
                 break
             if self._is_plain_string(member):
@@ -541,13 +542,15 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         return arguments
 
     def _is_single_value(self, member: Any) -> bool:
-        # No default to fill in, set when read, at most one element.
+        # No default to fill in, set when read, at most one element, under its own name.
         attributes = self.get_cls_attrs(member)
         return (
             attributes.default is None
             and attributes.default_factory is None
             and not attributes.read_only
             and attributes.max_occurs == 1
+            and attributes.sub_name is None
+            and attributes.sub_ns is None
         )
 
     def _is_plain_string(self, member: Any) -> bool:
@@ -559,15 +562,13 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         )
 
     def _is_flat_complex(self, model: Any) -> bool:
-        # A plain ComplexModel: built by cls(), no body-as-text member, no alternative names.
-        if not (isinstance(model, type) and issubclass(model, ComplexModelBase)):
-            return False
-        spyne_model: Any = model
+        # A plain ComplexModel, not a customized copy of one.  Its members are checked one
+        # by one (plain strings only), which leaves out XmlData and XmlAttribute members too.
         return (
-            not issubclass(spyne_model, Array)
-            and spyne_model.__orig__ is None
-            and self.get_cls_attrs(spyne_model)._xml_tag_body_as is None
-            and not spyne_model._type_info_alt
+            isinstance(model, type)
+            and issubclass(model, ComplexModelBase)
+            and not issubclass(model, Array)
+            and model.get_orig() is model
         )
 
     # -- response side --------------------------------------------------------------------
@@ -596,22 +597,30 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
         """Write the response or fault bytes and set the HTTP status to match.
 
-        The response is written whole before spyne sends any header: into memory when it
-        is small (``out_string`` is then its bytes), else into a temporary file
-        (``out_string`` is then one :class:`SpooledAnswer`, whose ``len()`` gives the
-        Content-Length and which the WSGI app unwraps).  A response that cannot be written
+        The response is written whole before any header is sent: into memory when it is
+        small (``out_string`` is then a list of its bytes), else into a temporary file
+        (``out_string`` is then that file, rewound, an iterable of bytes; its length is set
+        as the Content-Length header).  A response that cannot be written
         (a value XML cannot carry, a failing row source, a full disk) becomes a Server
         fault with status 500 - spyne has already chosen 200 by then.
         """
         method = ctx.descriptor.name if ctx.descriptor is not None else "?"
         if ctx.out_error is None:
             try:
-                answer = self._response(ctx)
-                ctx.out_string = answer.memory_blocks() if answer.in_memory else [answer]
-                return
+                spool = self._response(ctx)
             except Exception:
                 logger.exception("could not write the %s response", method)
                 ctx.out_error = IrisFault(PkiError(SERVER_APPLICATION_ERROR))
+            else:
+                size = spool.tell()
+                spool.seek(0)
+                if size <= SPOOL_MEMORY_LIMIT:  # never left memory
+                    with spool:
+                        ctx.out_string = [spool.read()]
+                else:
+                    ctx.out_string = spool
+                    ctx.transport.resp_headers["Content-Length"] = str(size)
+                return
         faultcode, faultstring, detail = _fault_parts(ctx.out_error)
         if faultcode == "Client":
             logger.info("%s: Client fault: %s", method, detail)
@@ -640,7 +649,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             self._answers[descriptor] = answer
         return answer
 
-    def _response(self, ctx: Any) -> SpooledAnswer:
+    def _response(self, ctx: Any) -> SpooledTemporaryFile[bytes]:
         shape = self._answer_shape(ctx.descriptor)
         value = ctx.out_object[0] if ctx.out_object else None
         if value is None:
