@@ -144,7 +144,7 @@ def make_app(
     the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
     ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``strict_iris``
     switches every deviation that can be switched to IRIS's behaviour
-    (:data:`~pki_soap.soap.protocol.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
+    (:data:`~pki_soap.soap.deviations.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
     store within those limits (:mod:`pki_soap.soap.recorder`; None records nothing).
     ``limits`` bound what anonymous submissions may store; None means
     :class:`SubmissionLimits`' defaults (``SubmissionLimits(0, pending=0,

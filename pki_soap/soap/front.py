@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import IO, Any
 
 from spyne import Application
 from spyne.const.http import HTTP_200
@@ -46,7 +46,7 @@ _BLOCK = 64 * 1024
 _ALLOW = ("Allow", "GET, HEAD, POST")
 
 StartResponse = Callable[..., Any]
-Answer = tuple[str, list[tuple[str, str]], Iterable[bytes]]
+Answer = tuple[str, list[tuple[str, str]], list[bytes] | IO[bytes]]
 
 
 class SoapTransport(ServerBase):  # type: ignore[misc]  # spyne has no type information

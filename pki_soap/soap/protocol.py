@@ -22,10 +22,15 @@ without its per-element reading).  What IRIS does differently (wire-protocol.md 
   :mod:`.dataset`), faults with HTTP 400 for Client and 500 otherwise, and a response that
   cannot be written becomes a Server fault, never an empty 200.
 
-Where we differ from IRIS on purpose is listed in :data:`DEVIATIONS` (and, word for word, in
-the README); ``serve --strict-iris`` switches each one that can be switched to IRIS's
-behaviour.  The web method a request was routed to is left in the WSGI environ under
-:data:`ROUTED_METHOD` for the exchange recorder.
+Where we differ from IRIS on purpose is listed in :data:`~pki_soap.soap.deviations.DEVIATIONS`
+(and, word for word, in the README); ``serve --strict-iris`` switches each one that can be
+switched to IRIS's behaviour.  The web method a request was routed to is left in the WSGI
+environ under :data:`ROUTED_METHOD` for the exchange recorder.
+
+Only spyne's public parts are used: the ``Soap11`` methods overridden here, a model's
+``get_flat_type_info``, ``get_orig`` and ``get_deserialization_instance``, and the
+protocol's ``get_cls_attrs``; no private attribute is read.  tests/test_wire_protocol.py
+pins the spyne release and checks these parts, and that our reading equals spyne's own.
 """
 
 from __future__ import annotations
@@ -77,114 +82,6 @@ _SERVICE_PREFIX = f"{{{SERVICE_NS}}}"
 _SOAP11_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
 _SOAP12_ENVELOPE = f"{{{SOAP12_ENV_NS}}}Envelope"
 _SOAP11_BODY = f"{{{SOAP_ENV_NS}}}Body"
-
-
-# -- where we differ from IRIS on purpose -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Deviation:
-    """One place where this server behaves differently from IRIS on purpose.
-
-    ``kept`` says why ``--strict-iris`` keeps our behaviour; it is empty for the deviations
-    that strict mode switches to IRIS's.  The README's table says the same, word for word.
-    """
-
-    key: str
-    topic: str
-    ours: str
-    iris: str
-    kept: str = ""
-
-    @property
-    def switchable(self) -> bool:
-        """True when ``--strict-iris`` switches this one to IRIS's behaviour."""
-        return not self.kept
-
-
-DEVIATIONS: tuple[Deviation, ...] = (
-    Deviation(
-        "no-soapaction",
-        "A request without a SOAPAction header",
-        "routed by its body element",
-        "not taken as SOAP: it is the web service's test page, which needs the %Development"
-        " privilege, so the caller gets an HTML error page, no SOAP answer",
-    ),
-    Deviation(
-        "list-order",
-        "Order of the ListCertificates rows",
-        "numeric, so the newest certificate is always last",
-        'Number sorted as text: "10" before "9"',
-    ),
-    Deviation(
-        "csr-check",
-        "The CSR in SubmitCSR",
-        "checked before anything is stored (one PEM CSR, valid signature, RSA >= 2048 or"
-        " EC/Ed25519, the issuance policy) and stored as canonical PEM",
-        "stored as received; checked only when the administrator issues",
-    ),
-    Deviation(
-        "csr-unknown-element",
-        "An unknown element inside csr",
-        "dropped and logged (older and newer clients differ: Subject)",
-        "Client fault `Unexpected tag in XML input: <name>`",
-    ),
-    Deviation(
-        "soap12",
-        "A SOAP 1.2 envelope",
-        "VersionMismatch fault",
-        "answered in SOAP 1.2",
-        kept="IRIS's SOAP 1.2 bytes are not known, and its WSDL offers SOAP 1.1 only",
-    ),
-    Deviation(
-        "doctype",
-        "A DOCTYPE in the request",
-        "Client fault",
-        "not known",
-        kept="a DTD can expand entities or reach for external files",
-    ),
-    Deviation(
-        "body-limit",
-        "A request body over the limit (`--max-body`, 256 KiB)",
-        "HTTP 413 with a Client fault",
-        "no limit known",
-        kept="a CSR is a few KB; an unbounded body is a denial of service",
-    ),
-    Deviation(
-        "field-checks",
-        "Control characters in a field, a Filename that is not a file-name root",
-        "Client fault at SubmitCSR",
-        "stored",
-        kept="these values reach terminals, e-mail headers and the clients' file names",
-    ),
-    Deviation(
-        "submission-limits",
-        "Submissions from one address, pending requests",
-        "at most 20 a minute per address, 1000 pending, 50 per Hostname: Server fault"
-        " `ERROR #8140` beyond",
-        "no limit known",
-        kept="an anonymous flood would fill the store and the administrator's mailbox",
-    ),
-    Deviation(
-        "contact-email",
-        "ContactEmail",
-        "one address, or a value without `@` (kept, never mailed); a list is a Client fault",
-        "stored as sent",
-        kept="a notice goes to one person",
-    ),
-)
-
-
-def deviation(key: str) -> Deviation:
-    """The entry of :data:`DEVIATIONS` called ``key``.
-
-    Raises:
-        KeyError: no such deviation.
-    """
-    for entry in DEVIATIONS:
-        if entry.key == key:
-            return entry
-    raise KeyError(key)
 
 
 #: What IRIS-strict mode answers a request without SOAPAction (wire-protocol.md §1.1, Q15):
@@ -317,7 +214,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     mime_type = CONTENT_TYPE
 
     def __init__(self, app: Any = None, *, strict_iris: bool = False) -> None:
-        #: IRIS-strict mode (``serve --strict-iris``): see :data:`DEVIATIONS`.
+        #: IRIS-strict mode (``serve --strict-iris``): see ``soap.deviations.DEVIATIONS``.
         self.strict_iris = strict_iris
         super().__init__(
             app,
@@ -564,12 +461,10 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def _is_flat_complex(self, model: Any) -> bool:
         # A plain ComplexModel, not a customized copy of one.  Its members are checked one
         # by one (plain strings only), which leaves out XmlData and XmlAttribute members too.
-        return (
-            isinstance(model, type)
-            and issubclass(model, ComplexModelBase)
-            and not issubclass(model, Array)
-            and model.get_orig() is model
-        )
+        if not (isinstance(model, type) and issubclass(model, ComplexModelBase)):
+            return False
+        spyne_model: Any = model
+        return not issubclass(spyne_model, Array) and spyne_model.get_orig() is spyne_model
 
     # -- response side --------------------------------------------------------------------
 
@@ -713,18 +608,15 @@ def _fault_parts(fault: Any) -> tuple[str, str, str]:
 
 
 __all__ = [
-    "DEVIATIONS",
     "NO_SOAPACTION_CONTENT_TYPE",
     "NO_SOAPACTION_PAGE",
     "NO_SOAPACTION_STATUS",
     "ROUTED_METHOD",
     "SERVER_APPLICATION_ERROR",
     "SERVICE_CLASS",
-    "Deviation",
     "IrisFault",
     "IrisSoap11",
     "client_fault",
-    "deviation",
     "is_soap_request",
     "quiet_spyne_loggers",
 ]

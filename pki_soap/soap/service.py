@@ -220,7 +220,7 @@ def soap_application(*, strict_iris: bool) -> Application:
     """The spyne application: :class:`CAServerService` spoken as IRIS speaks SOAP 1.1.
 
     ``strict_iris`` switches the protocol's deviations to IRIS's behaviour
-    (:data:`~pki_soap.soap.protocol.DEVIATIONS`).
+    (:data:`~pki_soap.soap.deviations.DEVIATIONS`).
     """
     application: Application = Application(
         [CAServerService],
