@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import get_input_stream
 
 StartResponse = Callable[..., Any]
 
@@ -37,8 +38,8 @@ def deadline_kept() -> Iterator[None]:
         raise
 
 
-def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body of ``request``, at most ``limit`` bytes.
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole request body, at most ``limit`` bytes, through werkzeug's limited stream.
 
     werkzeug stops a body without a Content-Length (chunked) quietly at its maximum, so the
     maximum given it is one byte more: a longer body is refused, never cut.  A body without
@@ -49,13 +50,12 @@ def read_body(request: Request, limit: int) -> bytes:
         BadRequest: the Content-Length is not a number, or the body is shorter than it.
         TimeoutError: the body did not arrive within the server's deadline.
     """
-    length = str(request.environ.get("CONTENT_LENGTH") or "").strip()
+    length = str(environ.get("CONTENT_LENGTH") or "").strip()
     if length and not length.isdigit():
         raise BadRequest(NOT_A_NUMBER)
-    request.max_content_length = limit + 1
     try:
         with deadline_kept():
-            body = request.get_data(cache=False)
+            body = get_input_stream(environ, max_content_length=limit + 1).read()
     except ClientDisconnected as gone:
         raise BadRequest(SHORT_BODY) from gone
     if len(body) > limit:

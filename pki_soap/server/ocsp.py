@@ -392,7 +392,7 @@ class RevocationEndpoints:
             if rest not in ("", "/"):
                 return plain("404 Not Found", "POST OCSP requests to " + OCSP_PATH + "\n")
             try:
-                der = read_body(request, MAX_REQUEST_BYTES)
+                der = read_body(request.environ, MAX_REQUEST_BYTES)
             except RequestEntityTooLarge:
                 return plain(
                     "413 Request Entity Too Large",

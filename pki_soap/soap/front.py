@@ -21,7 +21,7 @@ from spyne.server import ServerBase
 from spyne.server.wsgi import WsgiMethodContext
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
-from werkzeug.wsgi import LimitedStream, wrap_file
+from werkzeug.wsgi import LimitedStream, get_content_length, wrap_file
 
 from pki_soap.errors import BadSoapRequest, PkiError
 from pki_soap.soap.envelope import CONTENT_TYPE, fault_bytes, fault_status
@@ -44,6 +44,7 @@ DEFAULT_MAX_BODY = 256 * 1024
 _DRAIN_LIMIT = 1024 * 1024
 _BLOCK = 64 * 1024
 _ALLOW = ("Allow", "GET, HEAD, POST")
+_LATE = BadSoapRequest("the request body did not arrive in time")
 
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], list[bytes] | IO[bytes]]
@@ -112,10 +113,9 @@ class SoapEndpoint:
         self.strict_iris = strict_iris
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        method = request.method
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if method in ("GET", "HEAD"):
-            response = self._wsdl(request)
+            response = self._wsdl(Request(environ))
         elif method != "POST":
             response = plain(
                 "405 Method Not Allowed",
@@ -124,16 +124,12 @@ class SoapEndpoint:
             )
         else:
             try:
-                body = read_body(request, self.max_body)
+                body = read_body(environ, self.max_body)
             except TimeoutError:
                 # The server's read deadline (serve --body-timeout) cut a body that trickled.
-                response = _fault(
-                    BadSoapRequest("the request body did not arrive in time"),
-                    status="408 Request Timeout",
-                    close=True,
-                )
+                response = _fault(_LATE, status="408 Request Timeout", close=True)
             except RequestEntityTooLarge:
-                response = self._too_large(request)
+                response = self._too_large(environ)
             except BadRequest as refused:
                 response = _fault(
                     BadSoapRequest(str(refused.description)), status="400 Bad Request"
@@ -153,19 +149,15 @@ class SoapEndpoint:
             [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(self.wsdl)))],
         )
 
-    def _too_large(self, request: Request) -> Response:
+    def _too_large(self, environ: dict[str, Any]) -> Response:
         """The 413 fault, after draining what is left of the body if that is not too much."""
         try:
             with deadline_kept():
-                drained = _drain(request, self.max_body)
+                drained = _drain(environ, self.max_body)
         except TimeoutError:
-            drained = False
-            status = "408 Request Timeout"
-            error = BadSoapRequest("the request body did not arrive in time")
-        else:
-            status = "413 Request Entity Too Large"
-            error = BadSoapRequest(f"the request body is larger than {self.max_body} bytes")
-        return _fault(error, status=status, close=not drained)
+            return _fault(_LATE, status="408 Request Timeout", close=True)
+        too_large = BadSoapRequest(f"the request body is larger than {self.max_body} bytes")
+        return _fault(too_large, status="413 Request Entity Too Large", close=not drained)
 
     def _post(
         self, environ: dict[str, Any], body: bytes, start_response: StartResponse
@@ -192,16 +184,16 @@ class SoapEndpoint:
         return wrap_file(environ, parts, _BLOCK)
 
 
-def _drain(request: Request, limit: int) -> bool:
+def _drain(environ: dict[str, Any], limit: int) -> bool:
     """Read and drop the rest of an oversized body; True when it ended within the drain limit.
 
     A body with a Content-Length was refused unread; a chunked one after ``limit + 1`` bytes.
     """
-    length = request.content_length
+    length = get_content_length(environ)
     if length is not None and length > limit + _DRAIN_LIMIT:
         return False
     size = _DRAIN_LIMIT if length is None else length
-    stream = LimitedStream(request.environ["wsgi.input"], size + 1, is_max=True)
+    stream = LimitedStream(environ["wsgi.input"], size + 1, is_max=True)
     dropped = 0
     while not stream.is_exhausted and (block := stream.read(_BLOCK)):
         dropped += len(block)
