@@ -36,15 +36,33 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class PkiSoapApp:
-    """The WSGI application of :func:`make_app` (SOAP endpoint, ``?WSDL``, revocation, portal)."""
+    """The WSGI application serving the CA server of ``data_dir`` (also called :func:`make_app`).
+
+    ``public_url`` is what the WSDL's ``soap:address`` says (``http://host:port`` or the
+    full endpoint URL; default this host's name on port 52773) - never the request's Host.
+    ``max_body`` bounds request bodies (413 beyond it, chunked or not).  ``portal`` mounts
+    the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
+    ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``strict_iris``
+    switches every deviation that can be switched to IRIS's behaviour
+    (:data:`~pki_soap.soap.deviations.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
+    store within those limits (:mod:`pki_soap.soap.recorder`; None records nothing).
+    ``limits`` bound what anonymous submissions may store; None means
+    :class:`SubmissionLimits`' defaults (``SubmissionLimits(0, pending=0,
+    pending_per_host=0)`` for none).
+
+    Raises:
+        InvalidInput: ``public_url`` is not an http(s) URL, ``max_body`` is below 1, or a
+            portal network is not an IP network.
+        PkiError: the WSDL file or the portal's session key cannot be read.
+    """
 
     def __init__(
         self,
         data_dir: Path,
         *,
-        public_url: str | None,
-        max_body: int,
-        portal: bool,
+        public_url: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        portal: bool = True,
         portal_networks: list[str] | None = None,
         smtp_cafile: Path | str | None = None,
         strict_iris: bool = False,
@@ -59,9 +77,7 @@ class PkiSoapApp:
         self.data = ServerDataDirectory(self.data_dir, smtp_cafile=smtp_cafile)
         service = ServiceData(self.data, limits if limits is not None else SubmissionLimits())
         self.soap = SoapTransport(soap_application(strict_iris=strict_iris), service)
-        soap: WsgiApp = SoapEndpoint(
-            self.soap, load_wsdl(public_url), max_body=max_body, strict_iris=strict_iris
-        )
+        soap: WsgiApp = SoapEndpoint(self.soap, load_wsdl(public_url), max_body, strict_iris)
         if record is not None:
             # Only a recording server has the recorder in the request path.
             from pki_soap.soap.recorder import ExchangeRecorder
@@ -124,45 +140,5 @@ def _load_portal(
     return app
 
 
-def make_app(
-    data_dir: Path,
-    *,
-    public_url: str | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    portal: bool = True,
-    portal_networks: list[str] | None = None,
-    smtp_cafile: Path | str | None = None,
-    strict_iris: bool = False,
-    record: RecordLimits | None = None,
-    limits: SubmissionLimits | None = None,
-) -> PkiSoapApp:
-    """The WSGI application serving the CA server of ``data_dir``.
-
-    ``public_url`` is what the WSDL's ``soap:address`` says (``http://host:port`` or the
-    full endpoint URL; default this host's name on port 52773) - never the request's Host.
-    ``max_body`` bounds request bodies (413 beyond it, chunked or not).  ``portal`` mounts
-    the web pages under ``/pki/`` (``portal_networks``: networks admitted besides loopback).
-    ``smtp_cafile`` adds trust in a private SMTP server's certificate.  ``strict_iris``
-    switches every deviation that can be switched to IRIS's behaviour
-    (:data:`~pki_soap.soap.deviations.DEVIATIONS`); ``record`` keeps the SOAP exchanges in the
-    store within those limits (:mod:`pki_soap.soap.recorder`; None records nothing).
-    ``limits`` bound what anonymous submissions may store; None means
-    :class:`SubmissionLimits`' defaults (``SubmissionLimits(0, pending=0,
-    pending_per_host=0)`` for none).
-
-    Raises:
-        InvalidInput: ``public_url`` is not an http(s) URL, ``max_body`` is below 1, or a
-            portal network is not an IP network.
-        PkiError: the WSDL file or the portal's session key cannot be read.
-    """
-    return PkiSoapApp(
-        data_dir,
-        public_url=public_url,
-        max_body=max_body,
-        portal=portal,
-        portal_networks=portal_networks,
-        smtp_cafile=smtp_cafile,
-        strict_iris=strict_iris,
-        record=record,
-        limits=limits if limits is not None else SubmissionLimits(),
-    )
+#: The name the front ends build the site by.
+make_app = PkiSoapApp

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from spyne import Application
@@ -101,16 +102,18 @@ class SoapTransport(ServerBase):  # type: ignore[misc]  # spyne has no type info
             ctx.close()
 
 
+@dataclass(frozen=True)
 class SoapEndpoint:
-    """The WSGI application of the service path: ``?WSDL`` and SOAP POSTs."""
+    """The WSGI application of the service path: ``?WSDL`` and SOAP POSTs.
 
-    def __init__(
-        self, transport: SoapTransport, wsdl: bytes, *, max_body: int, strict_iris: bool
-    ) -> None:
-        self.transport = transport
-        self.wsdl = wsdl
-        self.max_body = max_body
-        self.strict_iris = strict_iris
+    ``wsdl`` is what ``?WSDL`` answers; ``max_body`` bounds request bodies; ``strict_iris``
+    answers a POST without SOAPAction as IRIS does (its test page's error).
+    """
+
+    transport: SoapTransport
+    wsdl: bytes
+    max_body: int
+    strict_iris: bool
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
