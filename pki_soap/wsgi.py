@@ -92,10 +92,13 @@ class PkiSoapApp:
             OCSP_PATH: self.revocation.ocsp,
             CRL_PATH.rstrip("/"): self.revocation.crl,
         }
+        #: The portal's own application (None without the portal).
+        self.portal: WsgiApp | None = None
         if portal:
             # Behind an https:// public URL: Secure session cookie and HSTS.
             secure = endpoint_url(public_url).startswith("https://")
-            mounts[PORTAL_PREFIX] = _Portal(_load_portal(self.data, portal_networks, secure))
+            self.portal = _load_portal(self.data, portal_networks, secure)
+            mounts[PORTAL_PREFIX] = _Portal(self.portal)
         self._site = DispatcherMiddleware(not_found, mounts)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
