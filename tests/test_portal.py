@@ -14,7 +14,8 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from pki_soap import messages
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
 from pki_soap.portal.auth import PASSWORD_FILE, SECRET_FILE, set_password
@@ -130,7 +131,7 @@ def pending_request(
 ) -> PendingRequest:
     """Submit a fresh CSR to ``server`` as a client would; return it as stored."""
     key = keys.generate_key(keys.KeyType.EC256)
-    csr = keys.build_csr(
+    csr = build_csr(
         key, names.subject_from_text(f"/C=US/O=Example/CN={cn}"), names.parse_sans(sans)
     )
     req = PendingRequest(
@@ -138,7 +139,7 @@ def pending_request(
         hostname="client.example",
         instance="IRIS",
         filename=filename,
-        contents=keys.csr_pem(csr),
+        contents=csr_pem(csr),
         subject=names.subject_text(csr.subject),
         contact_name=contact_name,
         contact_phone="+1 555 0100",
@@ -420,7 +421,7 @@ def test_configure_creates_a_new_ca_and_shows_the_original_message(
         ca_cert = store.certificate(0)
     assert cfg is not None and ca_cert is not None
     cer = portal_dir / "CAServer" / "PortalCA.cer"
-    fingerprint = names.fingerprint(x509.load_pem_x509_certificate(cer.read_bytes()))
+    fingerprint = fingerprints.fingerprint(x509.load_pem_x509_certificate(cer.read_bytes()))
     assert shown == [
         messages.server_configured(created=True, cer=cer, fingerprint=fingerprint, mailed_to=None)
     ]
@@ -527,7 +528,7 @@ def test_pending_list_and_process_page_show_everything_escaped(
     page = ca_browser.get(html.unescape(process_link.group(1)))
     assert page.status_code == 200
     text = html.unescape(page.text)
-    csr = keys.load_csr(req.contents)
+    csr = load_csr(req.contents)
     for expected in (
         "/C=US/O=Example/CN=web.example",
         "DNS:web.example, IP:192.0.2.7",
@@ -536,7 +537,7 @@ def test_pending_list_and_process_page_show_everything_escaped(
         "webserver",
         "+1 555 0100",
         "alice@example.com",
-        names.fingerprint(csr),
+        fingerprints.fingerprint(csr),
         "EC P-256",
         HOSTILE,
     ):

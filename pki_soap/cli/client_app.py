@@ -26,13 +26,12 @@ from cryptography import x509
 
 from pki_soap import messages
 from pki_soap.ca.export import ExportFormat
+from pki_soap.ca.fingerprints import parse_fingerprint, sha256_fingerprint
 from pki_soap.ca.keys import KeyType
 from pki_soap.ca.names import (
     DEFAULT_INSTANCE,
     check_root,
-    parse_fingerprint,
     parse_sans,
-    sha256_fingerprint,
     subject_from_fields,
     subject_from_text,
 )

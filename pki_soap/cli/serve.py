@@ -58,7 +58,7 @@ from gunicorn.app.base import BaseApplication
 
 import pki_soap
 from pki_soap import files
-from pki_soap.ca import names
+from pki_soap.ca import fingerprints, names
 from pki_soap.cli import https_certificate
 from pki_soap.cli import server_app as server_cli
 from pki_soap.cli.server_app import (
@@ -615,7 +615,7 @@ def _prepare_https(args: argparse.Namespace, data_dir: Path, public_url: str) ->
     )
     print(
         "Clients trust this CA with:\n  client_app.py get-ca --fingerprint "
-        f"SHA256:{names.sha256_fingerprint(ca_certificate)}",
+        f"SHA256:{fingerprints.sha256_fingerprint(ca_certificate)}",
         flush=True,
     )
     files = tls.ServerFiles.of(data_dir)

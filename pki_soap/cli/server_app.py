@@ -37,8 +37,9 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap import files, messages
-from pki_soap.ca import keys, names, policy
+from pki_soap.ca import fingerprints, keys, names, policy
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import cert_pem, load_csr, requested_sans
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli import Commands
 from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, UnknownCertificate
@@ -815,7 +816,7 @@ def _export_certificate(args: argparse.Namespace) -> int:
         data = export.pem_bundle(export.chain(cert, cas, full=args.fullchain))
     else:
         default_name = f"{issued.filename}.cer"
-        data = keys.cert_pem(cert).encode("ascii")
+        data = cert_pem(cert).encode("ascii")
     if args.out == Path("-"):
         sys.stdout.write(data.decode("ascii"))
         return 0
@@ -941,7 +942,7 @@ def _status(args: argparse.Namespace) -> int:
                     ("CA SHA-1 fingerprint", authority.fingerprint),
                     (
                         "CA SHA-256 fingerprint",
-                        names.sha256_fingerprint(authority.certificate),
+                        fingerprints.sha256_fingerprint(authority.certificate),
                     ),
                     ("CA valid until", _when(authority.not_after)),
                     ("CA key", keys.describe_key(authority.certificate.public_key())),
@@ -1144,16 +1145,16 @@ def _describe_request(server: CAServer, req: PendingRequest) -> str:
     ]
     previews: list[str] = []
     try:
-        csr = keys.load_csr(req.contents)
+        csr = load_csr(req.contents)
     except PkiError as exc:
         lines.append(("Request", f"UNUSABLE: {exc.message}"))
     else:
-        sans = keys.requested_sans(csr)
+        sans = requested_sans(csr)
         lines += [
             ("Subject (in the CSR)", names.subject_text(csr.subject) or "(empty)"),
             ("Requested subjectAltNames", names.sans_text(sans) if sans else "(none)"),
             ("Key", keys.describe_key(csr.public_key())),
-            ("SHA-1 fingerprint", names.fingerprint(csr)),
+            ("SHA-1 fingerprint", fingerprints.fingerprint(csr)),
         ]
         previews = _previews(server, csr)
         if req.subject and req.subject != names.subject_text(csr.subject):

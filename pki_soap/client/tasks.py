@@ -27,28 +27,18 @@ from cryptography import x509
 
 from pki_soap import messages
 from pki_soap.ca import names
+from pki_soap.ca.csr import build_csr, cert_pem, csr_pem, load_csr
 from pki_soap.ca.export import ExportFormat, chain, issuers, pem_bundle, pkcs12_bytes
+from pki_soap.ca.fingerprints import Fingerprint, fingerprint, sha256_fingerprint
 from pki_soap.ca.keys import (
     KeyType,
-    build_csr,
-    cert_pem,
-    csr_pem,
     generate_key,
     key_is_encrypted,
     key_pem,
-    load_csr,
     load_key,
     same_public_key,
 )
-from pki_soap.ca.names import (
-    DEFAULT_INSTANCE,
-    Fingerprint,
-    check_root,
-    fingerprint,
-    is_hostname,
-    sha256_fingerprint,
-    subject_text,
-)
+from pki_soap.ca.names import DEFAULT_INSTANCE, check_root, is_hostname, subject_text
 from pki_soap.client.soap_client import (
     DEFAULT_PATH,
     CAClient,

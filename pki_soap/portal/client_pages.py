@@ -7,7 +7,7 @@ from pathlib import Path
 from werkzeug.wrappers import Response
 
 from pki_soap import messages
-from pki_soap.ca import names
+from pki_soap.ca import fingerprints, names
 from pki_soap.client import tasks as client_tasks
 from pki_soap.client.soap_client import CertificateRow
 from pki_soap.errors import InvalidRoot, PkiError
@@ -183,7 +183,7 @@ def ca_certificate(page: Page) -> Response:
         expected = None
         if values["fingerprint"]:
             try:
-                expected = names.parse_fingerprint(values["fingerprint"])
+                expected = fingerprints.parse_fingerprint(values["fingerprint"])
             except PkiError as exc:
                 errors.add("fingerprint", forms.sentence(exc.message))
         if not errors:
@@ -210,7 +210,7 @@ def ca_certificate(page: Page) -> Response:
         saved=saved,
         configured=config is not None,
         tls=config is not None and config.tls,
-        pinned=names.sha256_fingerprint(pinned) if pinned is not None else None,
+        pinned=fingerprints.sha256_fingerprint(pinned) if pinned is not None else None,
     )
 
 

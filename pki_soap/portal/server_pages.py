@@ -13,8 +13,10 @@ from cryptography import x509
 from werkzeug.wrappers import Response
 
 from pki_soap import messages
-from pki_soap.ca import keys, names, policy
-from pki_soap.ca.authority import CAPaths, Usage
+from pki_soap.ca import fingerprints, keys, names, policy
+from pki_soap.ca.authority import Usage
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import load_csr, requested_sans
 from pki_soap.errors import (
     CAFileError,
     InvalidRoot,
@@ -293,7 +295,7 @@ class _RequestView:
 
 def _view(page: Page, request: PendingRequest) -> _RequestView:
     try:
-        csr = keys.load_csr(request.contents)
+        csr = load_csr(request.contents)
     except PkiError as exc:
         return _RequestView(request, request.subject, "", "", "", [], [], exc.message, [])
     try:
@@ -314,8 +316,8 @@ def _view(page: Page, request: PendingRequest) -> _RequestView:
     return _RequestView(
         request=request,
         subject=names.subject_text(csr.subject),
-        sans=names.sans_text(keys.requested_sans(csr)),
-        fingerprint=names.fingerprint(csr),
+        sans=names.sans_text(requested_sans(csr)),
+        fingerprint=fingerprints.fingerprint(csr),
         key=keys.describe_key(csr.public_key()),
         requested=requested_extensions(csr),
         previews=previews,

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from pki_soap import messages
-from pki_soap.ca import keys, names, policy
-from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage, check_days
+from pki_soap.ca import fingerprints, keys, names, policy
+from pki_soap.ca.authority import CertificateAuthority, Usage, check_days
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import cert_pem, csr_pem, load_csr
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.ca.names import CSR_FIELD_LIMITS, DEFAULT_INSTANCE
 from pki_soap.errors import (
@@ -509,9 +511,9 @@ class CAServer:
         if as_received:
             stored_contents, fingerprint = req.contents, _fingerprint_if_readable(contents)
         else:
-            csr = keys.load_csr(contents)
+            csr = load_csr(contents)
             policy.check(csr)
-            stored_contents, fingerprint = keys.csr_pem(csr), names.fingerprint(csr)
+            stored_contents, fingerprint = csr_pem(csr), fingerprints.fingerprint(csr)
         with self.store.transaction():
             # Again under the write lock: another worker may have stored one meanwhile.
             self._check_limits(limits, req.hostname, counted_as, now)
@@ -690,7 +692,7 @@ class CAServer:
             hostname=hostname,
             instance=cfg.instance,
             filename=filename,
-            contents=keys.csr_pem(csr),
+            contents=csr_pem(csr),
             subject=names.subject_text(csr.subject),
             contact_name=cfg.node,
         )
@@ -921,7 +923,7 @@ class CAServer:
             hostname=req.hostname,
             instance=req.instance,
             filename=req.filename,
-            contents=keys.cert_pem(certificate),
+            contents=cert_pem(certificate),
             subject=names.subject_text(certificate.subject),
             usage=usage.value,
             issued=datetime.now(UTC),
@@ -1006,7 +1008,7 @@ def _fingerprint_if_readable(contents: str) -> str:
         csr = x509.load_pem_x509_csr(contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         return "(none: the request is not a readable PEM CSR)"
-    return names.fingerprint(csr)
+    return fingerprints.fingerprint(csr)
 
 
 def _updated(previous: ServerConfig | None, **given: str | int | None) -> ServerConfig:
