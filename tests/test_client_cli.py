@@ -21,7 +21,7 @@ from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
 from pki_soap.ca.csr import cert_pem, csr_pem, load_csr, requested_sans
 from pki_soap.cli.client_app import main
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration
 from pki_soap.store import Store
 from tests import iris_standin as iris
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr
@@ -78,7 +78,7 @@ def standin(certs: Certs) -> Iterator[iris.IrisStandin]:
 
 def configure(data_dir: Path, port: int) -> None:
     with Store.open(data_dir) as store:
-        client_tasks.configure(
+        configuration.configure(
             store,
             server="127.0.0.1",
             port=port,
@@ -127,7 +127,7 @@ def test_configure_stores_the_client_and_defaults_the_identity(
         None,
     )
     assert (cfg.hostname, cfg.instance) == (socket.gethostname(), "PKI")
-    assert client_tasks.server_url(cfg) == "http://ca.example:52773/isc/pki/PKI.CAServer.cls"
+    assert configuration.server_url(cfg) == "http://ca.example:52773/isc/pki/PKI.CAServer.cls"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from pki_soap.ca.csr import csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli import client_app as client_cli
 from pki_soap.cli import server_app as server_cli
-from pki_soap.client.tasks import PINNED_CA_FILE
+from pki_soap.client.configuration import PINNED_CA_FILE
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr, openssl, openssl_verify, write_pem

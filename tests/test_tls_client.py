@@ -18,8 +18,8 @@ from cryptography import x509
 from pki_soap.ca import fingerprints
 from pki_soap.ca.fingerprints import parse_fingerprint
 from pki_soap.cli.client_app import main
+from pki_soap.client.configuration import PINNED_CA_FILE
 from pki_soap.client.soap_client import CAClient
-from pki_soap.client.tasks import PINNED_CA_FILE
 from pki_soap.errors import InvalidInput, UntrustedServer
 from pki_soap.store import Store
 from tests.engine_support import open_server

@@ -36,7 +36,7 @@ from pki_soap.ca.names import (
     subject_from_text,
 )
 from pki_soap.cli import Commands
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration, exporting, fetching, overview, submission
 from pki_soap.client.soap_client import DEFAULT_PATH, WireExchange
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.escaping import for_terminal
@@ -183,7 +183,7 @@ def _configure(args: argparse.Namespace) -> int:
         )
     server, port, path, tls = _server_address(args)
     with _store(args) as store:
-        client_tasks.configure(
+        configuration.configure(
             store,
             server=server,
             port=port,
@@ -202,8 +202,8 @@ def _configure(args: argparse.Namespace) -> int:
 def _get_ca(args: argparse.Namespace) -> int:
     expected = parse_fingerprint(args.fingerprint) if args.fingerprint is not None else None
     with _store(args) as store:
-        cfg = client_tasks.client_config(store)
-        path, fp = client_tasks.get_ca_certificate(
+        cfg = configuration.client_config(store)
+        path, fp = fetching.get_ca_certificate(
             store,
             args.data_dir,
             force=args.force,
@@ -212,7 +212,7 @@ def _get_ca(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             trace=_tracer(args),
         )
-        pinned = client_tasks.pinned_ca(args.data_dir)
+        pinned = configuration.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
     if expected is not None and pinned is not None:
         checked = (
@@ -243,12 +243,12 @@ def _submit(args: argparse.Namespace) -> int:
                 f"--root {args.root} --resubmit`; for a new key, choose another --root"
             )
     with contextlib.ExitStack() as stack, _store(args) as store:
-        cfg = client_tasks.client_config(store)
+        cfg = configuration.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
+            configuration.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
         password = _key_password(args)
-        text = client_tasks.submit(
+        text = submission.submit(
             store,
             args.data_dir,
             root=args.root,
@@ -266,22 +266,22 @@ def _resubmit(args: argparse.Namespace) -> int:
     if args.subject is not None or args.san or any(getattr(args, n) for n in _SUBJECT_FIELDS):
         args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
     with contextlib.ExitStack() as stack, _store(args) as store:
-        cfg = client_tasks.client_config(store)
+        cfg = configuration.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
+            configuration.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
-        text = client_tasks.resubmit(store, args.data_dir, root=args.root, client=client)
+        text = submission.resubmit(store, args.data_dir, root=args.root, client=client)
     print("\n".join(_printable(line) for line in text.split("\n")))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
-        cfg = client_tasks.client_config(store)
+        cfg = configuration.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
+            configuration.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
-        rows = client_tasks.list_certificates(store, args.data_dir, all=args.all, client=client)
+        rows = fetching.list_certificates(store, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
     table: list[tuple[str, ...]]
     if args.all:
@@ -308,11 +308,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _get(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack, _store(args) as store:
-        cfg = client_tasks.client_config(store)
+        cfg = configuration.client_config(store)
         client = stack.enter_context(
-            client_tasks.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
+            configuration.make_client(cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args))
         )
-        path, fp, number = client_tasks.get_certificate(
+        path, fp, number = fetching.get_certificate(
             store, args.data_dir, args.number, force=args.force, client=client, out=args.out
         )
     print(messages.certificate_saved(number, fp, path))
@@ -326,16 +326,16 @@ def _show(args: argparse.Namespace) -> int:
         with _store(args) as store:
             cfg = store.client_config()
     client = None
-    if cfg is not None and (not cfg.tls or client_tasks.pinned_ca(data_dir) is not None):
-        client = client_tasks.make_client(cfg, data_dir, timeout=args.timeout)
+    if cfg is not None and (not cfg.tls or configuration.pinned_ca(data_dir) is not None):
+        client = configuration.make_client(cfg, data_dir, timeout=args.timeout)
     with client or contextlib.nullcontext():
-        seen = client_tasks.overview(data_dir, cfg, client=client)
+        seen = overview.overview(data_dir, cfg, client=client)
     for line in _overview_lines(seen, data_dir):
         print(_printable(line))
     return 0
 
 
-def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
+def _overview_lines(seen: overview.Overview, data_dir: Path) -> list[str]:
     run = _invocation()
     cfg = seen.config
     lines = [f"Certificate Authority client, data directory {data_dir}"]
@@ -355,7 +355,7 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
         answer = "answers, but has no CA certificate (is the CA configured?)"
     else:
         answer = "answers"
-    pinned = client_tasks.pinned_ca(data_dir)
+    pinned = configuration.pinned_ca(data_dir)
     lines.append(f"CA server:       {seen.url} ({answer})")
     if pinned is not None:
         lines.append(
@@ -384,7 +384,7 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
     return lines
 
 
-def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) -> str:
+def _request_state(req: overview.LocalRequest, seen: overview.Overview) -> str:
     if req.certificate is not None:
         until = req.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
         return f"certificate number {req.certificate.serial_number} saved, valid until {until}"
@@ -398,7 +398,7 @@ def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) 
     return f"{fp}; not issued yet (pending, or deleted by the CA administrator)"
 
 
-def _next_step(seen: client_tasks.Overview, run: str, pinned: bool) -> str:
+def _next_step(seen: overview.Overview, run: str, pinned: bool) -> str:
     cfg = seen.config
     assert cfg is not None
     if cfg.tls and not pinned:
@@ -443,7 +443,7 @@ def _export(args: argparse.Namespace) -> int:
         password = _new_password(args.password_file, P12_PASSWORD_ENV, "the PKCS#12 password")
     elif args.password_file is not None:
         raise InvalidInput("--password-file is the PKCS#12 password: only with --p12")
-    path, cas = client_tasks.export(
+    path, cas = exporting.export(
         args.data_dir,
         args.name,
         kind,
@@ -548,13 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--timeout",
         type=_timeout,
-        default=client_tasks.DEFAULT_TIMEOUT,
+        default=configuration.DEFAULT_TIMEOUT,
         help="seconds to wait for the CA server (default: %(default)s)",
     )
     commands = Commands(
         parser, "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]", metavar="COMMAND"
     )
-    parser.set_defaults(run=_show, parser=parser, timeout=client_tasks.DEFAULT_TIMEOUT)
+    parser.set_defaults(run=_show, parser=parser, timeout=configuration.DEFAULT_TIMEOUT)
 
     def command(
         name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True

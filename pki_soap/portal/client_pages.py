@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from pki_soap import messages
 from pki_soap.ca import fingerprints, names
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration, fetching, submission
 from pki_soap.client.soap_client import CertificateRow
 from pki_soap.errors import InvalidRoot, PkiError
 from pki_soap.portal import forms
@@ -71,7 +71,7 @@ def configure(page: Page) -> Response:
             errors.add("contact_email", "Enter an e-mail address such as someone@example.com.")
         if not errors and port is not None:
             try:
-                client_tasks.configure(
+                configuration.configure(
                     store,
                     server=values["server"],
                     port=port,
@@ -148,7 +148,7 @@ def submit(page: Page) -> Response:
             errors.add(None, "Configure the Certificate Authority client first.")
         if not errors and root is not None and subject is not None:
             try:
-                result = client_tasks.submit(
+                result = submission.submit(
                     store,
                     page.data_dir,
                     root=root,
@@ -188,7 +188,7 @@ def ca_certificate(page: Page) -> Response:
                 errors.add("fingerprint", forms.sentence(exc.message))
         if not errors:
             try:
-                path, fingerprint = client_tasks.get_ca_certificate(
+                path, fingerprint = fetching.get_ca_certificate(
                     page.store,
                     page.data_dir,
                     force=page.request.form.get("force") == "yes",
@@ -200,7 +200,7 @@ def ca_certificate(page: Page) -> Response:
                 result = messages.ca_certificate_saved(fingerprint, path)
                 saved = path.name
     config = page.store.client_config()
-    pinned = client_tasks.pinned_ca(page.data_dir)
+    pinned = configuration.pinned_ca(page.data_dir)
     return page.render(
         "client_ca_certificate.html",
         status=400 if errors else 200,
@@ -228,7 +228,7 @@ def certificates(page: Page) -> Response:
             errors.add(None, "Choose a certificate to get.")
         else:
             try:
-                path, fingerprint, number = client_tasks.get_certificate(
+                path, fingerprint, number = fetching.get_certificate(
                     store,
                     page.data_dir,
                     int(number_text),
@@ -242,7 +242,7 @@ def certificates(page: Page) -> Response:
     rows: list[CertificateRow] = []
     if config is not None:
         try:
-            rows = client_tasks.list_certificates(store, page.data_dir, all=show_all)
+            rows = fetching.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
             errors.add(None, _portal_wording(exc))
     return page.render(
