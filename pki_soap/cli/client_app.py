@@ -37,7 +37,8 @@ from pki_soap.ca.names import (
 )
 from pki_soap.cli import Commands
 from pki_soap.client import configuration, exporting, fetching, overview, submission
-from pki_soap.client.soap_client import DEFAULT_PATH, WireExchange
+from pki_soap.client.soap_client import DEFAULT_PATH
+from pki_soap.client.transport import WireExchange
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.escaping import for_terminal
 from pki_soap.server.exchanges import readable

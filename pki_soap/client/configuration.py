@@ -20,7 +20,8 @@ from cryptography import x509
 
 from pki_soap.ca import names
 from pki_soap.ca.names import DEFAULT_INSTANCE, is_hostname
-from pki_soap.client.soap_client import DEFAULT_PATH, CAClient, WireExchange
+from pki_soap.client.soap_client import DEFAULT_PATH, CAClient
+from pki_soap.client.transport import WireExchange
 from pki_soap.errors import InvalidField, InvalidInput, MissingField, NotConfigured, PkiError
 from pki_soap.escaping import has_control
 from pki_soap.store import ClientConfig, Store

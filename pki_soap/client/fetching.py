@@ -26,7 +26,8 @@ from pki_soap.client.configuration import (
     pinned_ca_path,
     server_url,
 )
-from pki_soap.client.soap_client import CAClient, CertificateRow, RemoteCertificate, WireExchange
+from pki_soap.client.soap_client import CAClient, CertificateRow, RemoteCertificate
+from pki_soap.client.transport import WireExchange
 from pki_soap.errors import InvalidInput, NotConfigured, UnknownCertificate, UntrustedServer
 from pki_soap.files import write_public_file
 from pki_soap.store import ClientConfig, Store

@@ -15,9 +15,7 @@ Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 from __future__ import annotations
 
 import contextlib
-import http.client
 import re
-import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +38,14 @@ from lxml import etree
 
 from pki_soap import __version__
 from pki_soap.ca.names import CSR_FIELD_LIMITS, check_root
+from pki_soap.client.transport import (
+    VerifyingAdapter,
+    WireExchange,
+    network_reason,
+    never_sent,
+    tls_reason,
+    tracer,
+)
 from pki_soap.errors import (
     BadSoapRequest,
     InvalidField,
@@ -80,20 +86,6 @@ _LIST_ALL = LIST_ALL_COLUMNS
 
 
 @dataclass(frozen=True)
-class WireExchange:
-    """One HTTP request the client sent and the answer it got, as bytes (for ``--trace``)."""
-
-    method: str
-    url: str
-    request_headers: list[tuple[str, str]]
-    request: bytes
-    status: int
-    reason: str
-    answer_headers: list[tuple[str, str]]
-    answer: bytes
-
-
-@dataclass(frozen=True)
 class CertificateRow:
     """One row of ListCertificates: ListMy gives number and filename, ListAll also host/instance."""
 
@@ -120,33 +112,6 @@ class RemoteCertificate:
         return x509.load_pem_x509_certificate(self.contents.encode("utf-8"))
 
 
-class _Verifying(requests.adapters.HTTPAdapter):
-    """HTTPS that verifies exactly as the CAClient was told.
-
-    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's ``verify``
-    (psf/requests#3829), which would quietly trade the pinned CA for the system's; the
-    transport adapter has the last word on every request.
-    """
-
-    def __init__(self, verify: str | bool) -> None:
-        super().__init__()
-        self._verify = verify
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
-    ) -> requests.Response:
-        """Send ``request`` with this adapter's verification, whatever was asked."""
-        return super().send(
-            request, stream=stream, timeout=timeout, verify=self._verify, cert=cert, proxies=proxies
-        )
-
-
 class _IrisHeaders(zeep.plugins.Plugin):
     """Sends the HTTP headers an InterSystems client sends (zeep quotes the SOAPAction)."""
 
@@ -162,33 +127,6 @@ class _IrisHeaders(zeep.plugins.Plugin):
         return envelope, http_headers
 
 
-def _tracer(trace: Callable[[WireExchange], object]) -> Callable[..., None]:
-    """A requests response hook handing each exchange's bytes to ``trace``."""
-
-    def hook(response: requests.Response, *args: object, **kwargs: object) -> None:
-        request = response.request
-        body = request.body or b""
-        sent = body.encode("utf-8") if isinstance(body, str) else body
-        trace(
-            WireExchange(
-                method=str(request.method),
-                url=str(request.url),
-                request_headers=[(k, _text(v)) for k, v in request.headers.items()],
-                request=sent if isinstance(sent, bytes) else b"(a streamed body)",
-                status=response.status_code,
-                reason=response.reason or "",
-                answer_headers=list(response.headers.items()),
-                answer=response.content,
-            )
-        )
-
-    return hook
-
-
-def _text(value: str | bytes) -> str:
-    return value if isinstance(value, str) else value.decode("latin-1")
-
-
 def _safe_parser() -> etree.XMLParser:
     # No DTDs, no entities, no network, libxml2's size and depth limits kept.
     return etree.XMLParser(
@@ -200,87 +138,6 @@ def _safe_parser() -> etree.XMLParser:
         remove_comments=True,
         remove_pis=True,
     )
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server (no connection was made)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        reason = getattr(current, "reason", None)
-        nested = reason if isinstance(reason, BaseException) else None
-        args = [arg for arg in current.args if isinstance(arg, BaseException)]
-        current = current.__cause__ or current.__context__ or nested or (args[0] if args else None)
-    return False
-
-
-def _network_reason(exc: BaseException, timeout: float) -> str:
-    """A short human reason for a requests failure (the OS error deep in the chain)."""
-    if isinstance(exc, requests.Timeout):
-        return f"no answer within {timeout:g} seconds"
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        # An HTTPS server closes a plain-HTTP connection; one that has not read all of the
-        # request yet (gevent workers) resets it: the same cause either way.
-        if isinstance(current, http.client.RemoteDisconnected | ConnectionResetError):
-            return (
-                "the server closed the connection without an answer (as an HTTPS server does "
-                "to plain HTTP: is the client configured for TLS?)"
-            )
-        if isinstance(current, OSError) and current.strerror:
-            return str(current.strerror)
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return type(exc).__name__
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it wraps (causes, contexts, reasons, arguments)."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        stack.extend(current.args)
-
-
-# OpenSSL's X509_V_ERR_* codes that mean "not issued by a CA we trust".
-_UNTRUSTED_ISSUER = {2, 18, 19, 20, 21}
-_HOST_MISMATCH = {62, 64}  # host name, IP address
-_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
-
-
-def _tls_reason(exc: BaseException) -> str | None:
-    """Why a TLS handshake failed, in words; None when ``exc`` is not a TLS failure."""
-    for current in _causes(exc):
-        if isinstance(current, ssl.SSLCertVerificationError):
-            code, detail = current.verify_code, current.verify_message
-            if code in _HOST_MISMATCH:
-                return f"its certificate does not name the host connected to ({detail})"
-            if code in _UNTRUSTED_ISSUER:
-                return f"its certificate was not issued by the trusted CA certificate ({detail})"
-            if code == 10:
-                return "its certificate has expired"
-            return f"its certificate does not verify ({detail})"
-        if isinstance(current, ssl.SSLError):
-            if current.reason in _NOT_TLS:
-                return "it does not speak TLS on this port (plain HTTP? then configure without TLS)"
-            return f"the TLS handshake failed ({current.reason or current})"
-    return None
 
 
 def _local(element: etree._Element) -> str:
@@ -339,9 +196,9 @@ class CAClient:
         self._session = session or requests.Session()
         self._verify = verify
         if cafile is not None or not verify:
-            self._session.mount("https://", _Verifying(str(cafile) if cafile else False))
+            self._session.mount("https://", VerifyingAdapter(str(cafile) if cafile else False))
         if trace is not None:
-            self._session.hooks["response"].append(_tracer(trace))
+            self._session.hooks["response"].append(tracer(trace))
         self._lock = threading.Lock()
         self._service: zeep.proxy.ServiceProxy | None = None
         self._csr_fields: frozenset[str] = frozenset()
@@ -554,11 +411,11 @@ class CAClient:
             with self._unverified_quietly():
                 response = getattr(service, method)(**arguments)
         except requests.RequestException as exc:
-            tls_failure = _tls_reason(exc)
+            tls_failure = tls_reason(exc)
             if tls_failure is not None:
                 raise self._untrusted(tls_failure) from exc
             raise self._unreachable(
-                _network_reason(exc, self.timeout), maybe_received=not _never_sent(exc)
+                network_reason(exc, self.timeout), maybe_received=not never_sent(exc)
             ) from exc
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request from the server's WSDL.
@@ -673,10 +530,10 @@ class CAClient:
         try:
             service, self._csr_fields = stub_for(location)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            tls_failure = _tls_reason(exc)
+            tls_failure = tls_reason(exc)
             if tls_failure is not None:
                 raise self._untrusted(tls_failure) from exc
-            raise self._unreachable(_network_reason(exc, self.timeout)) from exc
+            raise self._unreachable(network_reason(exc, self.timeout)) from exc
         except Exception as exc:
             if self._wsdl is not None:
                 raise InvalidInput(f"WSDL {location} is unusable: {exc}") from exc
