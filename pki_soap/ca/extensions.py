@@ -35,23 +35,20 @@ class PlannedExtension:
 
 
 def ski_text(ski: x509.SubjectKeyIdentifier) -> str:
+    """A key identifier as openssl shows it: ``AB:CD:...``."""
     return ":".join(f"{byte:02X}" for byte in ski.digest)
 
 
-_NO_KEY_USAGE = dict.fromkeys(
-    (
-        "digital_signature",
-        "content_commitment",
-        "key_encipherment",
-        "data_encipherment",
-        "key_agreement",
-        "key_cert_sign",
-        "crl_sign",
-        "encipher_only",
-        "decipher_only",
-    ),
-    False,
+KEY_USAGE_BITS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
 )
+"""The keyUsage bits that stand on their own (encipher/decipher only qualify key_agreement)."""
 
 
 def key_usage(**wanted: bool) -> x509.KeyUsage:
@@ -60,10 +57,12 @@ def key_usage(**wanted: bool) -> x509.KeyUsage:
     Raises:
         TypeError: a name that is not a keyUsage bit.
     """
-    return x509.KeyUsage(**(_NO_KEY_USAGE | wanted))
+    cleared = dict.fromkeys((*KEY_USAGE_BITS, "encipher_only", "decipher_only"), False)
+    return x509.KeyUsage(**(cleared | wanted))
 
 
 def revocation_extensions(urls: RevocationUrls) -> list[PlannedExtension]:
+    """The CRL distribution point and the OCSP address (authorityInfoAccess) for ``urls``."""
     crl = x509.UniformResourceIdentifier(urls.crl)
     ocsp = x509.UniformResourceIdentifier(urls.ocsp)
     return [
@@ -83,11 +82,16 @@ def revocation_extensions(urls: RevocationUrls) -> list[PlannedExtension]:
 
 
 def copyable_san(name: x509.GeneralName) -> bool:
+    """True for the requested names a TLS certificate may carry: DNS names and IP addresses."""
     return isinstance(name, x509.DNSName | x509.IPAddress)
 
 
 def tls_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
-    """The CSR's DNS and IP names (validated), else one for the CN if it is a host or IP."""
+    """The CSR's DNS and IP names (validated), else one for the CN if it is a host or IP.
+
+    Raises:
+        InvalidCsr: a requested DNS name that is not a host name, or an IP network.
+    """
     sans: list[x509.GeneralName] = []
     for name in requested_sans(csr):
         if isinstance(name, x509.DNSName) and not names.is_hostname(name.value):

@@ -17,6 +17,7 @@ from pki_soap.ca import fingerprints, keys, names, policy
 from pki_soap.ca.authority import Usage
 from pki_soap.ca.ca_files import CAPaths
 from pki_soap.ca.csr import load_csr, requested_sans
+from pki_soap.ca.extensions import KEY_USAGE_BITS
 from pki_soap.errors import (
     CAFileError,
     InvalidRoot,
@@ -345,19 +346,7 @@ def requested_extensions(csr: x509.CertificateSigningRequest) -> list[str]:
         elif isinstance(value, x509.ExtendedKeyUsage):
             text = ", ".join(getattr(oid, "_name", oid.dotted_string) for oid in value)
         elif isinstance(value, x509.KeyUsage):
-            flags = [
-                name.replace("_", " ")
-                for name in (
-                    "digital_signature",
-                    "content_commitment",
-                    "key_encipherment",
-                    "data_encipherment",
-                    "key_agreement",
-                    "key_cert_sign",
-                    "crl_sign",
-                )
-                if getattr(value, name)
-            ]
+            flags = [name.replace("_", " ") for name in KEY_USAGE_BITS if getattr(value, name)]
             text = ", ".join(flags)
         else:
             text = type(value).__name__
