@@ -18,7 +18,14 @@ from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
-from pki_soap.portal.auth import PASSWORD_FILE, SECRET_FILE, set_password
+from pki_soap.portal.auth import (
+    PASSWORD_FILE,
+    SECRET_FILE,
+    Session,
+    SessionSigner,
+    load_secret,
+    set_password,
+)
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest, Store
 
@@ -280,12 +287,30 @@ def test_secret_and_password_files_are_private(portal_dir: Path) -> None:
     assert "$argon2id$" in (portal_dir / PASSWORD_FILE).read_text()
 
 
+def test_session_secret_is_made_once_and_a_short_one_replaced(tmp_path: Path) -> None:
+    first = load_secret(tmp_path)
+    assert len(first) == 32 and load_secret(tmp_path) == first
+    (tmp_path / SECRET_FILE).write_bytes(b"short")
+    renewed = load_secret(tmp_path)
+    assert len(renewed) == 32 and renewed != first
+    assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == [SECRET_FILE]
+
+
+def test_cookie_signed_with_another_secret_is_refused() -> None:
+    session = Session(authenticated=True, id="abc")
+    value = SessionSigner(b"k" * 32).dumps(session)
+    assert SessionSigner(b"k" * 32).loads(value) == session
+    assert SessionSigner(b"j" * 32).loads(value) is None
+    assert SessionSigner(b"k" * 32).loads(value + "x") is None
+
+
 def test_forged_cookie_is_ignored(portal_dir: Path) -> None:
     b = Browser(mounted(make_portal(portal_dir)))
     b.login()
     value = b.client.get_cookie(COOKIE_NAME, path="/pki/")
     assert value is not None
-    payload, mac = value.value.split(".")
+    payload, _, mac = value.value.rpartition(".")
     b.client.set_cookie(COOKIE_NAME, payload + "." + mac[::-1], path="/pki/")
     assert b.get("/pki/").status_code == 303
 
