@@ -123,6 +123,10 @@ class Page:
         )
         return Response(body, status=status, mimetype="text/html")
 
+    def render_form(self, template: str, errors: FormErrors, **context: Any) -> Response:
+        """Render a page with a form: status 400 when ``errors`` holds any, else 200."""
+        return self.render(template, status=400 if errors else 200, errors=errors, **context)
+
     @property
     def store(self) -> Store:
         return self.portal.store()

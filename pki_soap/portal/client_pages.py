@@ -91,12 +91,11 @@ def configure(page: Page) -> Response:
                 saved = store.client_config()
                 if saved is not None:
                     values["hostname"], values["instance"] = saved.hostname, saved.instance
-    return page.render(
+    return page.render_form(
         "client_configure.html",
-        status=400 if errors else 200,
+        errors,
         values=values,
         tls=tls,
-        errors=errors,
         result=result,
     )
 
@@ -161,11 +160,10 @@ def submit(page: Page) -> Response:
                 errors.add("root", forms.sentence(exc.message))
             except PkiError as exc:
                 errors.add(None, forms.sentence(exc.message))
-    return page.render(
+    return page.render_form(
         "client_submit.html",
-        status=400 if errors else 200,
+        errors,
         values=values,
-        errors=errors,
         result=result,
         configured=config is not None,
     )
@@ -201,10 +199,9 @@ def ca_certificate(page: Page) -> Response:
                 saved = path.name
     config = page.store.client_config()
     pinned = configuration.pinned_ca(page.data_dir)
-    return page.render(
+    return page.render_form(
         "client_ca_certificate.html",
-        status=400 if errors else 200,
-        errors=errors,
+        errors,
         values=values,
         result=result,
         saved=saved,
@@ -245,10 +242,9 @@ def certificates(page: Page) -> Response:
             rows = fetching.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
             errors.add(None, _portal_wording(exc))
-    return page.render(
+    return page.render_form(
         "client_certificates.html",
-        status=400 if errors else 200,
-        errors=errors,
+        errors,
         rows=rows,
         show_all=show_all,
         result=result,
