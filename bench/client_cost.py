@@ -34,7 +34,7 @@ _BUCKETS = (
     ("key + CSR files (fsync)", "pki_soap/files.py", "_write_atomically"),
     ("WSDL load (zeep client build)", "pki_soap/client/soap_client.py", "_build_service"),
     ("SOAP call (zeep request + HTTP)", "zeep/proxy.py", "__call__"),
-    ("answer reading", "pki_soap/client/soap_client.py", "_read_response"),
+    ("answer reading", "pki_soap/client/answers.py", "read_answer"),
     ("store open", "pki_soap/store.py", "open"),
     ("certificate file write", "pki_soap/client/tasks.py", "_save_certificate"),
 )

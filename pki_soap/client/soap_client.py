@@ -1,10 +1,11 @@
 """CAClient: talks SOAP to any PKI.CAServer (ours or a real InterSystems one) through zeep.
 
 zeep builds the requests from the IRIS-faithful WSDL (the server's ``?WSDL`` when it serves a
-usable one, else the packaged ``wire/CAServer.wsdl``) and sends them; the answers are read here
-with a locked-down lxml parser instead of zeep's typed parsing, because a real IRIS server's
-answers are looser than any WSDL says (string-ordered DataSets, extra schema siblings, a result
-element whose name is not significant) and a fault's meaning is in its ``<detail>`` text.
+usable one, else the packaged ``soap/CAServer.wsdl``) and sends them; the answers are read
+(pki_soap.client.answers) with a locked-down lxml parser instead of zeep's typed parsing,
+because a real IRIS server's answers are looser than any WSDL says (string-ordered DataSets,
+extra schema siblings, a result element whose name is not significant) and a fault's meaning
+is in its ``<detail>`` text.
 
 Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 ``http://pki.intersystems.com/PKI.CAServer.<Method>`` unquoted and always present,
@@ -15,7 +16,6 @@ Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +38,7 @@ from lxml import etree
 
 from pki_soap import __version__
 from pki_soap.ca.names import CSR_FIELD_LIMITS, check_root
+from pki_soap.client.answers import children, invalid_answer, local_name, read_answer
 from pki_soap.client.transport import (
     VerifyingAdapter,
     WireExchange,
@@ -47,7 +48,6 @@ from pki_soap.client.transport import (
     tracer,
 )
 from pki_soap.errors import (
-    BadSoapRequest,
     InvalidField,
     InvalidInput,
     InvalidRoot,
@@ -55,31 +55,19 @@ from pki_soap.errors import (
     PkiError,
     ServerUnreachable,
     UntrustedServer,
-    error_for_number,
 )
 from pki_soap.escaping import has_control
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
+from pki_soap.soap.envelope import CONTENT_TYPE, SERVICE_NS
 
-TNS = "http://pki.intersystems.com"
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-BINDING = f"{{{TNS}}}CAServerSoap"
-SOAP_ACTION_PREFIX = f"{TNS}/PKI.CAServer."
-CONTENT_TYPE = "text/xml; charset=UTF-8"
+BINDING = f"{{{SERVICE_NS}}}CAServerSoap"
+SOAP_ACTION_PREFIX = f"{SERVICE_NS}/PKI.CAServer."
 USER_AGENT = f"pki-soap/{__version__} (CAClient)"
 DEFAULT_PATH = "/isc/pki/PKI.CAServer.cls"
 # The packaged copy of the WSDL a real IRIS server generates (wire-protocol.md §6).
 PACKAGED_WSDL = WSDL_FILE
 
-_ERROR_TEXT = re.compile(r"ERROR\s*#\s*(\d+)\s*:\s*(.*)", re.DOTALL)
-# faultstrings that say nothing: the IRIS engine's own; the detail text is the real message.
-_GENERIC_FAULTSTRINGS = {
-    "",
-    "server application error",
-    "internal server error",
-    "badly formed soap message",
-}
-_XML_MEDIA_TYPES = ("text/xml", "application/soap+xml", "application/xml")
 _METHODS = frozenset({"GetCertificate", "ListCertificates", "SubmitCSR"})
 _LIST_MY = LIST_MY_COLUMNS
 _LIST_ALL = LIST_ALL_COLUMNS
@@ -125,30 +113,6 @@ class _IrisHeaders(zeep.plugins.Plugin):
         http_headers["SOAPAction"] = SOAP_ACTION_PREFIX + operation.name
         http_headers["Content-Type"] = CONTENT_TYPE
         return envelope, http_headers
-
-
-def _safe_parser() -> etree.XMLParser:
-    # No DTDs, no entities, no network, libxml2's size and depth limits kept.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
-def _local(element: etree._Element) -> str:
-    return str(etree.QName(element).localname)
-
-
-def _children(element: etree._Element) -> Iterator[etree._Element]:
-    """Element children only (no comments or processing instructions)."""
-    for child in element:
-        if isinstance(child.tag, str):
-            yield child
 
 
 class CAClient:
@@ -251,7 +215,7 @@ class CAClient:
         }
         csr = self._csr_argument(fields)
         wrapper = self._call("SubmitCSR", csr=csr)
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None or not (result.text or "").strip():
             raise self._invalid("SubmitCSR returned no result")
         return (result.text or "").strip()
@@ -275,7 +239,7 @@ class CAClient:
         wrapper = self._call(
             "ListCertificates", hostname=hostname or None, instance=instance or None
         )
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None:
             raise self._invalid("ListCertificates returned no DataSet")
         try:
@@ -311,12 +275,12 @@ class CAClient:
             raise InvalidInput(f"certificate number {str(number)!r} is not a decimal number")
         wanted = int(text)
         wrapper = self._call("GetCertificate", number=str(wanted))
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None:
             return None  # IRIS answers an unknown number with an empty response (§10 Q4)
         values: dict[str, str] = {}
-        for child in _children(result):
-            values.setdefault(_local(child), child.text or "")
+        for child in children(result):
+            values.setdefault(local_name(child), child.text or "")
         missing = [key for key in ("Number", "Filename", "Contents") if not values.get(key)]
         if missing:
             raise self._invalid(f"GetCertificate result lacks {', '.join(missing)}")
@@ -368,9 +332,7 @@ class CAClient:
         )
 
     def _invalid(self, reason: str) -> ServerUnreachable:
-        return ServerUnreachable(
-            f"CA server at {self.url} gave an invalid answer: {reason}", maybe_received=True
-        )
+        return invalid_answer(self.url, reason)
 
     def _row(self, columns: list[str], row: Mapping[str, str]) -> CertificateRow:
         number_text = row.get("Number", "").strip()
@@ -420,79 +382,7 @@ class CAClient:
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request from the server's WSDL.
             raise InvalidInput(f"{method} request could not be built: {exc}") from exc
-        return self._read_response(method, response)
-
-    def _read_response(self, method: str, response: requests.Response) -> etree._Element:
-        status = response.status_code
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        summary = f"HTTP {status} {response.reason or ''}".rstrip()
-        if media_type not in _XML_MEDIA_TYPES:
-            raise self._invalid(f"{summary} with Content-Type {media_type or 'none'!r}, not SOAP")
-        try:
-            root = etree.fromstring(response.content, parser=_safe_parser())
-        except etree.XMLSyntaxError as exc:
-            raise self._invalid(f"{summary}, malformed XML: {exc.msg or exc}") from exc
-        if root.getroottree().docinfo.doctype:
-            raise self._invalid("the answer carries a DTD")
-        body = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
-        if body is None:
-            raise self._invalid(f"{summary}, not a SOAP 1.1 envelope")
-        first = next(_children(body), None)
-        if first is not None and first.tag == f"{{{SOAP_ENV}}}Fault":
-            raise self._fault(first)
-        if status not in (200, 201):
-            raise self._invalid(f"{summary} without a SOAP fault")
-        if first is None:
-            raise self._invalid(f"{method} answer has an empty Body")
-        namespace = etree.QName(first).namespace
-        if namespace not in (TNS, None):
-            raise self._invalid(f"{method} answer wrapper is in namespace {namespace!r}")
-        return first
-
-    def _fault(self, fault: etree._Element) -> PkiError:
-        """The PkiError for a SOAP 1.1 Fault (class by the detail's ``ERROR #n``)."""
-
-        def text_of(name: str) -> str:
-            node = fault.find(name)
-            return "" if node is None else "".join(node.itertext()).strip()
-
-        code = text_of("faultcode")
-        faultstring = text_of("faultstring")
-        detail = fault.find("detail")
-        texts: list[str] = []
-        if detail is not None:
-            texts = [
-                "".join(node.itertext()).strip()
-                for node in detail.iter()
-                if isinstance(node.tag, str) and _local(node) == "text"
-            ]
-            if not texts and "".join(detail.itertext()).strip():
-                texts = ["".join(detail.itertext()).strip()]
-        number: int | None = None
-        detail_messages: list[str] = []
-        for text in texts:
-            match = _ERROR_TEXT.match(text)
-            if match:
-                number = number if number is not None else int(match.group(1))
-                detail_messages.append(match.group(2).strip())
-            elif text:
-                detail_messages.append(text)
-        own = _ERROR_TEXT.match(faultstring)
-        if own:
-            number = number if number is not None else int(own.group(1))
-            faultstring = own.group(2).strip()
-        if faultstring.lower() in _GENERIC_FAULTSTRINGS and detail_messages:
-            message = "; ".join(detail_messages)
-        else:
-            message = faultstring or f"the CA server answered with a {code or 'SOAP'} fault"
-        client_side = code.split(":")[-1].startswith("Client")
-        if number is not None:
-            cls = error_for_number(number)
-            if cls is PkiError and client_side:
-                cls = InvalidInput
-        else:
-            cls = BadSoapRequest if client_side else PkiError
-        return cls(message)
+        return read_answer(self.url, method, response)
 
     def _ensure_service(self) -> zeep.proxy.ServiceProxy:
         with self._lock:
@@ -503,7 +393,7 @@ class CAClient:
     def _build_service(self) -> zeep.proxy.ServiceProxy:
         settings = zeep.settings.Settings(
             strict=True,
-            raw_response=True,  # answers are read by _read_response, see the module docstring
+            raw_response=True,  # answers are read by answers.read_answer
             forbid_dtd=True,
             forbid_external=True,
             forbid_entities=True,
@@ -523,7 +413,7 @@ class CAClient:
             if missing:
                 raise LookupError(f"the binding lacks {', '.join(sorted(missing))}")
             service = client.create_service(BINDING, self.url)  # type: ignore[no-untyped-call]
-            csr_type = client.get_type(f"{{{TNS}}}CSR")  # type: ignore[no-untyped-call]
+            csr_type = client.get_type(f"{{{SERVICE_NS}}}CSR")  # type: ignore[no-untyped-call]
             return service, frozenset(name for name, _ in csr_type.elements)
 
         location = self._wsdl or self.url + ("&" if "?" in self.url else "?") + "WSDL"
