@@ -8,8 +8,6 @@ import logging
 import os
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pki_soap import files
 from pki_soap.ca import ca_files, extensions, fingerprints, keys, names, policy
@@ -350,79 +348,17 @@ class CertificateAuthority:
         # Also here, not only at submission: a request may have been stored as received.
         policy.check(csr)
         public_key = csr.public_key()
-        planned: list[PlannedExtension] = []
         if usage is Usage.INTERMEDIATE:
             own = self._basic_constraints()
             if own is not None and own.path_length == 0:
                 raise InvalidInput(
                     "this CA's path length constraint is 0: it cannot issue intermediate CAs"
                 )
-            planned.append(
-                PlannedExtension(
-                    x509.BasicConstraints(ca=True, path_length=0),
-                    True,
-                    "Basic constraints (critical): CA:TRUE, pathlen:0",
-                )
-            )
-            planned.append(
-                PlannedExtension(
-                    extensions.key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
-                    True,
-                    "Key usage (critical): Digital Signature, Certificate Sign, CRL Sign",
-                )
-            )
+            planned = extensions.intermediate_ca()
+        elif usage is Usage.TLS:
+            planned = extensions.tls_endpoint(csr)
         else:
-            planned.append(
-                PlannedExtension(
-                    x509.BasicConstraints(ca=False, path_length=None),
-                    True,
-                    "Basic constraints (critical): CA:FALSE",
-                )
-            )
-            if usage is Usage.TLS:
-                encipherment = isinstance(public_key, rsa.RSAPublicKey)
-                planned.append(
-                    PlannedExtension(
-                        extensions.key_usage(digital_signature=True, key_encipherment=encipherment),
-                        True,
-                        "Key usage (critical): Digital Signature"
-                        + (", Key Encipherment" if encipherment else ""),
-                    )
-                )
-                planned.append(
-                    PlannedExtension(
-                        x509.ExtendedKeyUsage(
-                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                        ),
-                        False,
-                        "Extended key usage: TLS Web Server Authentication, "
-                        "TLS Web Client Authentication",
-                    )
-                )
-                sans = extensions.tls_sans(csr)
-                if sans:
-                    planned.append(
-                        PlannedExtension(
-                            x509.SubjectAlternativeName(sans),
-                            False,
-                            f"Subject alternative name: {names.sans_text(sans)}",
-                        )
-                    )
-            else:
-                planned.append(
-                    PlannedExtension(
-                        extensions.key_usage(digital_signature=True),
-                        True,
-                        "Key usage (critical): Digital Signature",
-                    )
-                )
-                planned.append(
-                    PlannedExtension(
-                        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
-                        False,
-                        "Extended key usage: Code Signing",
-                    )
-                )
+            planned = extensions.code_signing()
         ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
         planned.append(
             PlannedExtension(ski, False, f"Subject key identifier: {extensions.ski_text(ski)}")

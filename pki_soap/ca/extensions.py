@@ -10,7 +10,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from pki_soap.ca import names
 from pki_soap.ca.csr import requested_sans
@@ -32,6 +33,13 @@ class PlannedExtension:
     value: x509.ExtensionType
     critical: bool
     text: str
+
+
+_END_ENTITY = PlannedExtension(
+    x509.BasicConstraints(ca=False, path_length=None),
+    True,
+    "Basic constraints (critical): CA:FALSE",
+)
 
 
 def ski_text(ski: x509.SubjectKeyIdentifier) -> str:
@@ -59,6 +67,74 @@ def key_usage(**wanted: bool) -> x509.KeyUsage:
     """
     cleared = dict.fromkeys((*KEY_USAGE_BITS, "encipher_only", "decipher_only"), False)
     return x509.KeyUsage(**(cleared | wanted))
+
+
+def intermediate_ca() -> list[PlannedExtension]:
+    """An intermediate CA's constraints and key usage: it may sign certificates and CRLs."""
+    return [
+        PlannedExtension(
+            x509.BasicConstraints(ca=True, path_length=0),
+            True,
+            "Basic constraints (critical): CA:TRUE, pathlen:0",
+        ),
+        PlannedExtension(
+            key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
+            True,
+            "Key usage (critical): Digital Signature, Certificate Sign, CRL Sign",
+        ),
+    ]
+
+
+def tls_endpoint(csr: x509.CertificateSigningRequest) -> list[PlannedExtension]:
+    """A TLS server and client certificate's extensions, with the names of :func:`tls_sans`.
+
+    Key encipherment only for an RSA key (RSA key exchange); other keys only sign.
+
+    Raises:
+        InvalidCsr: as :func:`tls_sans`.
+    """
+    encipherment = isinstance(csr.public_key(), rsa.RSAPublicKey)
+    planned = [
+        _END_ENTITY,
+        PlannedExtension(
+            key_usage(digital_signature=True, key_encipherment=encipherment),
+            True,
+            "Key usage (critical): Digital Signature"
+            + (", Key Encipherment" if encipherment else ""),
+        ),
+        PlannedExtension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            False,
+            "Extended key usage: TLS Web Server Authentication, TLS Web Client Authentication",
+        ),
+    ]
+    sans = tls_sans(csr)
+    if sans:
+        planned.append(
+            PlannedExtension(
+                x509.SubjectAlternativeName(sans),
+                False,
+                f"Subject alternative name: {names.sans_text(sans)}",
+            )
+        )
+    return planned
+
+
+def code_signing() -> list[PlannedExtension]:
+    """A code-signing certificate's extensions."""
+    return [
+        _END_ENTITY,
+        PlannedExtension(
+            key_usage(digital_signature=True), True, "Key usage (critical): Digital Signature"
+        ),
+        PlannedExtension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+            False,
+            "Extended key usage: Code Signing",
+        ),
+    ]
 
 
 def revocation_extensions(urls: RevocationUrls) -> list[PlannedExtension]:
