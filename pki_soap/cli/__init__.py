@@ -30,9 +30,10 @@ class Commands:
         parser: argparse.ArgumentParser = self.subparsers.add_parser(name, **options)
         return parser
 
-    def list_only(self, name: str, help: str) -> None:
-        """Put ``name`` in the listing without adding it (another module adds it)."""
-        self._lines.append((name, help))
+    @property
+    def names(self) -> list[str]:
+        """The names of the commands added so far."""
+        return [name for name, _ in self._lines]
 
     def listing(self) -> str:
         """``commands:`` and one line per command, in the order they were added."""
