@@ -28,10 +28,12 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the pki_soap package
 
-from pki_soap.cli.serve import (  # noqa: E402
+from pki_soap.cli.serve_options import (  # noqa: E402
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_WORKER_CLASS,
     WORKER_CLASSES,
+)
+from pki_soap.cli.workers import (  # noqa: E402
     gunicorn_options,
     quiet_worker_patch_warning,
     run_gunicorn,
