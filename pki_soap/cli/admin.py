@@ -65,13 +65,15 @@ def ca_password(file: Path | None) -> bytes:
     return password(file, confirm=False)
 
 
-def add_password_file(parser: argparse.ArgumentParser) -> None:
-    """The ``--password-file`` option of a command that needs the CA key."""
+def add_password_file(
+    parser: argparse.ArgumentParser, what: str = "the CA key password", env: str = CA_PASSWORD_ENV
+) -> None:
+    """The ``--password-file`` option of a command that needs password ``what``."""
     parser.add_argument(
         "--password-file",
         type=Path,
         metavar="FILE",
-        help=f"file holding the CA key password (or ${CA_PASSWORD_ENV}, or a prompt on a terminal)",
+        help=f"file holding {what} (or ${env}, or a prompt on a terminal)",
     )
 
 

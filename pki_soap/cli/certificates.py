@@ -19,14 +19,11 @@ from pki_soap.server.revocation import Reason, Revocations, SignedCrl
 from pki_soap.store import IssuedCertificate, Revocation
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``certificates``, ``revoke`` and ``crl``."""
     listing = commands.add(
-        "certificates",
-        "list the issued certificates, or export one (--export NUMBER)",
-        parents=[common],
+        "certificates", "list the issued certificates, or export one (--export NUMBER)", _listing
     )
-    listing.set_defaults(run=_certificates)
     listing.add_argument(
         "--export",
         metavar="NUMBER",
@@ -47,17 +44,7 @@ def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="with --export: replace an existing file"
     )
 
-    revoke = commands.add(
-        "revoke",
-        "revoke an issued certificate and sign a new CRL",
-        parents=[common],
-        description=(
-            "Revoke certificate NUMBER: the OCSP responder says so at once, and a new CRL is "
-            "signed. certificateHold can later be made permanent (revoke again with another "
-            "reason) or released (--reason removeFromCRL)."
-        ),
-    )
-    revoke.set_defaults(run=_revoke)
+    revoke = commands.add("revoke", "revoke an issued certificate and sign a new CRL", _revoke)
     revoke.add_argument("number", type=_certificate_number, metavar="NUMBER")
     revoke.add_argument(
         "--reason",
@@ -67,17 +54,7 @@ def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
     admin.add_password_file(revoke)
     admin.add_yes(revoke)
 
-    crl = commands.add(
-        "crl",
-        "sign a new CRL (and renew the OCSP signer when due)",
-        parents=[common],
-        description=(
-            "Sign a new CRL with the CA key. The running server cannot (it never holds the "
-            "CA key): run this before the CRL's next update, by hand or from a timer with "
-            "--if-due."
-        ),
-    )
-    crl.set_defaults(run=_crl)
+    crl = commands.add("crl", "sign a new CRL (and renew the OCSP signer when due)", _crl)
     crl.add_argument(
         "--if-due",
         action="store_true",
@@ -99,7 +76,7 @@ def _certificate_number(text: str) -> int:
     return int(text)
 
 
-def _certificates(args: argparse.Namespace) -> int:
+def _listing(args: argparse.Namespace) -> int:
     if args.export is not None:
         return _export_certificate(args)
     if args.chain or args.fullchain or args.out is not None or args.force:
@@ -151,6 +128,10 @@ def _export_certificate(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    """Revoke certificate NUMBER: the OCSP responder says so at once, and a new CRL is
+    signed. certificateHold can later be made permanent (revoke again with another reason)
+    or released (--reason removeFromCRL).
+    """
     reason = Reason.named(args.reason) if args.reason else Reason.UNSPECIFIED
     with admin.open_data_dir(args) as opened:
         server = opened.server
@@ -188,6 +169,9 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _crl(args: argparse.Namespace) -> int:
+    """Sign a new CRL with the CA key. The running server cannot (it never holds the CA
+    key): run this before the CRL's next update, by hand or from a timer with --if-due.
+    """
     with admin.open_data_dir(args) as opened:
         server = opened.server
         revocations = server.revocations()

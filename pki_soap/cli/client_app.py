@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True
     ) -> argparse.ArgumentParser:
-        sub = commands.add(name, help, parents=[network if net else common])
-        sub.set_defaults(run=run, parser=sub)
+        sub = commands.add(name, help, run, parents=[network if net else common])
+        sub.set_defaults(parser=sub)
         return sub
 
     command("show", show, "configuration, server, CA certificate, requests, next step")
@@ -103,11 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
         commands_.configure,
         "store the CA server and contact (or change one)",
         net=False,
-    )
-    sub.description = (
-        "Store where the CA server is and who the technical contact is. The first time, "
-        "--server, --port and --contact-name are needed; later, only what changes "
-        '(an empty --contact-phone "" or --contact-email "" removes it).'
     )
     sub.add_argument(
         "--server", help="CA server host name or IP address, or its URL https://host:port[/path]"

@@ -187,32 +187,25 @@ def _server_address(
 
 
 def configure(args: argparse.Namespace) -> int:
-    """``configure``: store the CA server's address and the contact (or change one)."""
+    """Store where the CA server is and who the technical contact is. The first time,
+    --server, --port and --contact-name are needed; later, only what changes (an empty
+    --contact-phone "" or --contact-email "" removes it).
+    """
     if all(getattr(args, name) is None for name in _CONFIGURE_OPTIONS):
         raise InvalidInput(
             "give the settings to store (see configure --help); "
             f"`{invocation()} show` shows the configuration"
         )
-    server, port, path, tls = _server_address(args)
+    given = {name: getattr(args, name) for name in _CONFIGURE_OPTIONS}
+    given["server"], given["port"], given["path"], given["tls"] = _server_address(args)
     with open_store(args) as store:
-        client_tasks.configure(
-            store,
-            server=server,
-            port=port,
-            path=path,
-            tls=tls,
-            contact_name=args.contact_name,
-            contact_phone=args.contact_phone,
-            contact_email=args.contact_email,
-            hostname=args.hostname,
-            instance=args.instance,
-        )
+        client_tasks.configure(store, **given)
     print(messages.client_configured())
     return 0
 
 
 def get_ca(args: argparse.Namespace) -> int:
-    """``get-ca``: save the CA certificate (``--fingerprint``: checked, then pinned)."""
+    """Save the CA certificate as <CA root>.cer (and pin it)."""
     expected = parse_fingerprint(args.fingerprint) if args.fingerprint is not None else None
     with open_store(args) as store:
         cfg = client_tasks.client_config(store)
@@ -241,7 +234,7 @@ def get_ca(args: argparse.Namespace) -> int:
 
 
 def submit(args: argparse.Namespace) -> int:
-    """``submit``: a new key and CSR, the CSR sent (``--resubmit``: the CSR sent again)."""
+    """Generate a key and CSR and submit the CSR."""
     if args.resubmit:
         return _resubmit(args)
     # Everything that can be refused is checked before the password is asked for.
@@ -282,7 +275,7 @@ def _resubmit(args: argparse.Namespace) -> int:
 
 
 def list_certificates(args: argparse.Namespace) -> int:
-    """``list``: this instance's certificates (``--all``: every one the CA issued)."""
+    """List this instance's certificates (--all: every one)."""
     with _connected(args) as (opened, cfg, client):
         rows = client_tasks.list_certificates(opened, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
@@ -304,7 +297,7 @@ def list_certificates(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    """``get``: save certificate NUMBER."""
+    """Save certificate NUMBER as <Filename>.cer."""
     with _connected(args) as (opened, _, client):
         path, fp, number = client_tasks.get_certificate(
             opened, args.data_dir, args.number, force=args.force, client=client, out=args.out
@@ -314,7 +307,7 @@ def get(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """``export``: NAME.cer (and NAME.key) as PKCS#12 or a PEM chain."""
+    """Write NAME.cer (and NAME.key) as PKCS#12 or a PEM chain."""
     kind = ExportFormat(args.format)
     check_root(args.name)
     password = None

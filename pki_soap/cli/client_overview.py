@@ -14,7 +14,7 @@ from pki_soap.store import DATABASE_NAME
 
 
 def show(args: argparse.Namespace) -> int:
-    """``show``: the configuration, the server, the CA certificate, the requests."""
+    """Configuration, server, CA certificate, requests, next step."""
     data_dir: Path = args.data_dir
     cfg = None
     if (data_dir / DATABASE_NAME).is_file():  # looking must not create a data directory

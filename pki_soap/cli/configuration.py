@@ -15,6 +15,19 @@ from pki_soap.errors import InvalidInput
 from pki_soap.server import revocation
 from pki_soap.store import ServerConfig
 
+_PASSED_AS_GIVEN = (
+    "days",
+    "ca_days",
+    "smtp_user",
+    "admin_email",
+    "instance",
+    "node",
+    "public_url",
+    "revocation_urls",
+    "crl_days",
+)
+"""The options handed to ``CAServer.configure`` unchanged (None: not given, kept)."""
+
 _SUBJECT_FIELDS = (
     ("--country", "two-letter country code (C)"),
     ("--state", "state or province (ST)"),
@@ -25,22 +38,11 @@ _SUBJECT_FIELDS = (
 )
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``configure`` and ``reinitialize``."""
     configure = commands.add(
-        "configure",
-        "configure the CA (a new key and certificate, or yours)",
-        parents=[common],
-        description=(
-            "Configure the CA server. If <root>.cer and <root>.key both exist in the "
-            "directory they are used (an unencrypted key is encrypted with the password); "
-            "otherwise a new key and self-signed CA certificate are created. On a configured "
-            "CA the root and directory are fixed (reinitialize first) and only the settings "
-            "given change: --days, the SMTP settings, --admin-email, --instance, --node "
-            '(an empty value, e.g. --smtp-server "", removes an optional setting).'
-        ),
+        "configure", "configure the CA (a new key and certificate, or yours)", _configure
     )
-    configure.set_defaults(run=_configure)
     configure.add_argument("--root", help="file name root of <root>.cer/.key (first time)")
     configure.add_argument(
         "--dir",
@@ -89,13 +91,19 @@ def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
 
     reinitialize = commands.add(
-        "reinitialize", "forget configuration, CSRs and records (files stay)", parents=[common]
+        "reinitialize", "forget configuration, CSRs and records (files stay)", _reinitialize
     )
-    reinitialize.set_defaults(run=_reinitialize)
     admin.add_yes(reinitialize)
 
 
 def _configure(args: argparse.Namespace) -> int:
+    """Configure the CA server. If <root>.cer and <root>.key both exist in the directory they
+    are used (an unencrypted key is encrypted with the password); otherwise a new key and
+    self-signed CA certificate are created. On a configured CA the root and directory are
+    fixed (reinitialize first) and only the settings given change: --days, the SMTP settings,
+    --admin-email, --instance, --node (an empty value, e.g. --smtp-server "", removes an
+    optional setting).
+    """
     subject = _subject(args)
     smtp_server, smtp_port = _smtp_address(args.smtp_server)
     if args.root is not None:
@@ -145,20 +153,12 @@ def _configure(args: argparse.Namespace) -> int:
             root=root,
             directory=directory,
             password=password,
-            days=args.days,
             subject=subject,
-            ca_days=args.ca_days,
             key_type=KeyType(args.key_type or KeyType.RSA2048.value),
             smtp_server=smtp_server,
             smtp_port=smtp_port,
-            smtp_user=args.smtp_user,
             smtp_password=smtp_password,
-            admin_email=args.admin_email,
-            instance=args.instance,
-            node=args.node,
-            public_url=args.public_url,
-            revocation_urls=args.revocation_urls,
-            crl_days=args.crl_days,
+            **{name: getattr(args, name) for name in _PASSED_AS_GIVEN},
         )
         undelivered = result.mailed_to is not None and opened.notifier.last_error is not None
         if previous is not None:

@@ -37,19 +37,13 @@ ENTRY_MODULE = "pki_soap.cli.server_app"
 """What the renewal process runs (``python -m``)."""
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``https-certificate``."""
     command = commands.add(
         "https-certificate",
         "issue or renew the server's own HTTPS certificate (serve --tls does at start)",
-        parents=[common],
-        description=(
-            "Check the server's HTTPS certificate in <data-dir>/tls/ and issue a new one when "
-            "needed (none yet, due for renewal, other names, another CA) or with --force. "
-            "A running serve --tls serves the new one from its next connection on."
-        ),
+        _run,
     )
-    command.set_defaults(run=_run)
     command.add_argument(
         "--name",
         action="append",
@@ -106,6 +100,10 @@ def ensure(
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Check the server's HTTPS certificate in <data-dir>/tls/ and issue a new one when
+    needed (none yet, due for renewal, other names, another CA) or with --force. A running
+    serve --tls serves the new one from its next connection on.
+    """
     wanted = tls.server_names(args.name[0], args.name[1:])
     ensure(args.data_dir, wanted, lambda: admin.ca_password(args.password_file), force=args.force)
     return 0

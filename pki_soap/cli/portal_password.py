@@ -7,25 +7,18 @@ import sys
 from pathlib import Path
 
 from pki_soap.cli import Commands
+from pki_soap.cli.admin import add_password_file
 from pki_soap.cli.passwords import Prompt, read_password
 from pki_soap.server.datadir import open_data_directory
 
 ENV_VARIABLE = "PKI_PORTAL_PASSWORD"
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``portal-password``."""
     parser = commands.add(
-        "portal-password",
-        "set the web portal's administrator password",
-        description=(
-            "Set the password that signs in to the web portal (/pki/). It is stored as an "
-            "Argon2 hash in portal.json (mode 0600) in the data directory; setting a new one "
-            "signs out every open portal session. The password is read from --password-file, "
-            f"else from the environment variable {ENV_VARIABLE}, else asked for twice."
-        ),
+        "portal-password", "set the web portal's administrator password", _run, parents=[]
     )
-    parser.set_defaults(run=_run)
     # SUPPRESS: a --data-dir given to the main parser is not overwritten by this default.
     parser.add_argument(
         "--data-dir",
@@ -34,15 +27,15 @@ def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="data directory (default: ./pki-data)",
     )
-    parser.add_argument(
-        "--password-file",
-        type=Path,
-        metavar="FILE",
-        help="read the password from the first line of FILE",
-    )
+    add_password_file(parser, "the password", ENV_VARIABLE)
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Set the password that signs in to the web portal (/pki/). It is stored as an Argon2
+    hash in portal.json (mode 0600) in the data directory; setting a new one signs out every
+    open portal session. The password is read from --password-file, else from the
+    environment variable PKI_PORTAL_PASSWORD, else asked for twice.
+    """
     # Imported here: the portal's modules take about half a second to import, which the
     # other commands need not pay.
     from pki_soap.portal.auth import PASSWORD_MIN_LENGTH, set_password

@@ -23,30 +23,16 @@ from pki_soap.server.exchanges import (
 from pki_soap.store import Store
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``settings`` and ``exchanges``."""
     mode = commands.add(
-        "settings",
-        "IRIS-strict mode and exchange recording (both off by default)",
-        parents=[common],
-        description=(
-            "Show or change the settings `serve` starts with: IRIS-strict mode and the "
-            "recording of SOAP exchanges. `serve` options override them for one run."
-        ),
+        "settings", "IRIS-strict mode and exchange recording (both off by default)", _settings
     )
-    mode.set_defaults(run=_settings)
     add_mode_arguments(mode, for_serve=False)
 
     exchanges = commands.add(
-        "exchanges",
-        "the SOAP exchanges recorded by `serve --record`",
-        parents=[common],
-        description=(
-            "List the recorded SOAP exchanges, newest first, or show one with its bytes and "
-            "what IRIS would have done differently."
-        ),
+        "exchanges", "the SOAP exchanges recorded by `serve --record`", _exchanges
     )
-    exchanges.set_defaults(run=_exchanges)
     exchanges.add_argument(
         "--last", type=int, default=20, metavar="K", help="list the newest K (default 20)"
     )
@@ -142,6 +128,9 @@ def mode_lines(store: Store) -> list[tuple[str, str]]:
 
 
 def _settings(args: argparse.Namespace) -> int:
+    """Show or change the settings `serve` starts with: IRIS-strict mode and the recording
+    of SOAP exchanges. `serve` options override them for one run.
+    """
     changes = (args.strict_iris, args.record, args.record_bytes, args.record_days)
     with admin.open_data_dir(args, create=True) as opened:
         current = settings.load(opened.store)
@@ -156,6 +145,9 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _exchanges(args: argparse.Namespace) -> int:
+    """List the recorded SOAP exchanges, newest first, or show one with its bytes and what
+    IRIS would have done differently.
+    """
     prog = admin.program_name()
     with admin.open_data_dir(args) as opened:
         store = opened.store

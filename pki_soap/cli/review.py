@@ -26,21 +26,13 @@ USAGES = {usage.value: usage for usage in Usage}
 _NAME_HELP = "the request's Name, its Filename, or the start of its Name"
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``pending``, ``show``, ``issue`` and ``delete``."""
-    pending = commands.add("pending", "list the pending CSRs", parents=[common])
-    pending.set_defaults(run=_pending)
-
-    show = commands.add(
-        "show", "show a pending CSR and what each usage would issue", parents=[common]
-    )
-    show.set_defaults(run=_show)
+    commands.add("pending", "list the pending CSRs", _pending)
+    show = commands.add("show", "show a pending CSR and what each usage would issue", _show)
     show.add_argument("name", metavar="NAME", help=_NAME_HELP)
 
-    issue = commands.add(
-        "issue", "issue a certificate for a pending CSR (or --all)", parents=[common]
-    )
-    issue.set_defaults(run=_issue)
+    issue = commands.add("issue", "issue a certificate for a pending CSR (or --all)", _issue)
     issue.add_argument("name", metavar="NAME", nargs="?", help=_NAME_HELP)
     issue.add_argument("--all", action="store_true", help="issue every pending CSR")
     issue.add_argument(
@@ -51,8 +43,7 @@ def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     admin.add_password_file(issue)
 
-    delete = commands.add("delete", "delete (reject) a pending CSR", parents=[common])
-    delete.set_defaults(run=_delete)
+    delete = commands.add("delete", "delete (reject) a pending CSR", _delete)
     delete.add_argument("name", metavar="NAME", help=_NAME_HELP)
     admin.add_yes(delete)
 

@@ -94,12 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     options = workers.gunicorn_options(
         bind=_bind(args.host, args.port),
-        workers=args.workers,
-        worker_class=args.worker_class,
-        worker_connections=args.worker_connections,
-        header_timeout=args.header_timeout,
-        timeout=args.timeout,
-        max_requests=args.max_requests,
+        **{name: getattr(args, name) for name in workers.GUNICORN_OPTIONS},
     )
     workers.quiet_worker_patch_warning()
     plain_pid = None

@@ -29,18 +29,9 @@ DEFAULT_BODY_TIMEOUT = 30
 _LIMITS = SubmissionLimits()
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``serve``."""
-    serve = commands.add(
-        "serve",
-        "serve the CA over SOAP and the portal (the default)",
-        parents=[common],
-        description=(
-            "Serve PKI.CAServer at POST /isc/pki/PKI.CAServer.cls (WSDL: ?WSDL) and the "
-            "portal at /pki/, with gunicorn gevent workers."
-        ),
-    )
-    serve.set_defaults(run=_serve)
+    serve = commands.add("serve", "serve the CA over SOAP and the portal (the default)", _serve)
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
@@ -174,15 +165,11 @@ def _add_https_arguments(serve: argparse.ArgumentParser) -> None:
         help="file holding the CA key password, to issue and renew the server's certificate "
         f"(or ${admin.CA_PASSWORD_ENV}, or a prompt at start)",
     )
-    https.add_argument(
-        "--certfile",
-        type=Path,
-        metavar="FILE",
-        help="serve HTTPS with this PEM certificate chain instead (implies --tls)",
-    )
-    https.add_argument(
-        "--keyfile", type=Path, metavar="FILE", help="the unencrypted key of --certfile"
-    )
+    for flag, text in (
+        ("--certfile", "serve HTTPS with this PEM certificate chain instead (implies --tls)"),
+        ("--keyfile", "the unencrypted key of --certfile"),
+    ):
+        https.add_argument(flag, type=Path, metavar="FILE", help=text)
     https.add_argument(
         "--http-port",
         type=int,
@@ -224,6 +211,9 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Serve PKI.CAServer at POST /isc/pki/PKI.CAServer.cls (WSDL: ?WSDL) and the portal at
+    /pki/, with gunicorn gevent workers.
+    """
     # Imported only to serve (see the module docstring).
     from pki_soap.cli.serve import run_serve
 

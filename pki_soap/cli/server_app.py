@@ -30,7 +30,7 @@ from pki_soap.cli import (
 )
 from pki_soap.errors import NotConfigured, PkiError
 
-_ADD_COMMANDS: tuple[Callable[[Commands, argparse.ArgumentParser], None], ...] = (
+_ADD_COMMANDS: tuple[Callable[[Commands], None], ...] = (
     configuration.add_commands,
     review.add_commands,
     certificates.add_commands,
@@ -116,11 +116,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, Commands]:
     commands = Commands(
         parser,
         "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]",
+        parents=[common],
         dest="command",
         metavar="COMMAND",
     )
     for add_commands in _ADD_COMMANDS:
-        add_commands(commands, common)
+        add_commands(commands)
     parser.description = (
         "Certificate Authority server: administration and the SOAP service.\n\n"
         + commands.listing()

@@ -14,20 +14,16 @@ from pki_soap.server.tasks import CAServer
 from pki_soap.store import Mail, ServerConfig
 
 
-def add_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Commands) -> None:
     """Add ``status`` and ``drop-mail``."""
     status = commands.add(
-        "status", "configuration, counts, serial counter, CRL, e-mail outbox", parents=[common]
+        "status", "configuration, counts, serial counter, CRL, e-mail outbox", _status
     )
-    status.set_defaults(run=_status)
     status.add_argument(
         "--retry", action="store_true", help="try to send every undelivered e-mail now"
     )
 
-    drop_mail = commands.add(
-        "drop-mail", "drop undelivered e-mail from the outbox", parents=[common]
-    )
-    drop_mail.set_defaults(run=_drop_mail)
+    drop_mail = commands.add("drop-mail", "drop undelivered e-mail from the outbox", _drop_mail)
     drop_mail.add_argument(
         "ids", metavar="ID", type=int, nargs="*", help="message ids (`status` lists them)"
     )

@@ -41,6 +41,15 @@ from pki_soap.soap.service import PkiSoapApp
 
 log = logging.getLogger(__name__)
 
+GUNICORN_OPTIONS = (
+    "workers",
+    "worker_class",
+    "worker_connections",
+    "header_timeout",
+    "timeout",
+    "max_requests",
+)
+"""``serve``'s options that :func:`gunicorn_options` takes as they are."""
 GTHREAD_THREADS = 4
 GRACEFUL_TIMEOUT = 10
 
