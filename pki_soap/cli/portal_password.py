@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from pki_soap.cli import Commands
 from pki_soap.cli.admin import add_password_file
@@ -16,18 +15,8 @@ ENV_VARIABLE = "PKI_PORTAL_PASSWORD"
 
 def add_commands(commands: Commands) -> None:
     """Add ``portal-password``."""
-    parser = commands.add(
-        "portal-password", "set the web portal's administrator password", _run, parents=[]
-    )
-    # SUPPRESS: a --data-dir given to the main parser is not overwritten by this default.
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="data directory (default: ./pki-data)",
-    )
-    add_password_file(parser, "the password", ENV_VARIABLE)
+    parser = commands.add("portal-password", "set the web portal's administrator password", _run)
+    add_password_file(parser, "the portal password", ENV_VARIABLE)
 
 
 def _run(args: argparse.Namespace) -> int:
