@@ -10,7 +10,7 @@ FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": ba
 With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
 (``pki_soap.server.tls.gunicorn_settings``).
 The gunicorn settings and the worker class (gevent: the body deadline in front) come from
-pki_soap.cli.serve itself, so the two servers differ only in the application
+pki_soap.cli.workers itself, so the two servers differ only in the application
 (``--worker-class gevent|gthread|sync``, default serve's).
 """
 

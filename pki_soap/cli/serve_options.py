@@ -1,7 +1,8 @@
 """The options of ``server_app.py serve``, and their checks; serving itself is cli/serve.py.
 
 Kept apart so that building the parser imports neither spyne nor gunicorn nor the portal: they
-are imported only when ``serve`` runs (about 0.8 s the administration commands do not pay).
+are imported only when ``serve`` runs (about a second that ``--help`` and the administration
+commands do not pay).
 """
 
 from __future__ import annotations
