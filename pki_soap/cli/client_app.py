@@ -18,8 +18,7 @@ from pathlib import Path
 from pki_soap.ca.export import ExportFormat
 from pki_soap.ca.keys import KeyType
 from pki_soap.ca.names import DEFAULT_INSTANCE
-from pki_soap.cli import Commands
-from pki_soap.cli import client_commands as commands_
+from pki_soap.cli import Commands, client_commands
 from pki_soap.cli.client_commands import P12_PASSWORD_ENV, PASSWORD_ENV, one_line, program_name
 from pki_soap.cli.client_overview import show
 from pki_soap.client import tasks as client_tasks
@@ -100,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command(
         "configure",
-        commands_.configure,
+        client_commands.configure,
         "store the CA server and contact (or change one)",
         net=False,
     )
@@ -123,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub = command(
-        "get-ca", commands_.get_ca, "save the CA certificate as <CA root>.cer (and pin it)"
+        "get-ca", client_commands.get_ca, "save the CA certificate as <CA root>.cer (and pin it)"
     )
     sub.add_argument(
         "--force",
@@ -140,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the SHA-1 form E3:FB:...): checked, then the certificate is pinned and trusted",
     )
 
-    sub = command("submit", commands_.submit, "generate a key and CSR and submit the CSR")
+    sub = command("submit", client_commands.submit, "generate a key and CSR and submit the CSR")
     sub.add_argument("--root", required=True, help="file name root of <root>.key/.csr/.cer")
     sub.add_argument(
         "--resubmit",
@@ -171,11 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub = command(
-        "list", commands_.list_certificates, "list this instance's certificates (--all: every one)"
+        "list",
+        client_commands.list_certificates,
+        "list this instance's certificates (--all: every one)",
     )
     sub.add_argument("--all", action="store_true", help="every certificate the CA issued")
 
-    sub = command("get", commands_.get, "save certificate NUMBER as <Filename>.cer")
+    sub = command("get", client_commands.get, "save certificate NUMBER as <Filename>.cer")
     sub.add_argument("number", metavar="NUMBER", help="certificate (serial) number")
     sub.add_argument("--force", action="store_true", help="replace a different existing file")
     sub.add_argument(
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = command(
         "export",
-        commands_.export,
+        client_commands.export,
         "write NAME.cer (and NAME.key) as PKCS#12 or a PEM chain",
         net=False,
     )
