@@ -45,22 +45,19 @@ from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, Unk
 from pki_soap.escaping import for_terminal
 from pki_soap.server import revocation, settings
 from pki_soap.server.datadir import DataDirectory, open_data_directory
-from pki_soap.server.exchanges import (
-    DEFAULT_KEEP,
-    IRIS,
-    TOOLKIT,
-    Exchange,
-    RecordLimits,
-    one_line,
-    readable,
-)
+from pki_soap.server.exchanges import one_line, readable
 from pki_soap.server.mail import SMTP_CAFILE_ENV
 from pki_soap.server.revocation import Reason, Revocations, SignedCrl
 from pki_soap.server.tasks import CAServer, IssueResult
 from pki_soap.store import (
+    DEFAULT_KEEP,
+    IRIS,
+    TOOLKIT,
+    Exchange,
     IssuedCertificate,
     Mail,
     PendingRequest,
+    RecordLimits,
     Revocation,
     ServerConfig,
     Store,

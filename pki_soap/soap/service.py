@@ -43,7 +43,6 @@ from pki_soap.errors import (
     TooManyRequests,
 )
 from pki_soap.server.datadir import ServerDataDirectory
-from pki_soap.server.exchanges import RecordLimits
 from pki_soap.server.ocsp import RevocationEndpoints, is_revocation_path
 from pki_soap.server.tasks import CAServer, SubmissionLimits
 from pki_soap.soap import WSDL_FILE
@@ -65,7 +64,7 @@ from pki_soap.soap.protocol import (
     is_soap_request,
     quiet_spyne_loggers,
 )
-from pki_soap.store import IssuedCertificate, PendingRequest
+from pki_soap.store import IssuedCertificate, PendingRequest, RecordLimits
 
 log = logging.getLogger(__name__)
 
