@@ -48,7 +48,8 @@ from pki_soap.server.datadir import DataDirectory, open_data_directory
 from pki_soap.server.exchanges import one_line, readable
 from pki_soap.server.mail import SMTP_CAFILE_ENV
 from pki_soap.server.revocation import Reason, Revocations, SignedCrl
-from pki_soap.server.tasks import CAServer, IssueResult
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.issue import IssueResult
 from pki_soap.store import (
     DEFAULT_KEEP,
     IRIS,

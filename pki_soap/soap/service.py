@@ -44,7 +44,8 @@ from pki_soap.errors import (
 )
 from pki_soap.server.datadir import ServerDataDirectory
 from pki_soap.server.ocsp import RevocationEndpoints, is_revocation_path
-from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.soap.envelope import (
