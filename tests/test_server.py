@@ -43,7 +43,7 @@ from pki_soap.errors import (
     UnknownRequest,
     WrongPassword,
 )
-from pki_soap.server import tasks as server_module
+from pki_soap.escaping import has_control
 from pki_soap.server.mail import Notifier
 from pki_soap.server.tasks import CAServer
 from pki_soap.server.tasks.issue import IssueResult
@@ -1152,10 +1152,10 @@ def test_certificate_rows_carry_number_hostname_instance_filename(
 def test_control_characters_are_exactly_unicode_category_cc(allowed: str) -> None:
     every_character = [chr(code) for code in range(sys.maxunicode + 1)]
     expected = {ch for ch in every_character if unicodedata.category(ch) == "Cc"} - set(allowed)
-    found = {ch for ch in every_character if server_module._has_control(ch, allowed)}
+    found = {ch for ch in every_character if has_control(ch, allowed)}
     assert found == expected
     assert len(expected) == 65 - len(allowed)
-    assert server_module._has_control("line\nbreak") is True
-    assert server_module._has_control("line\nbreak", "\n") is False
-    assert server_module._has_control("tab\there", "\n") is True
-    assert server_module._has_control("", "") is False
+    assert has_control("line\nbreak") is True
+    assert has_control("line\nbreak", "\n") is False
+    assert has_control("tab\there", "\n") is True
+    assert has_control("", "") is False
