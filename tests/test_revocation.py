@@ -22,7 +22,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
 from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate, WrongPassword
-from pki_soap.server.revocation import Reason, State, public_base, revoked_in_store, state_of
+from pki_soap.server.crl import Reason
+from pki_soap.server.revocation import State, public_base, revoked_in_store, state_of
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import Store
 from pki_soap.store.schema import _schema_v1

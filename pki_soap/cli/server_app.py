@@ -44,10 +44,11 @@ from pki_soap.cli import Commands
 from pki_soap.errors import InvalidInput, NotConfigured, NotFound, PkiError, UnknownCertificate
 from pki_soap.escaping import for_terminal
 from pki_soap.server import revocation, settings
+from pki_soap.server.crl import Reason, SignedCrl
 from pki_soap.server.datadir import DataDirectory, open_data_directory
 from pki_soap.server.exchanges import one_line, readable
 from pki_soap.server.mail import SMTP_CAFILE_ENV
-from pki_soap.server.revocation import Reason, Revocations, SignedCrl
+from pki_soap.server.revocation import Revocations
 from pki_soap.server.tasks import CAServer
 from pki_soap.server.tasks.issue import IssueResult
 from pki_soap.store import (

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, Self, TypeVar
 
-from pki_soap.ca import keys
 from pki_soap.ca.authority import CAPaths, CertificateAuthority
 from pki_soap.ca.keys import PrivateKey
 from pki_soap.ca.names import CSR_FIELD_LIMITS
-from pki_soap.errors import CAFileError, InvalidField, InvalidInput, NotConfigured, PkiError
+from pki_soap.errors import InvalidField, InvalidInput, NotConfigured, PkiError
 from pki_soap.escaping import has_control
 from pki_soap.server import revocation
+from pki_soap.server.crl import check_ca_key
 from pki_soap.server.revocation import Revocations
 from pki_soap.store import IssuedCertificate, PendingRequest, Revocation, ServerConfig, Store
 
@@ -172,6 +172,5 @@ class TaskBase:
             raise InvalidInput("give exactly one of the CA key password and the CA key")
         if key is None:
             return authority.private_key(password)
-        if not keys.same_public_key(key.public_key(), authority.certificate.public_key()):
-            raise CAFileError("the private key given is not the CA certificate's key")
+        check_ca_key(authority, key)
         return key

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pki_soap.ca.keys import PrivateKey
-from pki_soap.server.revocation import Reason, Refreshed, RevokeResult
+from pki_soap.server.crl import Reason
+from pki_soap.server.revocation import Refreshed, RevokeResult
 from pki_soap.server.tasks.base import TaskBase
 
 
