@@ -86,16 +86,20 @@ class SignedCrl:
         return crl.public_bytes(serialization.Encoding.PEM)
 
 
-class CrlSigning:
-    """The CRLs of one CA: their state in the store, when a new one is due, signing one.
-
-    Part of :class:`~pki_soap.server.revocation.Revocations`, which sets these attributes.
+class RevocationBase:
+    """What one CA's revocation side holds: :class:`~pki_soap.server.revocation.Revocations`
+    sets it, and its CRL part (here) and OCSP part (:mod:`pki_soap.server.ocsp_signer`) read it.
     """
 
     store: Store
     authority: CertificateAuthority
     issuer: str
     clock: Callable[[], datetime.datetime]
+
+
+class CrlSigning(RevocationBase):
+    """The CRLs of one CA: their state in the store, when a new one is due, signing one."""
+
     crl_days: int
     crl_numbers: SerialCounter
 

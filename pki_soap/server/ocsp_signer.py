@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,7 +21,7 @@ from pki_soap.ca import keys
 from pki_soap.ca.authority import CLOCK_SKEW, CertificateAuthority
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.errors import CAFileError
-from pki_soap.server.crl import Reason, check_ca_key
+from pki_soap.server.crl import Reason, RevocationBase, check_ca_key
 from pki_soap.store import (
     MAX_NUMBER,
     CachedOcspResponse,
@@ -226,16 +225,8 @@ def _ocsp_signer_certificate(
     )
 
 
-class OcspAnswers:
-    """The OCSP side of one CA: its signer, and the answers it signs and keeps fresh.
-
-    Part of :class:`~pki_soap.server.revocation.Revocations`, which sets these attributes.
-    """
-
-    store: Store
-    authority: CertificateAuthority
-    issuer: str
-    clock: Callable[[], datetime.datetime]
+class OcspAnswers(RevocationBase):
+    """The OCSP side of one CA: its signer, and the answers it signs and keeps fresh."""
 
     @functools.cached_property
     def _presign_hashes(self) -> tuple[bytes, bytes]:

@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from pki_soap.errors import DuplicateRequest, MissingField, PkiError, UnknownRequest
-from pki_soap.store.database import Database, from_text, to_text, utc_now
+from pki_soap.store.database import Database, columns, from_row, to_text, utc_now
 from pki_soap.store.records import MAX_NUMBER, IssuedCertificate, PendingRequest
 
 _OWNER_MATCH = "upper(rtrim({column})) = upper(rtrim(?))"
@@ -27,25 +27,7 @@ _NAMES_PER_QUERY = 500
 class CertificateTables(Database):
     """``requests`` (IRIS ``PKI.CSR``) and ``certificates`` (IRIS ``PKI.Certificate``)."""
 
-    _REQUEST_COLUMNS = (
-        "name, hostname, instance, filename, contents, subject, contact_name, contact_phone,"
-        " contact_email, received"
-    )
-
-    @staticmethod
-    def _request(row: tuple[Any, ...]) -> PendingRequest:
-        return PendingRequest(
-            name=row[0],
-            hostname=row[1],
-            instance=row[2],
-            filename=row[3],
-            contents=row[4],
-            subject=row[5],
-            contact_name=row[6],
-            contact_phone=row[7],
-            contact_email=row[8],
-            received=from_text(row[9]),
-        )
+    _REQUEST_COLUMNS = columns(PendingRequest)
 
     def add_request(self, req: PendingRequest) -> PendingRequest:
         """Store a pending CSR; ``received`` is set to now when None.  Returns what was stored.
@@ -91,14 +73,14 @@ class CertificateTables(Database):
         )
         if row is None:
             raise UnknownRequest(f'no pending Certificate Signing Request "{name}"')
-        return self._request(row)
+        return from_row(PendingRequest, row)
 
     def requests(self) -> list[PendingRequest]:
         """All pending CSRs, oldest first (ties by name)."""
         rows = self._fetchall(
             f"SELECT {self._REQUEST_COLUMNS} FROM requests ORDER BY received, name"
         )
-        return [self._request(row) for row in rows]
+        return [from_row(PendingRequest, row) for row in rows]
 
     def requests_named(self, names: Iterable[str]) -> dict[str, PendingRequest]:
         """The pending CSRs among ``names``, keyed by name; names not pending are left out.
@@ -118,7 +100,7 @@ class CertificateTables(Database):
                     chunk,
                 ).fetchall()
                 for row in rows:
-                    found[row[0]] = self._request(row)
+                    found[row[0]] = from_row(PendingRequest, row)
         return found
 
     def remove_request(self, name: str) -> PendingRequest:
@@ -147,32 +129,11 @@ class CertificateTables(Database):
             " LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        return [self._request(row) for row in rows]
+        return [from_row(PendingRequest, row) for row in rows]
 
     # -- certificates -------------------------------------------------------------------------
 
-    _CERTIFICATE_COLUMNS = (
-        "number, hostname, instance, filename, contents, subject, usage, issued, not_after,"
-        " contact_name, contact_email"
-    )
-
-    @staticmethod
-    def _certificate(row: tuple[Any, ...]) -> IssuedCertificate:
-        issued = from_text(row[7])
-        assert issued is not None  # NOT NULL column
-        return IssuedCertificate(
-            number=row[0],
-            hostname=row[1],
-            instance=row[2],
-            filename=row[3],
-            contents=row[4],
-            subject=row[5],
-            usage=row[6],
-            issued=issued,
-            not_after=from_text(row[8]),
-            contact_name=row[9],
-            contact_email=row[10],
-        )
+    _CERTIFICATE_COLUMNS = columns(IssuedCertificate)
 
     @staticmethod
     def _certificate_values(cert: IssuedCertificate) -> tuple[Any, ...]:
@@ -277,7 +238,7 @@ class CertificateTables(Database):
         row = self._fetchone(
             f"SELECT {self._CERTIFICATE_COLUMNS} FROM certificates WHERE number = ?", (number,)
         )
-        return None if row is None else self._certificate(row)
+        return None if row is None else from_row(IssuedCertificate, row)
 
     @staticmethod
     def _certificates_query(
@@ -314,13 +275,8 @@ class CertificateTables(Database):
         sql, params = self._certificates_query(
             self._CERTIFICATE_COLUMNS, hostname, instance, iris_order
         )
-        with self._connection() as conn:
-            cursor = conn.execute(sql, params)
-            try:
-                for row in cursor:
-                    yield self._certificate(row)
-            finally:
-                cursor.close()
+        for row in self._stream(sql, params):
+            yield from_row(IssuedCertificate, row)
 
     def certificate_rows(
         self,
@@ -339,12 +295,7 @@ class CertificateTables(Database):
         sql, params = self._certificates_query(
             "number, hostname, instance, filename", hostname, instance, iris_order
         )
-        with self._connection() as conn:
-            cursor = conn.execute(sql, params)
-            try:
-                yield from cursor
-            finally:
-                cursor.close()
+        yield from self._stream(sql, params)
 
     def count_certificates(self) -> int:
         """How many certificates were issued (the CA's own, number 0, not counted)."""

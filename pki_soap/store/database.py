@@ -7,15 +7,17 @@ with foreign keys on and a busy timeout, migrated by :mod:`pki_soap.store.schema
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+import typing
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pki_soap.errors import PkiError, StoreUnavailable
 from pki_soap.store.schema import migrate
@@ -23,6 +25,7 @@ from pki_soap.store.schema import migrate
 DATABASE_NAME = "pki.sqlite3"
 BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 4
+_R = TypeVar("_R")
 
 
 def to_text(moment: datetime) -> str:
@@ -41,6 +44,35 @@ def from_text(text: str | None) -> datetime | None:
 def utc_now() -> datetime:
     """Now, as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+def columns(record: type[Any]) -> str:
+    """The columns of a table named as the fields of the dataclass ``record``, in its order."""
+    return ", ".join(field.name for field in dataclasses.fields(record))
+
+
+_TIMES: dict[type[Any], tuple[bool, ...]] = {}
+
+
+def _times(record: type[Any]) -> tuple[bool, ...]:
+    """Which fields of ``record`` are times (``datetime`` or ``datetime | None``)."""
+    if record not in _TIMES:
+        hints = typing.get_type_hints(record)
+        _TIMES[record] = tuple(
+            datetime in (hints[field.name], *typing.get_args(hints[field.name]))
+            for field in dataclasses.fields(record)
+        )
+    return _TIMES[record]
+
+
+def from_row(record: type[_R], row: Sequence[Any]) -> _R:
+    """The ``record`` a row of its :func:`columns` holds, its times read back from text."""
+    return record(
+        *(
+            from_text(value) if is_time else value
+            for value, is_time in zip(row, _times(record), strict=True)
+        )
+    )
 
 
 def _prepare_private_database(path: Path) -> None:
@@ -273,3 +305,13 @@ class Database:
                 return conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise translated(exc, "the database cannot be read") from exc
+
+    def _stream(self, sql: str, params: tuple[Any, ...] = ()) -> Generator[Any, None, None]:
+        """The rows of ``sql`` from one cursor, holding a pooled connection (a consistent
+        snapshot) until they are exhausted or the generator is closed."""
+        with self._connection() as conn:
+            cursor = conn.execute(sql, params)
+            try:
+                yield from cursor
+            finally:
+                cursor.close()

@@ -4,34 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from pki_soap.store.database import Database, from_text, to_text, utc_now
+from pki_soap.store.database import Database, columns, from_row, from_text, to_text, utc_now
 from pki_soap.store.records import Mail, PendingRequest
 
 
 class MailTables(Database):
     """``mail`` (the outbox), ``arrivals`` and ``digest_state``."""
 
-    _MAIL_COLUMNS = (
-        "id, recipient, subject, body, created, attempts, next_attempt, last_error, sent"
-    )
-
-    @staticmethod
-    def _mail(row: tuple[Any, ...]) -> Mail:
-        created = from_text(row[4])
-        assert created is not None  # NOT NULL column
-        return Mail(
-            id=row[0],
-            recipient=row[1],
-            subject=row[2],
-            body=row[3],
-            created=created,
-            attempts=row[5],
-            next_attempt=from_text(row[6]),
-            last_error=row[7],
-            sent=from_text(row[8]),
-        )
+    _MAIL_COLUMNS = columns(Mail)
 
     def queue_mail(self, recipient: str, subject: str, body: str) -> int:
         """Put a message in the outbox, due at once; return its id."""
@@ -51,7 +32,7 @@ class MailTables(Database):
             " AND next_attempt IS NOT NULL AND next_attempt <= ? ORDER BY id",
             (to_text(now),),
         )
-        return [self._mail(row) for row in rows]
+        return [from_row(Mail, row) for row in rows]
 
     def mail_sent(self, id: int) -> None:
         """Record that message ``id`` was delivered (one more attempt, no next one)."""
@@ -74,7 +55,7 @@ class MailTables(Database):
         rows = self._fetchall(
             f"SELECT {self._MAIL_COLUMNS} FROM mail WHERE sent IS NULL ORDER BY id"
         )
-        return [self._mail(row) for row in rows]
+        return [from_row(Mail, row) for row in rows]
 
     def drop_mail(self, ids: Iterable[int] | None = None) -> list[int]:
         """Delete undelivered messages from the outbox: those of ``ids``, or all when None.
@@ -122,30 +103,14 @@ class MailTables(Database):
         that cannot be queued leaves its arrivals for the next one.
         """
         with self.transaction():
+            # The columns of a PendingRequest (without its CSR), then the fingerprint and id.
             rows = self._fetchall(
-                "SELECT received, name, hostname, instance, filename, subject, contact_name,"
-                " contact_phone, contact_email, fingerprint, id FROM arrivals ORDER BY id"
+                "SELECT name, hostname, instance, filename, '' AS contents, subject, contact_name,"
+                " contact_phone, contact_email, received, fingerprint, id FROM arrivals ORDER BY id"
             )
             if rows:
-                self._execute("DELETE FROM arrivals WHERE id <= ?", (rows[-1][10],))
-        return [
-            (
-                PendingRequest(
-                    name=row[1],
-                    hostname=row[2],
-                    instance=row[3],
-                    filename=row[4],
-                    contents="",
-                    subject=row[5],
-                    contact_name=row[6],
-                    contact_phone=row[7],
-                    contact_email=row[8],
-                    received=from_text(row[0]),
-                ),
-                row[9],
-            )
-            for row in rows
-        ]
+                self._execute("DELETE FROM arrivals WHERE id <= ?", (rows[-1][11],))
+        return [(from_row(PendingRequest, row[:10]), row[10]) for row in rows]
 
     def count_arrivals(self) -> int:
         """How many arrivals wait for the next digest."""

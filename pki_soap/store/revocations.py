@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Generator
 from datetime import datetime
-from typing import Any
 
 from pki_soap.errors import PkiError
-from pki_soap.store.database import Database, from_text, to_text
+from pki_soap.store.database import Database, columns, from_row, from_text, to_text
 from pki_soap.store.records import (
     MAX_NUMBER,
     CachedOcspResponse,
@@ -23,13 +22,7 @@ from pki_soap.store.records import (
 class RevocationTables(Database):
     """``revocations``, ``crl_state``, ``ocsp_signers`` and ``ocsp_responses``, keyed by issuer."""
 
-    _REVOCATION_COLUMNS = "number, revoked, reason, revoked_by, not_after"
-
-    @staticmethod
-    def _revocation(row: tuple[Any, ...]) -> Revocation:
-        revoked = from_text(row[1])
-        assert revoked is not None  # NOT NULL column
-        return Revocation(row[0], revoked, row[2], row[3], from_text(row[4]))
+    _REVOCATION_COLUMNS = columns(Revocation)
 
     def _bump_revision(self, issuer: str) -> None:
         self._execute(
@@ -44,7 +37,7 @@ class RevocationTables(Database):
             f"SELECT {self._REVOCATION_COLUMNS} FROM revocations WHERE issuer = ? AND number = ?",
             (issuer, number),
         )
-        return None if row is None else self._revocation(row)
+        return None if row is None else from_row(Revocation, row)
 
     def add_revocation(self, issuer: str, revocation: Revocation) -> None:
         """Record ``revocation`` for the CA ``issuer`` (and count it as a change for its CRL).
@@ -93,17 +86,12 @@ class RevocationTables(Database):
 
     def revocations(self, issuer: str) -> Generator[Revocation, None, None]:
         """Every recorded revocation of the CA ``issuer``, in number order, streamed."""
-        with self._connection() as conn:
-            cursor = conn.execute(
-                f"SELECT {self._REVOCATION_COLUMNS} FROM revocations WHERE issuer = ?"
-                " ORDER BY number",
-                (issuer,),
-            )
-            try:
-                for row in cursor:
-                    yield self._revocation(row)
-            finally:
-                cursor.close()
+        rows = self._stream(
+            f"SELECT {self._REVOCATION_COLUMNS} FROM revocations WHERE issuer = ? ORDER BY number",
+            (issuer,),
+        )
+        for row in rows:
+            yield from_row(Revocation, row)
 
     def crl_records(
         self, issuer: str, not_expired_at: datetime
@@ -145,9 +133,7 @@ class RevocationTables(Database):
             " FROM crl_state WHERE issuer = ?",
             (issuer,),
         )
-        if row is None:
-            return CrlState(0, None, None, None, None)
-        return CrlState(row[0], row[1], row[2], from_text(row[3]), from_text(row[4]))
+        return CrlState(0, None, None, None, None) if row is None else from_row(CrlState, row)
 
     def save_crl(self, issuer: str, crl: StoredCrl, covers_revision: int) -> bool:
         """Keep ``crl`` as the CA's latest unless a CRL with a higher number is already kept.

@@ -31,12 +31,10 @@ class ListingTasks(TaskBase):
         ("10" before "9").  The rows stream from the store; ``close()`` the generator to stop
         early.
         """
-        hostname, instance = hostname or "", instance or ""
-        if not hostname and not instance:
-            return self.store.certificates(iris_order=iris_order)
-        if not hostname or not instance:
+        owner = _owner(hostname, instance)
+        if owner is None:
             return _no_certificates()
-        return self.store.certificates(hostname, instance, iris_order=iris_order)
+        return self.store.certificates(*owner, iris_order=iris_order)
 
     def certificate_rows(
         self,
@@ -52,12 +50,10 @@ class ListingTasks(TaskBase):
         there), without the PEM text or dates.  The rows stream from the store;
         ``close()`` the generator to stop early.
         """
-        hostname, instance = hostname or "", instance or ""
-        if not hostname and not instance:
-            return self.store.certificate_rows(iris_order=iris_order)
-        if not hostname or not instance:
+        owner = _owner(hostname, instance)
+        if owner is None:
             return _no_rows()
-        return self.store.certificate_rows(hostname, instance, iris_order=iris_order)
+        return self.store.certificate_rows(*owner, iris_order=iris_order)
 
     def certificate(self, number: str | int) -> IssuedCertificate | None:
         """GetCertificate (wire-protocol.md §3.3): the certificate whose Number is ``number``.
@@ -77,3 +73,14 @@ def _no_certificates() -> Generator[IssuedCertificate, None, None]:
 
 def _no_rows() -> Generator[tuple[int, str, str, str], None, None]:
     yield from ()
+
+
+def _owner(hostname: str | None, instance: str | None) -> tuple[str | None, str | None] | None:
+    """The store's filter for ListCertificates' arguments: (None, None) lists every
+    certificate, None lists nothing (one given, one empty: IRIS SQL compares with NULL)."""
+    hostname, instance = hostname or "", instance or ""
+    if not hostname and not instance:
+        return None, None
+    if not hostname or not instance:
+        return None
+    return hostname, instance
