@@ -202,7 +202,7 @@ class Notifier:
         """Queue (and send) the notice ``compose`` writes, if mail is set up and ``contact``
         is one address."""
         cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not contact or not notices.mailable(contact):
+        if cfg is None or not cfg.smtp_server or not notices.mailable(contact):
             return
         self._notify(contact, *compose(cfg), cfg)
 
