@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TypeGuard
 
 from pki_soap.ca import names
 from pki_soap.escaping import for_mail_body, for_mail_header, for_shell
@@ -134,7 +135,7 @@ def _to_contact(req: PendingRequest, verdict: str) -> list[str]:
     ]
 
 
-def mailable(address: str | None) -> bool:
+def mailable(address: str | None) -> TypeGuard[str]:
     """A contact address we send to: exactly one valid address (a list, or a name, never)."""
     if not address:
         return False
