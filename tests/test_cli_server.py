@@ -1309,6 +1309,20 @@ def test_admin_commands_do_not_load_the_service(tmp_path: Path) -> None:
     assert result.stdout == "4 []\n", result.stderr
 
 
+def test_serve_help_does_not_load_the_service() -> None:
+    # One parser holds every command's options; serving's libraries load only to serve.
+    probe = (
+        "import contextlib, io, sys; from pki_soap.cli.server_app import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['serve', '--help'])\n"
+        "print(sorted(m for m in ('spyne', 'gunicorn', 'zeep', 'argon2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout == "[]\n", result.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "option"),
     [("serve", "--port"), ("portal-password", "--password-file")],

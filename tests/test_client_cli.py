@@ -192,6 +192,7 @@ def test_submit_writes_key_and_csr_and_prints_fingerprint_and_sentence(
 ) -> None:
     password_file = tmp_path / "pw"
     password_file.write_bytes(b"key secret\n")
+    password_file.chmod(0o600)
     code, out, err = run(
         capsys, configured, "submit", "--root", "web_client", "--subject",
         "/C=US/O=Example/CN=web.example", "--san", "DNS:web.example,IP:127.0.0.1",
@@ -227,6 +228,38 @@ def test_submit_takes_the_password_from_the_environment(
     key_pem = (configured / "env_client.key").read_bytes()
     assert keys.key_is_encrypted(key_pem)
     keys.load_key(key_pem, b"from env")
+
+
+@pytest.mark.parametrize(
+    ("contents", "mode", "code", "message"),
+    [
+        (b"key secret\r\n", 0o644, 0, "warning: the password file {} is readable by other users\n"),
+        (b"key secret\nmore\n", 0o600, 2, "error: the password file {} holds more than one line\n"),
+        (b"\n", 0o600, 2, "error: the password file {} is empty\n"),
+    ],
+    ids=["readable-by-others", "two-lines", "empty"],
+)
+def test_a_key_password_file_is_read_by_the_one_rule(
+    capsys: pytest.CaptureFixture[str],
+    configured: Path,
+    tmp_path: Path,
+    contents: bytes,
+    mode: int,
+    code: int,
+    message: str,
+) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_bytes(contents)
+    password_file.chmod(mode)
+    result = run(
+        capsys, configured, "submit", "--root", "ruled", "--common-name", "r.example",
+        "--password-file", str(password_file),
+    )  # fmt: skip
+    assert (result[0], result[2]) == (code, message.format(password_file))
+    if code == 0:  # the line end is the file's: the password is what precedes it
+        keys.load_key((configured / "ruled.key").read_bytes(), b"key secret")
+    else:
+        assert not (configured / "ruled.key").exists()
 
 
 def test_submit_without_a_password_writes_an_unencrypted_0600_key(

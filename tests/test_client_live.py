@@ -42,6 +42,7 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
     ca_password = configure_ca(server_dir)
     password_file = tmp_path / "key-password"
     password_file.write_bytes(b"client key password\n")
+    password_file.chmod(0o600)  # one other users can read is pointed out on stderr
     with live_server(server_dir, portal=False) as base_url:
         port = str(urlsplit(base_url).port)
         done = client_app(
