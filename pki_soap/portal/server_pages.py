@@ -27,9 +27,9 @@ from pki_soap.errors import (
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal, form_values
 from pki_soap.server import revocation, settings
-from pki_soap.server.exchanges import IRIS, TOOLKIT, Exchange, readable
-from pki_soap.server.revocation import Reason
-from pki_soap.store import IssuedCertificate, PendingRequest
+from pki_soap.server.crl import Reason
+from pki_soap.server.exchanges import readable
+from pki_soap.store import IRIS, TOOLKIT, Exchange, IssuedCertificate, PendingRequest
 
 CONFIGURE_FIELDS = (
     "root", "directory", "days", "ca_days", "key_type", *forms.SUBJECT_NAMES,
