@@ -35,8 +35,8 @@ _BUCKETS = (
     ("WSDL load (zeep client build)", "pki_soap/client/soap_client.py", "_build_service"),
     ("SOAP call (zeep request + HTTP)", "zeep/proxy.py", "__call__"),
     ("answer reading", "pki_soap/client/answers.py", "read_answer"),
-    ("store open", "pki_soap/store.py", "open"),
-    ("certificate file write", "pki_soap/client/tasks.py", "_save_certificate"),
+    ("store open", "pki_soap/store/database.py", "open"),
+    ("certificate file write", "pki_soap/client/fetching.py", "_save_certificate"),
 )
 
 

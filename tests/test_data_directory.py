@@ -32,7 +32,8 @@ from pki_soap.errors import CAFileError, InvalidInput, StoreUnavailable
 from pki_soap.portal import auth
 from pki_soap.server.datadir import open_data_directory
 from pki_soap.server.mail import Notifier
-from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
 from tests.engine_support import open_server
 from tests.service_support import (

@@ -18,7 +18,8 @@ from pki_soap.ca.keys import KeyType
 from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidField, InvalidInput, TooManyRequests
 from pki_soap.server.mail import DIGEST_INTERVAL, Notifier
-from pki_soap.server.tasks import CAServer, SubmissionLimits, client_key
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits, client_key
 from pki_soap.soap.envelope import fault_bytes
 from pki_soap.soap.service import SERVICE_PATH
 from pki_soap.store import PendingRequest, Store

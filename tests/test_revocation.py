@@ -23,9 +23,11 @@ from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
 from pki_soap.ca.csr import build_csr
 from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate, WrongPassword
-from pki_soap.server.revocation import Reason, State, public_base, revoked_in_store, state_of
+from pki_soap.server.crl import Reason
+from pki_soap.server.revocation import State, public_base, revoked_in_store, state_of
 from pki_soap.server.tasks import CAServer
-from pki_soap.store import Store, _schema_v1
+from pki_soap.store import Store
+from pki_soap.store.schema import _schema_v1
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server
 from tests.revocation_support import CONTACT, issue, pkilint, run, write

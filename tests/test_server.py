@@ -46,7 +46,8 @@ from pki_soap.errors import (
 )
 from pki_soap.escaping import has_control
 from pki_soap.server.mail import Notifier
-from pki_soap.server.tasks import CAServer, IssueResult
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.issue import IssueResult
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server

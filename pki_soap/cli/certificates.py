@@ -16,7 +16,8 @@ from pki_soap.cli import Commands, admin, terminal
 from pki_soap.cli.review import USAGES
 from pki_soap.errors import InvalidInput, NotConfigured, UnknownCertificate
 from pki_soap.server import revocation
-from pki_soap.server.revocation import Reason, Revocations, SignedCrl
+from pki_soap.server.crl import Reason, SignedCrl
+from pki_soap.server.revocation import Revocations
 from pki_soap.store import IssuedCertificate, Revocation
 
 

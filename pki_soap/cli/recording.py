@@ -11,16 +11,8 @@ import argparse
 from pki_soap.cli import Commands, admin, terminal
 from pki_soap.errors import InvalidInput, NotFound
 from pki_soap.server import settings
-from pki_soap.server.exchanges import (
-    DEFAULT_KEEP,
-    IRIS,
-    TOOLKIT,
-    Exchange,
-    RecordLimits,
-    one_line,
-    readable,
-)
-from pki_soap.store import Store
+from pki_soap.server.exchanges import one_line, readable
+from pki_soap.store import DEFAULT_KEEP, IRIS, TOOLKIT, Exchange, RecordLimits, Store
 
 
 def add_commands(commands: Commands) -> None:

@@ -18,7 +18,8 @@ from pki_soap.ca.csr import load_csr, requested_sans
 from pki_soap.cli import Commands, admin, terminal
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.escaping import for_terminal
-from pki_soap.server.tasks import CAServer, IssueResult
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.issue import IssueResult
 from pki_soap.store import PendingRequest
 
 USAGES = {usage.value: usage for usage in Usage}

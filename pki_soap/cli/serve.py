@@ -30,7 +30,7 @@ from pki_soap.portal.auth import parse_networks
 from pki_soap.server import settings, tls
 from pki_soap.server.datadir import check_writable, open_data_directory
 from pki_soap.server.mail import SMTP_CAFILE_ENV
-from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.service import PkiSoapApp, endpoint_url, make_app
 from pki_soap.store import DATABASE_NAME
 

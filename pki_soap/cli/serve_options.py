@@ -15,7 +15,7 @@ from pki_soap.cli import Commands, admin
 from pki_soap.cli.demo import DEMO_PASSWORD_FILE, DEMO_ROOT
 from pki_soap.cli.recording import add_mode_arguments
 from pki_soap.errors import InvalidInput
-from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.server.tasks.submit import SubmissionLimits
 
 DEFAULT_PORT = 52773
 """IRIS's web server port, where its clients look; the service's own default (a test keeps

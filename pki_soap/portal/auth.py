@@ -258,7 +258,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(address: str | None) -> list[tuple[str, ThrottleRule]]:
-        from pki_soap.server.tasks import client_key
+        from pki_soap.server.tasks.submit import client_key
 
         by_address = f"address:{client_key(address) or '?'}"
         return [(by_address, ADDRESS_RULE), (_ACCOUNT_KEY, ACCOUNT_RULE)]

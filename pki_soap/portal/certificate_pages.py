@@ -18,7 +18,7 @@ from pki_soap.errors import (
 from pki_soap.portal import forms
 from pki_soap.portal.app import FormErrors, Page, Portal
 from pki_soap.server import revocation
-from pki_soap.server.revocation import Reason
+from pki_soap.server.crl import Reason
 from pki_soap.store import IssuedCertificate
 
 REVOKE_REASONS = [

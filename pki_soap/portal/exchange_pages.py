@@ -8,7 +8,8 @@ from werkzeug.wrappers import Response
 
 from pki_soap.portal.app import Page, Portal
 from pki_soap.server import settings
-from pki_soap.server.exchanges import IRIS, TOOLKIT, Exchange, readable
+from pki_soap.server.exchanges import readable
+from pki_soap.store import IRIS, TOOLKIT, Exchange
 
 EXCHANGES_LISTED = 200
 

@@ -39,14 +39,8 @@ from cryptography.x509 import ocsp
 
 from pki_soap.ca.authority import CertificateAuthority
 from pki_soap.errors import CAFileError, NotConfigured, PkiError
-from pki_soap.server.revocation import (
-    CRL_PATH,
-    OCSP_HASHES,
-    OCSP_PATH,
-    OcspSigner,
-    Revocations,
-    issuer_hashes,
-)
+from pki_soap.server.ocsp_signer import OCSP_HASHES, OcspSigner, issuer_hashes
+from pki_soap.server.revocation import CRL_PATH, OCSP_PATH, Revocations
 from pki_soap.store import CertId, StoredCrl
 
 if TYPE_CHECKING:

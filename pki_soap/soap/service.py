@@ -43,9 +43,9 @@ from pki_soap.errors import (
     TooManyRequests,
 )
 from pki_soap.server.datadir import ServerDataDirectory
-from pki_soap.server.exchanges import RecordLimits
 from pki_soap.server.ocsp import RevocationEndpoints, is_revocation_path
-from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.soap.envelope import (
@@ -65,7 +65,7 @@ from pki_soap.soap.protocol import (
     is_soap_request,
     quiet_spyne_loggers,
 )
-from pki_soap.store import IssuedCertificate, PendingRequest
+from pki_soap.store import IssuedCertificate, PendingRequest, RecordLimits
 
 log = logging.getLogger(__name__)
 
