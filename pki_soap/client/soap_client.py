@@ -110,6 +110,7 @@ class _IrisHeaders(zeep.plugins.Plugin):
         operation: Any,
         binding_options: Any,
     ) -> tuple[etree._Element, dict[str, str]]:
+        """Set SOAPAction (unquoted) and Content-Type as an InterSystems client does."""
         http_headers["SOAPAction"] = SOAP_ACTION_PREFIX + operation.name
         http_headers["Content-Type"] = CONTENT_TYPE
         return envelope, http_headers

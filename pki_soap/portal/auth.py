@@ -189,6 +189,7 @@ class Session:
     id: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The session with one-letter keys: the cookie stays far below browsers' 4 KB."""
         return {
             "c": self.csrf,
             "a": self.authenticated,
@@ -201,6 +202,7 @@ class Session:
 
     @classmethod
     def from_json(cls, data: Any) -> Session | None:
+        """The session :meth:`to_json` wrote; None for anything else."""
         try:
             return cls(
                 csrf=str(data["c"]),
@@ -230,6 +232,7 @@ class ThrottleRule:
     longest: float
 
     def delay(self, failures: int) -> float:
+        """Seconds to wait after the last of ``failures`` failed sign-ins in a row."""
         if failures < self.free:
             return 0.0
         return min(self.first * 2.0 ** (failures - self.free), self.longest)
