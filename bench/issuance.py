@@ -36,6 +36,7 @@ from report import (
 )
 from servers import PYTHON, REPO
 
+from pki_soap.ca.csr import cert_pem, load_csr
 from pki_soap.ca.keys import KeyType
 from pki_soap.store import Store
 
@@ -149,7 +150,7 @@ _PROFILED = (
         "pki_soap/ca/authority.py",
         "_plan",
     ),
-    ("          check the CSR (keys.check_csr)", "pki_soap/ca/keys.py", "check_csr"),
+    ("          check the CSR (csr.check_csr)", "pki_soap/ca/csr.py", "check_csr"),
     ("    store: record_issued", "pki_soap/store/certificates.py", "record_issued"),
     ("    store: commit + others (transaction __exit__)", "contextlib.py", "__exit__"),
     ("    notify certificate_issued", "pki_soap/server/tasks/base.py", "_notify"),
@@ -233,7 +234,7 @@ def what_if(data_dir: Path, batch: int) -> float:
     and a crash still leaves at most a gap.  Not the shipped command: a measured what-if.
     Returns the time for the whole queue.
     """
-    from pki_soap.ca import keys, names
+    from pki_soap.ca import names
     from pki_soap.ca.authority import Usage
     from pki_soap.server.tasks import CAServer
     from pki_soap.store import IssuedCertificate
@@ -248,7 +249,7 @@ def what_if(data_dir: Path, batch: int) -> float:
             with server.store.transaction():
                 for name in pending[first : first + batch]:
                     req = server.store.request(name)
-                    csr = keys.load_csr(req.contents)
+                    csr = load_csr(req.contents)
                     authority.preview_extensions(csr, Usage.TLS)
                     number = authority.serials.take()
                     cert = authority.sign(
@@ -260,7 +261,7 @@ def what_if(data_dir: Path, batch: int) -> float:
                             hostname=req.hostname,
                             instance=req.instance,
                             filename=req.filename,
-                            contents=keys.cert_pem(cert),
+                            contents=cert_pem(cert),
                             subject=names.subject_text(cert.subject),
                             usage=Usage.TLS.value,
                             issued=datetime.datetime.now(datetime.UTC),

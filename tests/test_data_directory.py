@@ -25,6 +25,7 @@ import requests
 
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli.server_app import main as server_main
 from pki_soap.errors import CAFileError, InvalidInput, StoreUnavailable
@@ -53,7 +54,7 @@ PORTAL_PASSWORD = b"portal password for data directory tests"
 
 def _csr_pem(common_name: str = "web.example") -> str:
     key = keys.generate_key(KeyType.EC256)
-    return keys.csr_pem(keys.build_csr(key, names.subject_from_text(f"/CN={common_name}"), []))
+    return csr_pem(build_csr(key, names.subject_from_text(f"/CN={common_name}"), []))
 
 
 def _request(filename: str, **changes: str) -> PendingRequest:

@@ -33,6 +33,7 @@ import requests
 from cryptography import x509
 
 from pki_soap.ca import keys, names
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from tests.service_support import (
     ACTION,
@@ -79,10 +80,8 @@ class Ledger:
 
 def _csr_pem() -> str:
     key = keys.generate_key(KeyType.EC256)
-    csr = keys.build_csr(
-        key, names.subject_from_text(f"/O=pki-soap system test/CN={SUBMIT_HOST}"), []
-    )
-    return keys.csr_pem(csr)
+    csr = build_csr(key, names.subject_from_text(f"/O=pki-soap system test/CN={SUBMIT_HOST}"), [])
+    return csr_pem(csr)
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
 from pki_soap.cli.https_certificate import renewal_action
 from pki_soap.cli.server_app import build_parser
@@ -335,7 +335,7 @@ def test_first_start_issues_a_certificate_that_later_starts_keep(tmp_path: Path)
     assert not keys.key_is_encrypted(files.key.read_bytes())
     with open_server(data_dir) as server:
         listed = [(c.number, c.filename, c.usage) for c in server.certificates()]
-        fingerprint = names.sha256_fingerprint(server.authority().certificate)
+        fingerprint = fingerprints.sha256_fingerprint(server.authority().certificate)
     assert listed == [(1, "https", "tls")]
     assert f"client_app.py get-ca --fingerprint SHA256:{fingerprint}" in again_output
     leaf = write_pem(tmp_path / "leaf.cer", x509.load_pem_x509_certificates(issued)[0])

@@ -10,7 +10,8 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap import files, messages
-from pki_soap.ca import export, keys, names
+from pki_soap.ca import export, names
+from pki_soap.ca.csr import cert_pem
 from pki_soap.cli import Commands, admin, terminal
 from pki_soap.cli.review import USAGES
 from pki_soap.errors import InvalidInput, NotConfigured, UnknownCertificate
@@ -112,7 +113,7 @@ def _export_certificate(args: argparse.Namespace) -> int:
         data = export.pem_bundle(export.chain(cert, cas, full=args.fullchain))
     else:
         default_name = f"{issued.filename}.cer"
-        data = keys.cert_pem(cert).encode("ascii")
+        data = cert_pem(cert).encode("ascii")
     if args.out == Path("-"):
         sys.stdout.write(data.decode("ascii"))
         return 0

@@ -21,7 +21,7 @@ from pki_soap.ca.names import DEFAULT_INSTANCE
 from pki_soap.cli import Commands, client_commands
 from pki_soap.cli.client_commands import P12_PASSWORD_ENV, PASSWORD_ENV, one_line, program_name
 from pki_soap.cli.client_overview import show
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration
 from pki_soap.client.soap_client import DEFAULT_PATH
 from pki_soap.errors import PkiError
 
@@ -80,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--timeout",
         type=_timeout,
-        default=client_tasks.DEFAULT_TIMEOUT,
+        default=configuration.DEFAULT_TIMEOUT,
         help="seconds to wait for the CA server (default: %(default)s)",
     )
     commands = Commands(
         parser, "%(prog)s [-h] [--data-dir DIR] [COMMAND [options]]", metavar="COMMAND"
     )
-    parser.set_defaults(run=show, parser=parser, timeout=client_tasks.DEFAULT_TIMEOUT)
+    parser.set_defaults(run=show, parser=parser, timeout=configuration.DEFAULT_TIMEOUT)
 
     def command(
         name: str, run: Callable[[argparse.Namespace], int], help: str, *, net: bool = True

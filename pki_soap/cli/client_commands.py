@@ -20,19 +20,14 @@ from cryptography import x509
 
 from pki_soap import messages
 from pki_soap.ca.export import ExportFormat
+from pki_soap.ca.fingerprints import parse_fingerprint, sha256_fingerprint
 from pki_soap.ca.keys import KeyType
-from pki_soap.ca.names import (
-    check_root,
-    parse_fingerprint,
-    parse_sans,
-    sha256_fingerprint,
-    subject_from_fields,
-    subject_from_text,
-)
+from pki_soap.ca.names import check_root, parse_sans, subject_from_fields, subject_from_text
 from pki_soap.cli import terminal
 from pki_soap.cli.passwords import Prompt, read_password, required_password
-from pki_soap.client import tasks as client_tasks
-from pki_soap.client.soap_client import DEFAULT_PATH, CAClient, WireExchange
+from pki_soap.client import configuration, exporting, fetching, submission
+from pki_soap.client.soap_client import DEFAULT_PATH, CAClient
+from pki_soap.client.transport import WireExchange
 from pki_soap.errors import InvalidInput
 from pki_soap.escaping import for_terminal
 from pki_soap.server.exchanges import readable
@@ -74,8 +69,8 @@ def open_store(args: argparse.Namespace) -> Store:
 def _connected(args: argparse.Namespace) -> Iterator[tuple[Store, ClientConfig, CAClient]]:
     """The store, the configuration and a client of the configured CA server."""
     with open_store(args) as opened:
-        cfg = client_tasks.client_config(opened)
-        with client_tasks.make_client(
+        cfg = configuration.client_config(opened)
+        with configuration.make_client(
             cfg, args.data_dir, timeout=args.timeout, trace=_tracer(args)
         ) as client:
             yield opened, cfg, client
@@ -199,7 +194,7 @@ def configure(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in _CONFIGURE_OPTIONS}
     given["server"], given["port"], given["path"], given["tls"] = _server_address(args)
     with open_store(args) as store:
-        client_tasks.configure(store, **given)
+        configuration.configure(store, **given)
     print(messages.client_configured())
     return 0
 
@@ -208,8 +203,8 @@ def get_ca(args: argparse.Namespace) -> int:
     """Save the CA certificate as <CA root>.cer (and pin it)."""
     expected = parse_fingerprint(args.fingerprint) if args.fingerprint is not None else None
     with open_store(args) as store:
-        cfg = client_tasks.client_config(store)
-        path, fp = client_tasks.get_ca_certificate(
+        cfg = configuration.client_config(store)
+        path, fp = fetching.get_ca_certificate(
             store,
             args.data_dir,
             force=args.force,
@@ -218,7 +213,7 @@ def get_ca(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             trace=_tracer(args),
         )
-        pinned = client_tasks.pinned_ca(args.data_dir)
+        pinned = configuration.pinned_ca(args.data_dir)
     print(messages.ca_certificate_saved(fp, path))
     if expected is not None and pinned is not None:
         checked = (
@@ -251,7 +246,7 @@ def submit(args: argparse.Namespace) -> int:
             )
     with _connected(args) as (opened, _, client):
         password = _key_password(args)
-        text = client_tasks.submit(
+        text = submission.submit(
             opened,
             args.data_dir,
             root=args.root,
@@ -269,7 +264,7 @@ def _resubmit(args: argparse.Namespace) -> int:
     if args.subject is not None or args.san or any(getattr(args, n) for n in SUBJECT_FIELDS):
         args.parser.error("--resubmit sends <root>.csr as it is: give no subject and no --san")
     with _connected(args) as (opened, _, client):
-        text = client_tasks.resubmit(opened, args.data_dir, root=args.root, client=client)
+        text = submission.resubmit(opened, args.data_dir, root=args.root, client=client)
     print_escaped(text)
     return 0
 
@@ -277,7 +272,7 @@ def _resubmit(args: argparse.Namespace) -> int:
 def list_certificates(args: argparse.Namespace) -> int:
     """List this instance's certificates (--all: every one)."""
     with _connected(args) as (opened, cfg, client):
-        rows = client_tasks.list_certificates(opened, args.data_dir, all=args.all, client=client)
+        rows = fetching.list_certificates(opened, args.data_dir, all=args.all, client=client)
     header: tuple[str, ...]
     table: list[tuple[str, ...]]
     if args.all:
@@ -299,7 +294,7 @@ def list_certificates(args: argparse.Namespace) -> int:
 def get(args: argparse.Namespace) -> int:
     """Save certificate NUMBER as <Filename>.cer."""
     with _connected(args) as (opened, _, client):
-        path, fp, number = client_tasks.get_certificate(
+        path, fp, number = fetching.get_certificate(
             opened, args.data_dir, args.number, force=args.force, client=client, out=args.out
         )
     print(messages.certificate_saved(number, fp, path))
@@ -315,7 +310,7 @@ def export(args: argparse.Namespace) -> int:
         password = _p12_password(args)
     elif args.password_file is not None:
         raise InvalidInput("--password-file is the PKCS#12 password: only with --p12")
-    path, cas = client_tasks.export(
+    path, cas = exporting.export(
         args.data_dir,
         args.name,
         kind,

@@ -6,9 +6,9 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from pki_soap.ca.names import sha256_fingerprint
+from pki_soap.ca.fingerprints import sha256_fingerprint
 from pki_soap.cli.client_commands import invocation, one_line, open_store
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration, overview
 from pki_soap.escaping import for_terminal
 from pki_soap.store import DATABASE_NAME
 
@@ -21,16 +21,16 @@ def show(args: argparse.Namespace) -> int:
         with open_store(args) as store:
             cfg = store.client_config()
     client = None
-    if cfg is not None and (not cfg.tls or client_tasks.pinned_ca(data_dir) is not None):
-        client = client_tasks.make_client(cfg, data_dir, timeout=args.timeout)
+    if cfg is not None and (not cfg.tls or configuration.pinned_ca(data_dir) is not None):
+        client = configuration.make_client(cfg, data_dir, timeout=args.timeout)
     with client or contextlib.nullcontext():
-        seen = client_tasks.overview(data_dir, cfg, client=client)
+        seen = overview.overview(data_dir, cfg, client=client)
     for line in _overview_lines(seen, data_dir):
         print(for_terminal(line))
     return 0
 
 
-def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
+def _overview_lines(seen: overview.Overview, data_dir: Path) -> list[str]:
     run = invocation()
     cfg = seen.config
     lines = [f"Certificate Authority client, data directory {data_dir}"]
@@ -50,7 +50,7 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
         answer = "answers, but has no CA certificate (is the CA configured?)"
     else:
         answer = "answers"
-    pinned = client_tasks.pinned_ca(data_dir)
+    pinned = configuration.pinned_ca(data_dir)
     lines.append(f"CA server:       {seen.url} ({answer})")
     if pinned is not None:
         lines.append(
@@ -79,7 +79,7 @@ def _overview_lines(seen: client_tasks.Overview, data_dir: Path) -> list[str]:
     return lines
 
 
-def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) -> str:
+def _request_state(req: overview.LocalRequest, seen: overview.Overview) -> str:
     if req.certificate is not None:
         until = req.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
         return f"certificate number {req.certificate.serial_number} saved, valid until {until}"
@@ -93,7 +93,7 @@ def _request_state(req: client_tasks.LocalRequest, seen: client_tasks.Overview) 
     return f"{fp}; not issued yet (pending, or deleted by the CA administrator)"
 
 
-def _next_step(seen: client_tasks.Overview, run: str, pinned: bool) -> str:
+def _next_step(seen: overview.Overview, run: str, pinned: bool) -> str:
     cfg = seen.config
     assert cfg is not None
     if cfg.tls and not pinned:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 import pki_soap
-from pki_soap.ca import names
+from pki_soap.ca import fingerprints, names
 from pki_soap.cli import Commands, admin, demo
 from pki_soap.server import tls
 from pki_soap.server.datadir import open_data_directory
@@ -140,7 +140,7 @@ def prepare_https(args: argparse.Namespace, public_url: str) -> Https:
     )
     print(
         "Clients trust this CA with:\n  client_app.py get-ca --fingerprint "
-        f"SHA256:{names.sha256_fingerprint(ca_certificate)}",
+        f"SHA256:{fingerprints.sha256_fingerprint(ca_certificate)}",
         flush=True,
     )
     files = tls.ServerFiles.of(data_dir)

@@ -12,8 +12,9 @@ import sys
 from cryptography import x509
 
 from pki_soap import messages
-from pki_soap.ca import keys, names, policy
+from pki_soap.ca import fingerprints, keys, names, policy
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import load_csr, requested_sans
 from pki_soap.cli import Commands, admin, terminal
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.escaping import for_terminal
@@ -158,16 +159,16 @@ def _describe_request(server: CAServer, req: PendingRequest) -> str:
     ]
     previews: list[str] = []
     try:
-        csr = keys.load_csr(req.contents)
+        csr = load_csr(req.contents)
     except PkiError as exc:
         lines.append(("Request", f"UNUSABLE: {exc.message}"))
     else:
-        sans = keys.requested_sans(csr)
+        sans = requested_sans(csr)
         lines += [
             ("Subject (in the CSR)", names.subject_text(csr.subject) or "(empty)"),
             ("Requested subjectAltNames", names.sans_text(sans) if sans else "(none)"),
             ("Key", keys.describe_key(csr.public_key())),
-            ("SHA-1 fingerprint", names.fingerprint(csr)),
+            ("SHA-1 fingerprint", fingerprints.fingerprint(csr)),
         ]
         previews = _previews(server, csr)
         if req.subject and req.subject != names.subject_text(csr.subject):

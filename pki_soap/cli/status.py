@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys
 from pki_soap.cli import Commands, admin, terminal
 from pki_soap.cli.recording import mode_lines
 from pki_soap.errors import InvalidInput, NotFound, PkiError
@@ -92,7 +92,7 @@ def _ca_lines(server: CAServer) -> list[tuple[str, str]]:
     return [
         ("CA subject", authority.subject_text),
         ("CA SHA-1 fingerprint", authority.fingerprint),
-        ("CA SHA-256 fingerprint", names.sha256_fingerprint(authority.certificate)),
+        ("CA SHA-256 fingerprint", fingerprints.sha256_fingerprint(authority.certificate)),
         ("CA valid until", terminal.when(authority.not_after)),
         ("CA key", keys.describe_key(authority.certificate.public_key())),
         ("Serial counter (.srl)", _serial_text(authority.serials.current)),

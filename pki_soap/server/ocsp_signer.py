@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki_soap.ca import keys
 from pki_soap.ca.authority import CLOCK_SKEW, CertificateAuthority
+from pki_soap.ca.csr import cert_pem
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.errors import CAFileError
 from pki_soap.server.crl import Reason, RevocationBase, check_ca_key
@@ -280,7 +281,7 @@ class OcspAnswers(RevocationBase):
         signer_key = keys.generate_key(KeyType.EC256)
         certificate = _ocsp_signer_certificate(self.authority, key, signer_key.public_key(), now)
         stored = StoredOcspSigner(
-            certificate=keys.cert_pem(certificate),
+            certificate=cert_pem(certificate),
             private_key=keys.key_pem(signer_key, None).decode("ascii"),
             not_after=certificate.not_valid_after_utc,
         )

@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from pki_soap.ca.authority import CertificateAuthority, RevocationUrls
+from pki_soap.ca.authority import CertificateAuthority
+from pki_soap.ca.extensions import RevocationUrls
 from pki_soap.ca.keys import PrivateKey
 from pki_soap.ca.serial import SerialCounter
 from pki_soap.errors import InvalidInput, UnknownCertificate

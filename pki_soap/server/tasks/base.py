@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, Self, TypeVar
 
-from pki_soap.ca.authority import CAPaths, CertificateAuthority
+from pki_soap.ca.authority import CertificateAuthority
+from pki_soap.ca.ca_files import CAPaths
 from pki_soap.ca.keys import PrivateKey
 from pki_soap.ca.names import CSR_FIELD_LIMITS
 from pki_soap.errors import InvalidField, InvalidInput, NotConfigured, PkiError

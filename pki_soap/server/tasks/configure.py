@@ -11,7 +11,8 @@ from typing import Any
 from cryptography import x509
 
 from pki_soap.ca import keys, names
-from pki_soap.ca.authority import CAPaths, CertificateAuthority, check_days
+from pki_soap.ca.authority import CertificateAuthority, check_days
+from pki_soap.ca.ca_files import CAPaths
 from pki_soap.ca.keys import KeyType
 from pki_soap.ca.names import DEFAULT_INSTANCE
 from pki_soap.errors import InvalidField, InvalidInput, MissingField

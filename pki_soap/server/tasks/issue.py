@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from pki_soap.ca import keys, names
+from pki_soap.ca import names
 from pki_soap.ca.authority import CertificateAuthority, Usage, check_days
+from pki_soap.ca.csr import cert_pem, csr_pem
 from pki_soap.ca.keys import PrivateKey
 from pki_soap.errors import InvalidCsr, InvalidInput, PkiError, UnknownRequest
 from pki_soap.server.tasks.base import TaskBase
@@ -126,7 +127,7 @@ class IssueTasks(TaskBase):
             hostname=hostname,
             instance=cfg.instance,
             filename=filename,
-            contents=keys.csr_pem(csr),
+            contents=csr_pem(csr),
             subject=names.subject_text(csr.subject),
             contact_name=cfg.node,
         )
@@ -280,7 +281,7 @@ class IssueTasks(TaskBase):
             hostname=req.hostname,
             instance=req.instance,
             filename=req.filename,
-            contents=keys.cert_pem(certificate),
+            contents=cert_pem(certificate),
             subject=names.subject_text(certificate.subject),
             usage=usage.value,
             issued=datetime.now(UTC),

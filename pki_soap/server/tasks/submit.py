@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 
 from pki_soap import messages
-from pki_soap.ca import keys, names, policy
+from pki_soap.ca import fingerprints, names, policy
+from pki_soap.ca.csr import csr_pem, load_csr
 from pki_soap.errors import (
     InvalidField,
     InvalidInput,
@@ -139,9 +140,9 @@ class SubmitTasks(TaskBase):
         if as_received:
             stored_contents, fingerprint = req.contents, _fingerprint_if_readable(contents)
         else:
-            csr = keys.load_csr(contents)
+            csr = load_csr(contents)
             policy.check(csr)
-            stored_contents, fingerprint = keys.csr_pem(csr), names.fingerprint(csr)
+            stored_contents, fingerprint = csr_pem(csr), fingerprints.fingerprint(csr)
         with self.store.transaction():
             # Again under the write lock: another worker may have stored one meanwhile.
             self._check_limits(limits, req.hostname, counted_as, now)
@@ -239,4 +240,4 @@ def _fingerprint_if_readable(contents: str) -> str:
         csr = x509.load_pem_x509_csr(contents.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         return "(none: the request is not a readable PEM CSR)"
-    return names.fingerprint(csr)
+    return fingerprints.fingerprint(csr)
