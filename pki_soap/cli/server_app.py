@@ -19,19 +19,19 @@ from pki_soap.cli import (
     Commands,
     admin,
     certificates,
-    configuration,
     https_certificate,
     portal_password,
     recording,
     review,
     serve_options,
+    setup,
     status,
     terminal,
 )
 from pki_soap.errors import NotConfigured, PkiError
 
 _ADD_COMMANDS: tuple[Callable[[Commands], None], ...] = (
-    configuration.add_commands,
+    setup.add_commands,
     review.add_commands,
     certificates.add_commands,
     status.add_commands,

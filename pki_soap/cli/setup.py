@@ -1,4 +1,4 @@
-"""``configure`` and ``reinitialize``: the CA server's configuration on the command line."""
+"""``configure`` and ``reinitialize``: setting up the CA server on the command line."""
 
 from __future__ import annotations
 
