@@ -14,7 +14,7 @@ not the worker.  An idle or slow client holds its own greenlet and nobody else's
 
 ``--worker-class sync`` (the earlier setup: a worker per connection, defenceless against
 slow clients) and ``gthread`` exist for comparison in bench/ (bench/floor_app.py serves its
-floor with this module); see docs/architecture.md for the measurements behind the choice.
+floor with this module); see docs/decisions.md for the measurements behind the choice.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 CRLs from :mod:`pki_soap.server.crl` and its OCSP signer and answers from
 :mod:`pki_soap.server.ocsp_signer`.
 
-Who signs what (docs/architecture.md, "Revocation", has the trade-offs):
+Who signs what (docs/decisions.md, "Revocation", has the trade-offs):
 
 * A **CRL** is signed with the CA key, which only the administrator's password opens, so only
   a command given that password makes one: ``revoke`` (a new CRL at every revocation),
