@@ -356,9 +356,12 @@ class System:
 
     def admin_cli(self) -> None:
         server = ["server_app.py", "--data-dir", str(self.data_dir)]
+        # An issue and a deletion first in each phase, then at random: a loaded machine runs
+        # only a few commands in a phase, and the test must have issued and deleted.
+        firsts = [0.0, 0.4]
         while not self.stop.is_set():
-            choice = random.random()
             name = self._pick()
+            choice = firsts.pop(0) if firsts and name is not None else random.random()
             if choice < 0.35 and name is not None:
                 done = _run(*server, "issue", name, "--usage", "tls",
                             "--password-file", str(self.password_file))  # fmt: skip
