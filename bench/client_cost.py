@@ -30,13 +30,13 @@ CLIENT_HOST, CLIENT_INSTANCE = "bench-client.example.com", "BENCH"
 _BUCKETS = (
     ("imports", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("key generation", "pki_soap/ca/keys.py", "generate_key"),
-    ("CSR build", "pki_soap/ca/keys.py", "build_csr"),
+    ("CSR build", "pki_soap/ca/csr.py", "build_csr"),
     ("key + CSR files (fsync)", "pki_soap/files.py", "_write_atomically"),
     ("WSDL load (zeep client build)", "pki_soap/client/soap_client.py", "_build_service"),
     ("SOAP call (zeep request + HTTP)", "zeep/proxy.py", "__call__"),
-    ("answer reading", "pki_soap/client/soap_client.py", "_read_response"),
-    ("store open", "pki_soap/store.py", "open"),
-    ("certificate file write", "pki_soap/client/tasks.py", "_save_certificate"),
+    ("answer reading", "pki_soap/client/answers.py", "read_answer"),
+    ("store open", "pki_soap/store/database.py", "open"),
+    ("certificate file write", "pki_soap/client/fetching.py", "_save_certificate"),
 )
 
 

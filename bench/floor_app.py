@@ -10,7 +10,7 @@ FILE is JSON ``{key: {"status": ..., "headers": [[name, value], ...], "body": ba
 With ``--certfile F --keyfile K`` it serves HTTPS with the very settings ``serve --tls`` uses
 (``pki_soap.server.tls.gunicorn_settings``).
 The gunicorn settings and the worker class (gevent: the body deadline in front) come from
-pki_soap.cli.serve itself, so the two servers differ only in the application
+pki_soap.cli.workers itself, so the two servers differ only in the application
 (``--worker-class gevent|gthread|sync``, default serve's).
 """
 
@@ -28,10 +28,12 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the pki_soap package
 
-from pki_soap.cli.serve import (  # noqa: E402
+from pki_soap.cli.serve_options import (  # noqa: E402
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_WORKER_CLASS,
     WORKER_CLASSES,
+)
+from pki_soap.cli.workers import (  # noqa: E402
     gunicorn_options,
     quiet_worker_patch_warning,
     run_gunicorn,

@@ -36,6 +36,7 @@ from report import (
 )
 from servers import PYTHON, REPO
 
+from pki_soap.ca.csr import cert_pem, load_csr
 from pki_soap.ca.keys import KeyType
 from pki_soap.store import Store
 
@@ -132,23 +133,27 @@ def floor_sign(data_dir: Path, csrs: list[str], extensions: dict[str, Extensions
 # (label, file suffix, function name) of the calls a profile of `issue --all` is read for.
 _PROFILED = (
     ("whole command (main)", "pki_soap/cli/server_app.py", "main"),
-    ("  load the CA files (authority, twice)", "pki_soap/server/tasks.py", "authority"),
+    ("  load the CA files (authority, twice)", "pki_soap/server/tasks/base.py", "authority"),
     ("  decrypt the CA key, once (private_key)", "pki_soap/ca/authority.py", "private_key"),
-    ("  CAServer.issue_many", "pki_soap/server/tasks.py", "issue_many"),
-    ("    read the requests (Store.requests_named)", "pki_soap/store.py", "requests_named"),
-    ("    parse the CSR (_stored_csr)", "pki_soap/server/tasks.py", "_stored_csr"),
+    ("  CAServer.issue_many", "pki_soap/server/tasks/issue.py", "issue_many"),
+    (
+        "    read the requests (Store.requests_named)",
+        "pki_soap/store/certificates.py",
+        "requests_named",
+    ),
+    ("    parse the CSR (_stored_csr)", "pki_soap/server/tasks/issue.py", "_stored_csr"),
     ("    serial numbers (SerialCounter.take_block)", "pki_soap/ca/serial.py", "take_block"),
-    ("    sign, PEM, subject text (CAServer._signed)", "pki_soap/server/tasks.py", "_signed"),
+    ("    sign, PEM, subject text (CAServer._signed)", "pki_soap/server/tasks/issue.py", "_signed"),
     ("      CertificateAuthority.sign", "pki_soap/ca/authority.py", "sign"),
     (
         "        plan the extensions (_plan, CSR check included)",
         "pki_soap/ca/authority.py",
         "_plan",
     ),
-    ("          check the CSR (keys.check_csr)", "pki_soap/ca/keys.py", "check_csr"),
-    ("    store: record_issued", "pki_soap/store.py", "record_issued"),
+    ("          check the CSR (csr.check_csr)", "pki_soap/ca/csr.py", "check_csr"),
+    ("    store: record_issued", "pki_soap/store/certificates.py", "record_issued"),
     ("    store: commit + others (transaction __exit__)", "contextlib.py", "__exit__"),
-    ("    notify certificate_issued", "pki_soap/server/tasks.py", "_notify"),
+    ("    notify certificate_issued", "pki_soap/server/tasks/base.py", "_notify"),
     ("  every fsync (os.fsync)", "~", "<built-in method posix.fsync>"),
     ("  every SQLite execute", "~", "<method 'execute' of 'sqlite3.Connection' objects>"),
     ("  imports", "<frozen importlib._bootstrap>", "_find_and_load"),
@@ -229,7 +234,7 @@ def what_if(data_dir: Path, batch: int) -> float:
     and a crash still leaves at most a gap.  Not the shipped command: a measured what-if.
     Returns the time for the whole queue.
     """
-    from pki_soap.ca import keys, names
+    from pki_soap.ca import names
     from pki_soap.ca.authority import Usage
     from pki_soap.server.tasks import CAServer
     from pki_soap.store import IssuedCertificate
@@ -244,7 +249,7 @@ def what_if(data_dir: Path, batch: int) -> float:
             with server.store.transaction():
                 for name in pending[first : first + batch]:
                     req = server.store.request(name)
-                    csr = keys.load_csr(req.contents)
+                    csr = load_csr(req.contents)
                     authority.preview_extensions(csr, Usage.TLS)
                     number = authority.serials.take()
                     cert = authority.sign(
@@ -256,7 +261,7 @@ def what_if(data_dir: Path, batch: int) -> float:
                             hostname=req.hostname,
                             instance=req.instance,
                             filename=req.filename,
-                            contents=keys.cert_pem(cert),
+                            contents=cert_pem(cert),
                             subject=names.subject_text(cert.subject),
                             usage=Usage.TLS.value,
                             issued=datetime.datetime.now(datetime.UTC),

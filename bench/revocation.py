@@ -35,7 +35,8 @@ from report import Plan, Section, fmt, median, progress, ratio, spread, table, v
 from servers import HOST, PYTHON, REPO, Server, floor_server, our_server
 
 from pki_soap.ca.keys import KeyType
-from pki_soap.server.revocation import OCSP_PATH, Reason, Revocations, current_issuer
+from pki_soap.server.crl import Reason
+from pki_soap.server.revocation import OCSP_PATH, Revocations, current_issuer
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import DATABASE_NAME, Store
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from pki_soap import files
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
@@ -60,7 +61,7 @@ def _make_csr(job: tuple[str, int]) -> str:
     kind, index = job
     key = keys.generate_key(KeyType(kind))
     subject = names.subject_from_text(f"/O=pki-soap bench/CN=bench-{kind}-{index}.example.com")
-    return keys.csr_pem(keys.build_csr(key, subject))
+    return csr_pem(build_csr(key, subject))
 
 
 def cached_csrs(kind: KeyType, count: int) -> list[str]:

@@ -100,7 +100,7 @@ def profile_in_process(
     import pstats
     import time
 
-    from pki_soap.server.tasks import SubmissionLimits
+    from pki_soap.server.tasks.submit import SubmissionLimits
     from pki_soap.wsgi import make_app
 
     # As the servers run here: without submission limits (bench/servers.py says why).

@@ -17,14 +17,14 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from pki_soap.errors import InvalidInput
 from pki_soap.server.datadir import ServerDataDirectory
-from pki_soap.server.exchanges import RecordLimits
 from pki_soap.server.ocsp import RevocationEndpoints
 from pki_soap.server.revocation import CRL_PATH, OCSP_PATH
-from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.front import DEFAULT_MAX_BODY, SoapEndpoint, SoapTransport
 from pki_soap.soap.protocol import quiet_spyne_loggers
 from pki_soap.soap.service import ServiceData, soap_application
 from pki_soap.soap.wsdl import SERVICE_PATH, endpoint_url, load_wsdl
+from pki_soap.store import RecordLimits
 from pki_soap.web import not_found, plain
 
 __all__ = ["DEFAULT_MAX_BODY", "PORTAL_PREFIX", "PkiSoapApp", "make_app"]

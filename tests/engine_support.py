@@ -21,7 +21,9 @@ from pathlib import Path
 from cryptography import x509
 
 from pki_soap.ca import keys, names
-from pki_soap.ca.authority import CAPaths, CertificateAuthority
+from pki_soap.ca.authority import CertificateAuthority
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import build_csr, cert_pem, csr_pem
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.server.datadir import open_data_directory
 from pki_soap.server.tasks import CAServer
@@ -59,12 +61,12 @@ def make_csr(
     """(key, CSR) for ``subject`` text; ``key_type`` may also be a ready key; sans like "DNS:x"."""
     key = keys.generate_key(key_type) if isinstance(key_type, KeyType) else key_type
     general_names = names.parse_sans(sans) if isinstance(sans, str) else list(sans)
-    return key, keys.build_csr(key, names.subject_from_text(subject), general_names)
+    return key, build_csr(key, names.subject_from_text(subject), general_names)
 
 
 def write_pem(path: Path, cert: x509.Certificate | x509.CertificateSigningRequest) -> Path:
     """Write ``cert`` (or a CSR) as PEM to ``path`` and return the path."""
-    text = keys.cert_pem(cert) if isinstance(cert, x509.Certificate) else keys.csr_pem(cert)
+    text = cert_pem(cert) if isinstance(cert, x509.Certificate) else csr_pem(cert)
     path.write_text(text, encoding="ascii")
     return path
 

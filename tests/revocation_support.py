@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import PrivateKey
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import IssuedCertificate, PendingRequest
@@ -31,7 +32,7 @@ def issue(
 ) -> tuple[IssuedCertificate, PrivateKey]:
     """Submit and issue a TLS certificate for ``<host>.example``; (record, private key)."""
     key = keys.generate_key(keys.KeyType.EC256)
-    csr = keys.build_csr(
+    csr = build_csr(
         key,
         names.subject_from_text(f"/O=Example/CN={host}.example"),
         names.parse_sans(f"DNS:{host}.example,IP:127.0.0.1"),
@@ -42,7 +43,7 @@ def issue(
             hostname=f"{host}.example",
             instance="IRIS",
             filename=host,
-            contents=keys.csr_pem(csr),
+            contents=csr_pem(csr),
             subject="",
             contact_name="Holder of " + host,
             contact_email=contact_email,

@@ -45,10 +45,9 @@ from werkzeug.serving import make_server
 
 from pki_soap.ca import names
 from pki_soap.server import tls
-from pki_soap.server.exchanges import Exchange
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.wsdl import SERVICE_PATH
-from pki_soap.store import Store
+from pki_soap.store import Exchange, Store
 from pki_soap.wsgi import make_app
 from tests.engine_support import open_server
 

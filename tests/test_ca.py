@@ -24,7 +24,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pki_soap import files
 from pki_soap.ca import keys, names
-from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage
+from pki_soap.ca.authority import CertificateAuthority, Usage
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import cert_pem
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.errors import (
     CAFileError,
@@ -375,7 +377,7 @@ def test_mismatched_pair_is_refused(tmp_path: Path) -> None:
 def test_a_non_ca_certificate_is_refused(tmp_path: Path, issuer: Issuer) -> None:
     leaf_key, leaf, _ = issuer.issue("/CN=leaf.example", Usage.TLS)
     paths = CAPaths(tmp_path, "Leaf")
-    paths.cer.write_text(keys.cert_pem(leaf))
+    paths.cer.write_text(cert_pem(leaf))
     files.write_private_file(paths.key, keys.key_pem(leaf_key, CA_PASSWORD))
     with pytest.raises(CAFileError, match=r"Leaf\.cer is not a CA certificate"):
         CertificateAuthority.configure(paths, password=CA_PASSWORD)
@@ -480,7 +482,7 @@ def test_intermediate_ca_and_its_leaf_verify_through_the_chain(
 
     # The intermediate becomes a CA of its own (existing-key mode) and issues a TLS leaf.
     paths = CAPaths(tmp_path, "Intermediate")
-    paths.cer.write_text(keys.cert_pem(inter_cert))
+    paths.cer.write_text(cert_pem(inter_cert))
     files.write_private_file(paths.key, keys.key_pem(inter_key, b"inter secret"))
     intermediate, created = CertificateAuthority.configure(paths, password=b"inter secret")
     assert created is False
@@ -548,7 +550,7 @@ def test_an_expired_ca_does_not_sign(tmp_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     paths = CAPaths(tmp_path, "Old")
-    paths.cer.write_text(keys.cert_pem(cert))
+    paths.cer.write_text(cert_pem(cert))
     files.write_private_file(paths.key, keys.key_pem(key, None))
     ca = CertificateAuthority.load(paths)
     _, csr = make_csr("/CN=x.example", KeyType.EC256)
@@ -714,7 +716,7 @@ def test_an_ed25519_ca_signs_without_a_separate_hash(tmp_path: Path) -> None:
         .sign(key, None)
     )
     paths = CAPaths(tmp_path, "Edwards")
-    paths.cer.write_text(keys.cert_pem(ca_cert))
+    paths.cer.write_text(cert_pem(ca_cert))
     files.write_private_file(paths.key, keys.key_pem(key, b"ed"))
     ca, _ = CertificateAuthority.configure(paths, password=b"ed")
     _, csr = make_csr("/CN=ed.example", KeyType.EC256)
@@ -743,16 +745,13 @@ def test_preview_describes_exactly_what_sign_adds(issuer: Issuer, usage: Usage) 
         assert "Subject alternative name: DNS:preview.example" in lines
 
 
-def test_usage_labels_and_cert_types() -> None:
-    assert [(u.label, u.cert_type) for u in Usage] == [
-        ("TLS/SSL and XML security", 1),
-        ("Intermediate Certificate Authority", 2),
-        ("Code signing", 3),
+def test_usage_labels_and_values() -> None:
+    assert [(u.label, u.value) for u in Usage] == [
+        ("TLS/SSL and XML security", "tls"),
+        ("Intermediate Certificate Authority", "intermediate"),
+        ("Code signing", "codesign"),
     ]
-    assert Usage.from_cert_type(2) is Usage.INTERMEDIATE
     assert Usage("codesign") is Usage.CODESIGN
-    with pytest.raises(InvalidInput, match="usage 4 is not 1, 2 or 3"):
-        Usage.from_cert_type(4)
 
 
 # -- the real consumers: a TLS handshake and pkilint ----------------------------------------

@@ -17,8 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki_soap.ca import keys, names
-from pki_soap.ca.authority import CAPaths, CertificateAuthority
+from pki_soap.ca import fingerprints, keys, names
+from pki_soap.ca.authority import CertificateAuthority
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.cli.server_app import main
 from pki_soap.store import PendingRequest, Store
 from tests.engine_support import make_ca, make_csr, open_server, openssl_verify
@@ -99,7 +101,7 @@ def _submit(
                 hostname=host,
                 instance="IRIS",
                 filename=f"{host}_client",
-                contents=keys.csr_pem(csr),
+                contents=csr_pem(csr),
                 subject=f"/C=US/O=Example/CN={host}.example.test",
                 contact_name="Jane Doe",
                 contact_phone="+1 617 555 0100",
@@ -461,7 +463,7 @@ def test_show_prints_everything_to_verify(
         "Subject (in the CSR)": "/C=US/O=Example/CN=web1.example.test",
         "Requested subjectAltNames": "DNS:web1.example.test, IP:127.0.0.1",
         "Key": "EC P-256",
-        "SHA-1 fingerprint": names.fingerprint(csr),
+        "SHA-1 fingerprint": fingerprints.fingerprint(csr),
         "Issuance policy": "no objection",
     }
     for expected in (
@@ -582,7 +584,7 @@ def test_issue_all_reports_each_failed_request_and_issues_the_others(
 ) -> None:
     _submit(configured, "web1")
     weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    weak = keys.build_csr(weak_key, names.subject_from_text("/CN=weak.example.test"))
+    weak = build_csr(weak_key, names.subject_from_text("/CN=weak.example.test"))
     with _store(configured) as store:  # stored by an older version, before the key policy
         store.add_request(
             PendingRequest(
@@ -590,7 +592,7 @@ def test_issue_all_reports_each_failed_request_and_issues_the_others(
                 hostname="old",
                 instance="IRIS",
                 filename="old_client",
-                contents=keys.csr_pem(weak),
+                contents=csr_pem(weak),
                 subject="",
                 contact_name="Old Timer",
             )
@@ -1155,7 +1157,9 @@ def test_two_processes_submit_issue_get_verify(
         ([CONTACT], 'Certificate number 1 issued for "web1_client"'),
     ]
     assert (
-        names.fingerprint(x509.load_pem_x509_csr((client_dir / "web1_client.csr").read_bytes()))
+        fingerprints.fingerprint(
+            x509.load_pem_x509_csr((client_dir / "web1_client.csr").read_bytes())
+        )
         in smtp.messages[1].body
     )
 
@@ -1309,6 +1313,20 @@ def test_admin_commands_do_not_load_the_service(tmp_path: Path) -> None:
     assert result.stdout == "4 []\n", result.stderr
 
 
+def test_serve_help_does_not_load_the_service() -> None:
+    # One parser holds every command's options; serving's libraries load only to serve.
+    probe = (
+        "import contextlib, io, sys; from pki_soap.cli.server_app import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['serve', '--help'])\n"
+        "print(sorted(m for m in ('spyne', 'gunicorn', 'zeep', 'argon2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout == "[]\n", result.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "option"),
     [("serve", "--port"), ("portal-password", "--password-file")],
@@ -1447,7 +1465,7 @@ def _submit_as(data_dir: Path, host: str, filename: str) -> str:
                 hostname=host,
                 instance="IRIS",
                 filename=filename,
-                contents=keys.csr_pem(csr),
+                contents=csr_pem(csr),
                 subject="",
                 contact_name="Jane Doe",
             )

@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 
 from pki_soap import errors
-from pki_soap.ca import keys
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import cert_pem
 from pki_soap.client.soap_client import PACKAGED_WSDL, CAClient, CertificateRow
 from tests import iris_standin as iris
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr
@@ -67,7 +67,7 @@ def leaf_answer(
         "caclient",
         "IRIS",
         filename,
-        keys.cert_pem(certs.leaf),
+        cert_pem(certs.leaf),
         "/C=US/O=Example & Co/CN=caclient.example",
     )
 
@@ -292,7 +292,7 @@ def test_get_certificate_reads_all_six_elements(
     )
     assert remote.subject == "/C=US/O=Example & Co/CN=caclient.example"
     assert remote.certificate == certs.leaf
-    assert remote.contents == keys.cert_pem(certs.leaf)
+    assert remote.contents == cert_pem(certs.leaf)
 
 
 def test_unknown_number_is_none(standin: iris.IrisStandin, client: CAClient) -> None:

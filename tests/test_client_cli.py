@@ -17,10 +17,11 @@ import pytest
 from cryptography import x509
 
 from pki_soap import errors, messages
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import cert_pem, csr_pem, load_csr, requested_sans
 from pki_soap.cli.client_app import main
-from pki_soap.client import tasks as client_tasks
+from pki_soap.client import configuration
 from pki_soap.store import Store
 from tests import iris_standin as iris
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr
@@ -57,12 +58,12 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 def ca_answer(certs: Certs) -> iris.Answer:
     return iris.certificate(
-        "0", "caserver", "IRIS", "TestCA", keys.cert_pem(certs.ca), "/CN=Example Test CA"
+        "0", "caserver", "IRIS", "TestCA", cert_pem(certs.ca), "/CN=Example Test CA"
     )
 
 
 def leaf_answer(cert: x509.Certificate, filename: str = "web_client") -> iris.Answer:
-    return iris.certificate("12", "client", "PKI", filename, keys.cert_pem(cert), "/CN=x")
+    return iris.certificate("12", "client", "PKI", filename, cert_pem(cert), "/CN=x")
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def standin(certs: Certs) -> Iterator[iris.IrisStandin]:
 
 def configure(data_dir: Path, port: int) -> None:
     with Store.open(data_dir) as store:
-        client_tasks.configure(
+        configuration.configure(
             store,
             server="127.0.0.1",
             port=port,
@@ -126,7 +127,7 @@ def test_configure_stores_the_client_and_defaults_the_identity(
         None,
     )
     assert (cfg.hostname, cfg.instance) == (socket.gethostname(), "PKI")
-    assert client_tasks.server_url(cfg) == "http://ca.example:52773/isc/pki/PKI.CAServer.cls"
+    assert configuration.server_url(cfg) == "http://ca.example:52773/isc/pki/PKI.CAServer.cls"
 
 
 @pytest.mark.parametrize(
@@ -183,8 +184,8 @@ def test_get_ca_saves_the_ca_certificate(
     code, out, err = run(capsys, configured, "get-ca")
     path = configured / "TestCA.cer"
     assert (code, err) == (0, "")
-    assert out == messages.ca_certificate_saved(names.fingerprint(certs.ca), path) + "\n"
-    assert path.read_text() == keys.cert_pem(certs.ca)
+    assert out == messages.ca_certificate_saved(fingerprints.fingerprint(certs.ca), path) + "\n"
+    assert path.read_text() == cert_pem(certs.ca)
 
 
 def test_submit_writes_key_and_csr_and_prints_fingerprint_and_sentence(
@@ -192,6 +193,7 @@ def test_submit_writes_key_and_csr_and_prints_fingerprint_and_sentence(
 ) -> None:
     password_file = tmp_path / "pw"
     password_file.write_bytes(b"key secret\n")
+    password_file.chmod(0o600)
     code, out, err = run(
         capsys, configured, "submit", "--root", "web_client", "--subject",
         "/C=US/O=Example/CN=web.example", "--san", "DNS:web.example,IP:127.0.0.1",
@@ -203,16 +205,16 @@ def test_submit_writes_key_and_csr_and_prints_fingerprint_and_sentence(
     key = keys.load_key(key_file.read_bytes(), b"key secret")
     with pytest.raises(errors.WrongPassword):
         keys.load_key(key_file.read_bytes(), None)
-    csr = keys.load_csr(csr_file.read_bytes())
+    csr = load_csr(csr_file.read_bytes())
     assert keys.same_public_key(csr.public_key(), key.public_key())
     assert names.subject_text(csr.subject) == "/C=US/O=Example/CN=web.example"
-    assert names.sans_text(keys.requested_sans(csr)) == "DNS:web.example, IP:127.0.0.1"
-    assert out == messages.request_submitted(names.fingerprint(csr), SENTENCE) + "\n"
+    assert names.sans_text(requested_sans(csr)) == "DNS:web.example, IP:127.0.0.1"
+    assert out == messages.request_submitted(fingerprints.fingerprint(csr), SENTENCE) + "\n"
     [seen] = standin.posts()
     assert b"<ns0:Name>client.example:PKI:web_client</ns0:Name>" in seen.body
     assert b"<ns0:Subject>/C=US/O=Example/CN=web.example</ns0:Subject>" in seen.body
     assert b"<ns0:ContactEmail>pat@example.com</ns0:ContactEmail>" in seen.body
-    assert keys.csr_pem(csr).encode() in seen.body
+    assert csr_pem(csr).encode() in seen.body
 
 
 def test_submit_takes_the_password_from_the_environment(
@@ -227,6 +229,38 @@ def test_submit_takes_the_password_from_the_environment(
     key_pem = (configured / "env_client.key").read_bytes()
     assert keys.key_is_encrypted(key_pem)
     keys.load_key(key_pem, b"from env")
+
+
+@pytest.mark.parametrize(
+    ("contents", "mode", "code", "message"),
+    [
+        (b"key secret\r\n", 0o644, 0, "warning: the password file {} is readable by other users\n"),
+        (b"key secret\nmore\n", 0o600, 2, "error: the password file {} holds more than one line\n"),
+        (b"\n", 0o600, 2, "error: the password file {} is empty\n"),
+    ],
+    ids=["readable-by-others", "two-lines", "empty"],
+)
+def test_a_key_password_file_is_read_by_the_one_rule(
+    capsys: pytest.CaptureFixture[str],
+    configured: Path,
+    tmp_path: Path,
+    contents: bytes,
+    mode: int,
+    code: int,
+    message: str,
+) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_bytes(contents)
+    password_file.chmod(mode)
+    result = run(
+        capsys, configured, "submit", "--root", "ruled", "--common-name", "r.example",
+        "--password-file", str(password_file),
+    )  # fmt: skip
+    assert (result[0], result[2]) == (code, message.format(password_file))
+    if code == 0:  # the line end is the file's: the password is what precedes it
+        keys.load_key((configured / "ruled.key").read_bytes(), b"key secret")
+    else:
+        assert not (configured / "ruled.key").exists()
 
 
 def test_submit_without_a_password_writes_an_unencrypted_0600_key(
@@ -367,8 +401,8 @@ def test_get_saves_and_refuses_to_overwrite_a_different_certificate(
     path = configured / "web_client.cer"
     code, out, err = run(capsys, configured, "get", "12")
     assert (code, err) == (0, "")
-    assert out == messages.certificate_saved(12, names.fingerprint(first), path) + "\n"
-    assert path.read_text() == keys.cert_pem(first)
+    assert out == messages.certificate_saved(12, fingerprints.fingerprint(first), path) + "\n"
+    assert path.read_text() == cert_pem(first)
     assert run(capsys, configured, "get", "12")[0] == 0  # the same certificate again: fine
 
     standin.answers["GetCertificate"] = leaf_answer(second)
@@ -378,10 +412,10 @@ def test_get_saves_and_refuses_to_overwrite_a_different_certificate(
         f'error: file "{path}" already holds a different certificate; use --force to replace '
         "it, or --out FILE to save this one elsewhere\n"
     )
-    assert path.read_text() == keys.cert_pem(first)
+    assert path.read_text() == cert_pem(first)
 
     code, out, _ = run(capsys, configured, "get", "12", "--force")
-    assert code == 0 and path.read_text() == keys.cert_pem(second)
+    assert code == 0 and path.read_text() == cert_pem(second)
 
 
 def test_get_unknown_number(
@@ -488,7 +522,7 @@ def test_bad_cases_give_one_clear_error_line(
         standin.answers["GetCertificate"] = leaf_answer(certs.leaves[0], filename="../../evil")
     elif case == "evil-ca-filename":
         standin.answers["GetCertificate"] = iris.certificate(
-            "0", "h", "i", "../evil_ca", keys.cert_pem(certs.ca), ""
+            "0", "h", "i", "../evil_ca", cert_pem(certs.ca), ""
         )
 
     def files() -> list[Path]:

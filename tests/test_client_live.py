@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.cli.client_app import main
 from pki_soap.client.soap_client import CAClient, CertificateRow
 from pki_soap.store import ClientConfig, Store
@@ -42,6 +43,7 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
     ca_password = configure_ca(server_dir)
     password_file = tmp_path / "key-password"
     password_file.write_bytes(b"client key password\n")
+    password_file.chmod(0o600)  # one other users can read is pointed out on stderr
     with live_server(server_dir, portal=False) as base_url:
         port = str(urlsplit(base_url).port)
         done = client_app(
@@ -56,7 +58,8 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
         server_ca = server_dir / "CAServer" / f"{CA_ROOT}.cer"
         assert ca_cert == x509.load_pem_x509_certificate(server_ca.read_bytes())
         assert done.stdout == (
-            f"Certificate Authority Certificate (SHA-1 Fingerprint: {names.fingerprint(ca_cert)})"
+            "Certificate Authority Certificate"
+            f" (SHA-1 Fingerprint: {fingerprints.fingerprint(ca_cert)})"
             f' saved in file "{ca_file}"\n'
         )
 
@@ -65,9 +68,9 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
             "/C=US/O=Example/CN=web.example", "--san", "DNS:web.example",
             "--password-file", str(password_file),
         )  # fmt: skip
-        csr = keys.load_csr((client_dir / "web_client.csr").read_bytes())
+        csr = load_csr((client_dir / "web_client.csr").read_bytes())
         assert done.stdout == (
-            f"SHA-1 Fingerprint:\n{names.fingerprint(csr)},\n"
+            f"SHA-1 Fingerprint:\n{fingerprints.fingerprint(csr)},\n"
             'Certificate Signing Request "web_client" successfully submitted to the '
             f"Certificate Authority at instance IRIS on node {CA_NODE}\n"
         )
@@ -86,7 +89,8 @@ def test_configure_get_ca_submit_issue_list_get(tmp_path: Path) -> None:
         cert_file = client_dir / "web_client.cer"
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         assert done.stdout == (
-            f"Certificate number {issued.number} (SHA-1 Fingerprint: {names.fingerprint(cert)})"
+            f"Certificate number {issued.number}"
+            f" (SHA-1 Fingerprint: {fingerprints.fingerprint(cert)})"
             f' saved in file "{cert_file}"\n'
         )
         key = keys.load_key((client_dir / "web_client.key").read_bytes(), b"client key password")
@@ -102,13 +106,13 @@ def test_caclient_against_the_live_service(tmp_path: Path) -> None:
         assert client.list_certificates() == []
         for number in range(11):
             key = keys.generate_key(keys.KeyType.EC256)
-            csr = keys.build_csr(key, names.subject_from_text(f"/CN=host{number}.example"))
+            csr = build_csr(key, names.subject_from_text(f"/CN=host{number}.example"))
             sentence = client.submit_csr(
                 name=f"host.example:PKI:cert_{number}",
                 hostname="host.example",
                 instance="PKI",
                 filename=f"cert_{number}",
-                contents=keys.csr_pem(csr),
+                contents=csr_pem(csr),
                 subject=f"/CN=host{number}.example",
                 contact_name="Pat",
             )
@@ -179,7 +183,9 @@ def test_no_command_shows_where_the_client_stands_and_the_next_step(
 
         assert _cli(capsys, client_dir, "get-ca")[0] == 0
         ca_file = client_dir / f"{CA_ROOT}.cer"
-        ca_fingerprint = names.fingerprint(x509.load_pem_x509_certificate(ca_file.read_bytes()))
+        ca_fingerprint = fingerprints.fingerprint(
+            x509.load_pem_x509_certificate(ca_file.read_bytes())
+        )
         shown = _shown(client_dir)
         assert shown[4] == f"CA certificate:  {ca_file} (SHA-1 {ca_fingerprint})"
         assert shown[-3:] == [
@@ -190,11 +196,11 @@ def test_no_command_shows_where_the_client_stands_and_the_next_step(
         ]
 
         assert _cli(capsys, client_dir, "submit", "--root", "web", "--common-name", "w")[0] == 0
-        csr = keys.load_csr((client_dir / "web.csr").read_bytes())
+        csr = load_csr((client_dir / "web.csr").read_bytes())
         shown = _shown(client_dir)
         assert shown[-3:] == [
-            f"  web: CSR SHA-1 {names.fingerprint(csr)}; not issued yet (pending, or deleted by"
-            " the CA administrator)",
+            f"  web: CSR SHA-1 {fingerprints.fingerprint(csr)}; not issued yet"
+            " (pending, or deleted by the CA administrator)",
             "",
             "Next step: read the CSR's SHA-1 fingerprint to the CA administrator and wait for the"
             " certificate (`python client_app.py` again shows it); if the request was deleted:"
@@ -285,8 +291,8 @@ def test_resubmit_after_the_administrator_deleted_the_request(
         )
         code, out, err = _cli(capsys, client_dir, "submit", "--root", "web", "--resubmit")
         assert (code, err) == (0, "")
-        csr = keys.load_csr((client_dir / "web.csr").read_bytes())
-        assert out.startswith(f"SHA-1 Fingerprint:\n{names.fingerprint(csr)},\n")
+        csr = load_csr((client_dir / "web.csr").read_bytes())
+        assert out.startswith(f"SHA-1 Fingerprint:\n{fingerprints.fingerprint(csr)},\n")
         assert "successfully submitted" in out
         assert (client_dir / "web.key").read_bytes() == key_before
         with open_server(server_dir) as server:

@@ -25,13 +25,15 @@ import requests
 
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli.server_app import main as server_main
 from pki_soap.errors import CAFileError, InvalidInput, StoreUnavailable
 from pki_soap.portal import auth
 from pki_soap.server.datadir import open_data_directory
 from pki_soap.server.mail import Notifier
-from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.store import DATABASE_NAME, PendingRequest, Store
 from tests.engine_support import open_server
 from tests.service_support import (
@@ -52,7 +54,7 @@ PORTAL_PASSWORD = b"portal password for data directory tests"
 
 def _csr_pem(common_name: str = "web.example") -> str:
     key = keys.generate_key(KeyType.EC256)
-    return keys.csr_pem(keys.build_csr(key, names.subject_from_text(f"/CN={common_name}"), []))
+    return csr_pem(build_csr(key, names.subject_from_text(f"/CN={common_name}"), []))
 
 
 def _request(filename: str, **changes: str) -> PendingRequest:

@@ -16,12 +16,14 @@ import pytest
 from cryptography import x509
 
 from pki_soap import files
-from pki_soap.ca import keys, names
-from pki_soap.ca.authority import CAPaths, CertificateAuthority, Usage
+from pki_soap.ca import fingerprints, keys
+from pki_soap.ca.authority import CertificateAuthority, Usage
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli import client_app as client_cli
 from pki_soap.cli import server_app as server_cli
-from pki_soap.client.tasks import PINNED_CA_FILE
+from pki_soap.client.configuration import PINNED_CA_FILE
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest
 from tests.engine_support import CA_PASSWORD, make_ca, make_csr, openssl, openssl_verify, write_pem
@@ -346,7 +348,7 @@ def test_server_exports_one_certificate_alone_or_with_its_chain(
     configured_server.submit(
         PendingRequest(
             name="web.example:IRIS:web", hostname="web.example", instance="IRIS",
-            filename="web", contents=keys.csr_pem(csr), subject="/CN=web.example",
+            filename="web", contents=csr_pem(csr), subject="/CN=web.example",
             contact_name="Pat",
         )
     )  # fmt: skip
@@ -375,6 +377,6 @@ def test_server_exports_one_certificate_alone_or_with_its_chain(
     assert again[0] == 2 and "already exists" in again[2]
     assert unknown == (3, "", "error: no certificate number '999'\n")
     assert misplaced[0] == 2 and "go with --export NUMBER" in misplaced[2]
-    assert names.fingerprint(cert) == names.fingerprint(
+    assert fingerprints.fingerprint(cert) == fingerprints.fingerprint(
         x509.load_pem_x509_certificate((tmp_path / "web.cer").read_bytes())
     )

@@ -29,11 +29,12 @@ from cryptography import x509
 
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidCsr
-from pki_soap.server.exchanges import IRIS, TOOLKIT, Exchange, RecordLimits
 from pki_soap.server.tasks import CAServer
 from pki_soap.soap.wsdl import SERVICE_PATH
+from pki_soap.store import IRIS, TOOLKIT, Exchange, RecordLimits
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT
 from tests.engine_support import make_ca
 from tests.service_support import https_context, live_server, wait_for_exchanges
@@ -117,7 +118,7 @@ class Toolkit:
     ) -> dict[str, object]:
         """SubmitCSR with the CSR written to a file, contact :data:`CONTACT`."""
         csr_file = self.work / f"{filename}.csr"
-        csr_file.write_text(keys.csr_pem(csr))
+        csr_file.write_text(csr_pem(csr))
         return self.run("submit", str(csr_file), hostname, "IRIS", filename, CONTACT, *extra)
 
 
@@ -153,7 +154,7 @@ def toolkit(
 
 def _csr(subject: str, sans: str = "") -> tuple[keys.PrivateKey, x509.CertificateSigningRequest]:
     key = keys.generate_key(keys.KeyType.EC256)
-    return key, keys.build_csr(key, names.subject_from_text(subject), names.parse_sans(sans))
+    return key, build_csr(key, names.subject_from_text(subject), names.parse_sans(sans))
 
 
 def _certificate(value: object) -> x509.Certificate:
@@ -193,7 +194,7 @@ def test_toolkit_submit_issue_list_get(
         f"Certificate Authority at instance {CA_INSTANCE} on node {CA_NODE}"
     }
     assert (pending.contact_name, pending.subject) == (CONTACT, subject)
-    assert keys.load_csr(pending.contents) == csr
+    assert load_csr(pending.contents) == csr
     assert pending_list["rows"] == []
     assert mine["row_name"] == "ListMy"
     assert mine["columns"] == ["Number", "Filename"]

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from pki_soap.ca import keys, names
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidField, InvalidInput, TooManyRequests
 from pki_soap.server.mail import DIGEST_INTERVAL, Notifier
-from pki_soap.server.tasks import CAServer, SubmissionLimits, client_key
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits, client_key
 from pki_soap.soap.envelope import fault_bytes
 from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import PendingRequest, Store
@@ -40,7 +42,7 @@ RATE_MESSAGE = (
 
 def _csr_pem(cn: str = "host.example.com") -> str:
     key = keys.generate_key(KeyType.EC256)
-    return keys.csr_pem(keys.build_csr(key, names.subject_from_text(f"/CN={cn}")))
+    return csr_pem(build_csr(key, names.subject_from_text(f"/CN={cn}")))
 
 
 def _iris_fields(filename: str, hostname: str = "client.example.com", **changes: str) -> dict:

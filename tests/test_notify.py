@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pki_soap.server.mail import LONGEST_RETRY, Notifier, retry_delay
-from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
+from pki_soap.store import IssuedCertificate, PendingRequest, Revocation, ServerConfig, Store
 from tests.smtp_support import PASSWORD, USER, MailServer
 
 ADMIN = "ca-admin@example.test"
@@ -185,8 +186,14 @@ def test_deleted_notice_tells_the_contact_it_was_not_approved(
     [
         lambda n: n.certificate_issued(_certificate(), _request(contact_email=None)),
         lambda n: n.request_deleted(_request(contact_email="")),
+        # A contact field holding a name (as the wget client fills it) is never mailed.
+        lambda n: n.certificate_revoked(
+            dataclasses.replace(_certificate(), contact_email="ContactPerson"),
+            Revocation(31, datetime.now(UTC), "keyCompromise", "admin", None),
+        ),
+        lambda n: n.hold_released(dataclasses.replace(_certificate(), contact_email="Jane Doe")),
     ],
-    ids=["issued", "deleted"],
+    ids=["issued", "deleted", "revoked-to-a-name", "released-to-a-name"],
 )
 def test_no_contact_email_queues_nothing(store: Store, smtp: MailServer, send: object) -> None:
     store.save_server_config(_config(smtp.port))

@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from pki_soap.ca import names
+from pki_soap.server.crl import Reason
 from pki_soap.server.ocsp import MAX_REQUEST_BYTES, OcspResponder
-from pki_soap.server.revocation import OCSP_PATH, Reason
+from pki_soap.server.revocation import OCSP_PATH
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import CachedOcspResponse
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS

@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from pki_soap.ca import keys, policy
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli.server_app import main
 from pki_soap.errors import PolicyViolation
@@ -34,7 +35,7 @@ def _name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
 
 
 def _csr(subject: x509.Name, *sans: x509.GeneralName) -> x509.CertificateSigningRequest:
-    return keys.build_csr(_KEY, subject, list(sans))
+    return build_csr(_KEY, subject, list(sans))
 
 
 def _cn(value: str) -> x509.Name:
@@ -138,7 +139,7 @@ def test_csr_signed_with_a_weak_hash_is_refused_with_that_reason(
     assert done.returncode == 0, done.stderr
     pem = (tmp_path / "r.csr").read_text()
     with pytest.raises(PolicyViolation, match=f"signed with {shown}, which is not accepted"):
-        keys.load_csr(pem)
+        load_csr(pem)
     with pytest.raises(PolicyViolation, match=f"signed with {shown}"):
         configured_server.submit(_request(contents=pem))
     assert configured_server.store.count_requests() == 0
@@ -152,7 +153,7 @@ def _request(
         hostname="host",
         instance="IRIS",
         filename="policy",
-        contents=contents if contents is not None else keys.csr_pem(csr),  # type: ignore[arg-type]
+        contents=contents if contents is not None else csr_pem(csr),  # type: ignore[arg-type]
         subject="",
         contact_name="Contact",
     )

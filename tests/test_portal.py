@@ -14,10 +14,18 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from pki_soap import messages
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
-from pki_soap.portal.auth import PASSWORD_FILE, SECRET_FILE, set_password
+from pki_soap.portal.auth import (
+    PASSWORD_FILE,
+    SECRET_FILE,
+    Session,
+    SessionSigner,
+    load_secret,
+    set_password,
+)
 from pki_soap.server.tasks import CAServer
 from pki_soap.store import PendingRequest, Store
 
@@ -130,7 +138,7 @@ def pending_request(
 ) -> PendingRequest:
     """Submit a fresh CSR to ``server`` as a client would; return it as stored."""
     key = keys.generate_key(keys.KeyType.EC256)
-    csr = keys.build_csr(
+    csr = build_csr(
         key, names.subject_from_text(f"/C=US/O=Example/CN={cn}"), names.parse_sans(sans)
     )
     req = PendingRequest(
@@ -138,7 +146,7 @@ def pending_request(
         hostname="client.example",
         instance="IRIS",
         filename=filename,
-        contents=keys.csr_pem(csr),
+        contents=csr_pem(csr),
         subject=names.subject_text(csr.subject),
         contact_name=contact_name,
         contact_phone="+1 555 0100",
@@ -279,12 +287,30 @@ def test_secret_and_password_files_are_private(portal_dir: Path) -> None:
     assert "$argon2id$" in (portal_dir / PASSWORD_FILE).read_text()
 
 
+def test_session_secret_is_made_once_and_a_short_one_replaced(tmp_path: Path) -> None:
+    first = load_secret(tmp_path)
+    assert len(first) == 32 and load_secret(tmp_path) == first
+    (tmp_path / SECRET_FILE).write_bytes(b"short")
+    renewed = load_secret(tmp_path)
+    assert len(renewed) == 32 and renewed != first
+    assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == [SECRET_FILE]
+
+
+def test_cookie_signed_with_another_secret_is_refused() -> None:
+    session = Session(authenticated=True, id="abc")
+    value = SessionSigner(b"k" * 32).dumps(session)
+    assert SessionSigner(b"k" * 32).loads(value) == session
+    assert SessionSigner(b"j" * 32).loads(value) is None
+    assert SessionSigner(b"k" * 32).loads(value + "x") is None
+
+
 def test_forged_cookie_is_ignored(portal_dir: Path) -> None:
     b = Browser(mounted(make_portal(portal_dir)))
     b.login()
     value = b.client.get_cookie(COOKIE_NAME, path="/pki/")
     assert value is not None
-    payload, mac = value.value.split(".")
+    payload, _, mac = value.value.rpartition(".")
     b.client.set_cookie(COOKIE_NAME, payload + "." + mac[::-1], path="/pki/")
     assert b.get("/pki/").status_code == 303
 
@@ -420,7 +446,7 @@ def test_configure_creates_a_new_ca_and_shows_the_original_message(
         ca_cert = store.certificate(0)
     assert cfg is not None and ca_cert is not None
     cer = portal_dir / "CAServer" / "PortalCA.cer"
-    fingerprint = names.fingerprint(x509.load_pem_x509_certificate(cer.read_bytes()))
+    fingerprint = fingerprints.fingerprint(x509.load_pem_x509_certificate(cer.read_bytes()))
     assert shown == [
         messages.server_configured(created=True, cer=cer, fingerprint=fingerprint, mailed_to=None)
     ]
@@ -527,7 +553,7 @@ def test_pending_list_and_process_page_show_everything_escaped(
     page = ca_browser.get(html.unescape(process_link.group(1)))
     assert page.status_code == 200
     text = html.unescape(page.text)
-    csr = keys.load_csr(req.contents)
+    csr = load_csr(req.contents)
     for expected in (
         "/C=US/O=Example/CN=web.example",
         "DNS:web.example, IP:192.0.2.7",
@@ -536,7 +562,7 @@ def test_pending_list_and_process_page_show_everything_escaped(
         "webserver",
         "+1 555 0100",
         "alice@example.com",
-        names.fingerprint(csr),
+        fingerprints.fingerprint(csr),
         "EC P-256",
         HOSTILE,
     ):

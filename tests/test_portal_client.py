@@ -16,8 +16,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client, TestResponse
 
 from pki_soap import messages
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import cert_pem
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
 from pki_soap.server.tasks import CAServer
@@ -106,7 +107,7 @@ def test_client_submits_gets_ca_and_certificate(
     (submitted,) = shown(response)
     csr = x509.load_pem_x509_csr((client_dir / "appserver.csr").read_bytes())
     assert submitted == messages.request_submitted(
-        names.fingerprint(csr),
+        fingerprints.fingerprint(csr),
         messages.submission_sentence("appserver", "PKI", "ca.example"),
     )
     assert b"ENCRYPTED" not in (client_dir / "appserver.key").read_bytes()
@@ -129,7 +130,7 @@ def test_client_submits_gets_ca_and_certificate(
     cert_file = client_dir / "appserver.cer"
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     assert shown(response) == [
-        messages.certificate_saved(issued.number, names.fingerprint(cert), cert_file)
+        messages.certificate_saved(issued.number, fingerprints.fingerprint(cert), cert_file)
     ]
     assert 'href="/client/files/appserver.cer"' in response.text
 
@@ -181,7 +182,7 @@ def someone_elses_certificate() -> str:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, keys.signature_hash(key))
     )
-    return keys.cert_pem(cert)
+    return cert_pem(cert)
 
 
 def test_unreachable_server_is_said_on_the_page_and_nothing_is_kept(client_dir: Path) -> None:
@@ -218,9 +219,9 @@ def test_client_pages_over_https_pin_the_ca_by_fingerprint(
         )  # fmt: skip
         untrusted = b.get("/client/certificates")
         no_fingerprint = b.submit("/client/ca-certificate", {})
-        wrong = b.submit("/client/ca-certificate", {"fingerprint": names.fingerprint(other)})
+        wrong = b.submit("/client/ca-certificate", {"fingerprint": fingerprints.fingerprint(other)})
         malformed = b.submit("/client/ca-certificate", {"fingerprint": "E3:FB"})
-        right = b.submit("/client/ca-certificate", {"fingerprint": names.fingerprint(ca)})
+        right = b.submit("/client/ca-certificate", {"fingerprint": fingerprints.fingerprint(ca)})
         page = b.get("/client/ca-certificate")
         listing = b.get("/client/certificates")
 
@@ -232,8 +233,8 @@ def test_client_pages_over_https_pin_the_ca_by_fingerprint(
     assert wrong.status_code == 400 and "nothing was saved or pinned" in shown(wrong)[0]
     assert malformed.status_code == 400 and "has 2 bytes: a SHA-1" in shown(malformed)[0]
     assert shown(right) == [
-        messages.ca_certificate_saved(names.fingerprint(ca), client_dir / "TestCA.cer")
+        messages.ca_certificate_saved(fingerprints.fingerprint(ca), client_dir / "TestCA.cer")
     ]
-    assert names.sha256_fingerprint(ca) in page.text
+    assert fingerprints.sha256_fingerprint(ca) in page.text
     assert x509.load_pem_x509_certificate((client_dir / "pinned-ca.pem").read_bytes()) == ca
     assert "<td>https</td>" in listing.text

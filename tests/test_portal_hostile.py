@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pki_soap.ca import keys
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.portal import make_portal
 from pki_soap.portal.app import COOKIE_NAME
@@ -133,8 +134,8 @@ def test_refused_network_is_told_the_real_option(portal_dir: Path) -> None:
 
 def _flood(server: CAServer, count: int) -> None:
     key = keys.generate_key(KeyType.EC256)
-    csr = keys.build_csr(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "f.example")]))
-    pem = keys.csr_pem(csr)
+    csr = build_csr(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "f.example")]))
+    pem = csr_pem(csr)
     with server.store.transaction():
         for n in range(count):
             server.store.add_request(
@@ -178,7 +179,7 @@ def test_process_page_says_what_the_policy_refuses(
 ) -> None:
     ok = pending_request(configured_server, filename="fine")
     key = keys.generate_key(KeyType.EC256)
-    csr = keys.build_csr(
+    csr = build_csr(
         key,
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.com")]),
         [x509.DNSName("*.com")],
@@ -189,7 +190,7 @@ def test_process_page_says_what_the_policy_refuses(
             hostname="c",
             instance="IRIS",
             filename="wild",
-            contents=keys.csr_pem(csr),
+            contents=csr_pem(csr),
             subject="/CN=*.com",
             contact_name="W",
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import stat
@@ -12,15 +11,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from pki_soap.cli import portal_password
+from pki_soap.cli.server_app import main
 from pki_soap.errors import InvalidInput
 from pki_soap.portal.auth import PASSWORD_FILE, check_password, password_hash, set_password
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="server_app.py")
-    parser.add_argument("--data-dir", type=Path)
-    portal_password.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(argv)
 
 
 def test_password_from_file_is_stored_as_argon2_hash_0600(
@@ -32,10 +25,11 @@ def test_password_from_file_is_stored_as_argon2_hash_0600(
     monkeypatch.delenv(portal_password.ENV_VARIABLE, raising=False)
     secret_file = tmp_path / "password.txt"
     secret_file.write_bytes(b"a long portal password\n")
-    args = parse(
-        ["portal-password", "--data-dir", str(data_dir), "--password-file", str(secret_file)]
+    secret_file.chmod(0o600)
+    assert (
+        main(["portal-password", "--data-dir", str(data_dir), "--password-file", str(secret_file)])
+        == 0
     )
-    assert args.run(args) == 0
     stored = data_dir / PASSWORD_FILE
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     document = json.loads(stored.read_text())
@@ -50,9 +44,7 @@ def test_data_dir_given_to_the_main_parser_is_kept(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(portal_password.ENV_VARIABLE, "from the environment")
-    args = parse(["--data-dir", str(data_dir), "portal-password"])
-    assert args.data_dir == data_dir
-    assert portal_password.run(args) == 0
+    assert main(["--data-dir", str(data_dir), "portal-password"]) == 0
     stored = password_hash(data_dir)
     assert stored is not None and check_password(stored, b"from the environment")
 
@@ -61,10 +53,11 @@ def test_data_dir_given_to_the_main_parser_is_kept(
     ("contents", "message"),
     [
         (b"short\n", "at least 8 characters"),
-        (b"\n", "at least 8 characters"),
+        (b"\n", "is empty"),
+        (b"first line\nsecond line\n", "holds more than one line"),
         (b"\xff\xfe not utf-8 at all", "must be UTF-8 text"),
     ],
-    ids=["short", "empty", "not-utf8"],
+    ids=["short", "empty", "two-lines", "not-utf8"],
 )
 def test_unusable_password_is_refused_and_nothing_written(
     data_dir: Path,
@@ -75,10 +68,10 @@ def test_unusable_password_is_refused_and_nothing_written(
 ) -> None:
     secret_file = tmp_path / "password.txt"
     secret_file.write_bytes(contents)
-    args = parse(
+    code = main(
         ["portal-password", "--data-dir", str(data_dir), "--password-file", str(secret_file)]
     )
-    assert portal_password.run(args) == InvalidInput.exit_code
+    assert code == InvalidInput.exit_code
     assert message in capsys.readouterr().err
     assert not (data_dir / PASSWORD_FILE).exists()
 
@@ -88,8 +81,7 @@ def test_no_source_and_no_terminal_is_an_error(
 ) -> None:
     monkeypatch.delenv(portal_password.ENV_VARIABLE, raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal, as in CI
-    args = parse(["portal-password", "--data-dir", str(data_dir)])
-    assert portal_password.run(args) == 2
+    assert main(["portal-password", "--data-dir", str(data_dir)]) == 2
     assert "use --password-file or the environment variable PKI_PORTAL_PASSWORD" in (
         capsys.readouterr().err
     )
@@ -98,16 +90,8 @@ def test_no_source_and_no_terminal_is_an_error(
 def test_missing_password_file_is_an_error(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = parse(
-        [
-            "portal-password",
-            "--data-dir",
-            str(data_dir),
-            "--password-file",
-            str(tmp_path / "absent"),
-        ]
-    )
-    assert portal_password.run(args) == 2
+    argv = ["portal-password", "--data-dir", str(data_dir)]
+    assert main([*argv, "--password-file", str(tmp_path / "absent")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
-from pki_soap.server.revocation import Reason
+from pki_soap.server.crl import Reason
 from pki_soap.server.tasks import CAServer
 from tests.revocation_support import issue
 from tests.test_portal import PORTAL_PASSWORD, Browser, Clock, field_error, messages_on, mounted

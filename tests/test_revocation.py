@@ -21,10 +21,13 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from pki_soap.ca import keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr
 from pki_soap.errors import CAFileError, InvalidInput, UnknownCertificate, WrongPassword
-from pki_soap.server.revocation import Reason, State, public_base, revoked_in_store, state_of
+from pki_soap.server.crl import Reason
+from pki_soap.server.revocation import State, public_base, revoked_in_store, state_of
 from pki_soap.server.tasks import CAServer
-from pki_soap.store import Store, _schema_v1
+from pki_soap.store import Store
+from pki_soap.store.schema import _schema_v1
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server
 from tests.revocation_support import CONTACT, issue, pkilint, run, write
@@ -344,7 +347,7 @@ def test_new_certificates_carry_the_crl_and_ocsp_urls_of_the_public_url(
     with pytest.raises(x509.ExtensionNotFound):
         old.extensions.get_extension_for_class(x509.CRLDistributionPoints)
     # What `show` and the portal preview say it will add.
-    csr = keys.build_csr(keys.generate_key(keys.KeyType.EC256), parsed.subject)
+    csr = build_csr(keys.generate_key(keys.KeyType.EC256), parsed.subject)
     lines = configured_server.authority().preview_extensions(csr, Usage.TLS)
     assert f"CRL distribution point: {PUBLIC_URL}/isc/pki/crl/{CA_ROOT}.crl" in lines
     lint = run(

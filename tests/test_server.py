@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki_soap import messages
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
+from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.ca.keys import KeyType
 from pki_soap.ca.names import DEFAULT_INSTANCE
 from pki_soap.errors import (
@@ -45,7 +46,8 @@ from pki_soap.errors import (
 )
 from pki_soap.escaping import has_control
 from pki_soap.server.mail import Notifier
-from pki_soap.server.tasks import CAServer, IssueResult
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.issue import IssueResult
 from pki_soap.store import IssuedCertificate, PendingRequest, ServerConfig, Store
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT, ISSUED_DAYS
 from tests.engine_support import open_server
@@ -55,7 +57,7 @@ SUBJECT = names.subject_from_text("/C=US/O=Example/CN=Example Test CA")
 
 def _csr_pem(common_name: str = "host.example", key_type: KeyType = KeyType.EC256) -> str:
     key = keys.generate_key(key_type)
-    return keys.csr_pem(keys.build_csr(key, names.subject_from_text(f"/CN={common_name}")))
+    return csr_pem(build_csr(key, names.subject_from_text(f"/CN={common_name}")))
 
 
 def _request(filename: str = "web_client", **changes: Any) -> PendingRequest:
@@ -139,7 +141,7 @@ def test_configure_creates_the_ca_and_stores_it_as_number_zero(
         assert (ca_dir / "MyCA.srl").read_text() == "00\n"
         assert stat.S_IMODE((ca_dir / "MyCA.key").stat().st_mode) == 0o600
         ca_cert = x509.load_pem_x509_certificate((ca_dir / "MyCA.cer").read_bytes())
-        assert result.fingerprint == names.fingerprint(ca_cert)
+        assert result.fingerprint == fingerprints.fingerprint(ca_cert)
         assert server.config() == ServerConfig("MyCA", "CAServer", 365, "CAINST", "ca.example")
         zero = server.certificate("0")
         assert zero is not None
@@ -333,15 +335,15 @@ def test_submit_stores_the_request_and_answers_the_sentence(configured_server: C
     [stored] = configured_server.pending()
     assert stored.name == "web.example:IRIS:web_client"
     assert "\r" not in stored.contents and stored.contents.endswith("-----\n")
-    csr = keys.load_csr(stored.contents)
-    assert keys.csr_pem(csr) == req.contents.replace("\r\n", "\n")
+    csr = load_csr(stored.contents)
+    assert csr_pem(csr) == req.contents.replace("\r\n", "\n")
     assert stored.received is not None
     assert (stored.contact_name, stored.contact_phone, stored.contact_email) == (
         "Ann Example",
         "+1 555 0100",
         "ann@example.com",
     )
-    assert recorder.calls == [("request_received", (stored, names.fingerprint(csr)))]
+    assert recorder.calls == [("request_received", (stored, fingerprints.fingerprint(csr)))]
 
 
 def test_submit_keeps_a_given_name_and_empty_optional_fields(
@@ -373,7 +375,7 @@ def _tampered_csr() -> str:
 
 def _weak_csr() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    return keys.csr_pem(keys.build_csr(key, names.subject_from_text("/CN=weak.example")))
+    return csr_pem(build_csr(key, names.subject_from_text("/CN=weak.example")))
 
 
 SUBMIT_REFUSALS: list[tuple[str, dict[str, Any], type[PkiError], str]] = [

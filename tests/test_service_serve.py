@@ -14,14 +14,12 @@ import pytest
 from gevent import monkey
 from lxml import etree
 
-from pki_soap.cli.serve import (
-    DEMO_PASSWORD_FILE,
-    add_serve_parser,
-    configure_demo,
-    default_public_url,
-    run_serve,
-)
+from pki_soap.cli import serve_options
+from pki_soap.cli.demo import DEMO_PASSWORD_FILE, configure_demo
+from pki_soap.cli.serve import default_public_url, run_serve
+from pki_soap.cli.server_app import build_parser
 from pki_soap.errors import InvalidInput
+from pki_soap.soap import front, wsdl
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
 from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_chunks
 from pki_soap.store import IssuedCertificate, Store
@@ -39,10 +37,16 @@ from tests.service_support import (
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", type=Path, default=Path("pki-data"))
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    parser, _ = build_parser()
     return parser.parse_args(list(argv))
+
+
+def test_serve_defaults_are_the_services() -> None:
+    # The options module does not import the service (spyne) to build the parser.
+    assert (serve_options.DEFAULT_PORT, serve_options.DEFAULT_MAX_BODY) == (
+        wsdl.DEFAULT_PORT,
+        front.DEFAULT_MAX_BODY,
+    )
 
 
 def test_parser_defaults(tmp_path: Path) -> None:

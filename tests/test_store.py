@@ -20,6 +20,7 @@ from pki_soap.store import (
     ServerConfig,
     Store,
 )
+from pki_soap.store.schema import _statements
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 
@@ -393,21 +394,6 @@ def test_closed_store_refuses_work(tmp_path: Path) -> None:
         store.count_requests()
 
 
-def test_claimed_mail_is_not_due_until_the_lease_ends(store: Store) -> None:
-    mail_id = store.queue_mail("a@example.com", "s", "b")
-    now = datetime.now(UTC)
-    lease_end = now + timedelta(minutes=5)
-    with store.transaction():
-        [due] = store.due_mail(now)
-        store.claim_mail(due.id, lease_end)
-    assert store.due_mail(now) == []
-    assert [m.id for m in store.due_mail(lease_end)] == [mail_id]
-    store.mail_sent(mail_id)
-    store.claim_mail(mail_id, now)  # a sent message stays sent
-    assert store.due_mail(lease_end) == []
-    assert store.undelivered() == []
-
-
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PkiError, match="cannot create the database"):
         Store(tmp_path / "missing" / "pki.sqlite3")
@@ -518,3 +504,16 @@ def test_record_issued_with_a_number_twice_changes_nothing(store: Store) -> None
         store.record_issued([("a", _certificate(5)), ("b", _certificate(5))])
     assert store.count_requests() == 2
     assert store.count_certificates() == 0
+
+
+def test_a_migration_script_splits_only_where_sqlite_ends_a_statement() -> None:
+    script = """
+        CREATE TABLE t (x TEXT DEFAULT 'a;b');
+        CREATE TRIGGER t_added AFTER INSERT ON t BEGIN UPDATE t SET x = 'c;d'; END;
+    """
+    assert [s.strip() for s in _statements(script)] == [
+        "CREATE TABLE t (x TEXT DEFAULT 'a;b')",
+        "CREATE TRIGGER t_added AFTER INSERT ON t BEGIN UPDATE t SET x = 'c;d'; END",
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        list(_statements("CREATE TABLE u (x TEXT DEFAULT 'open"))

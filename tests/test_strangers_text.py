@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pki_soap.ca import keys
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from pki_soap.cli.server_app import main
 from pki_soap.escaping import for_mail_body, for_shell, for_terminal
@@ -208,7 +209,7 @@ def test_notices_to_the_contact_escape_the_request_fields(
     store.save_server_config(
         dataclasses.replace(cfg, smtp_server="127.0.0.1", smtp_port=smtp.port, admin_email=ADMIN)
     )
-    csr = keys.build_csr(
+    csr = build_csr(
         keys.generate_key(KeyType.EC256),
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c.example.com")]),
     )
@@ -218,7 +219,7 @@ def test_notices_to_the_contact_escape_the_request_fields(
             hostname="h\u202e",
             instance="I\x1b[8m",
             filename="file",
-            contents=keys.csr_pem(csr),
+            contents=csr_pem(csr),
             subject="",
             contact_name="Dear\rX",
             contact_email="jane@example.test",
@@ -244,13 +245,13 @@ def _hostile_request(configured_server: CAServer) -> PendingRequest:
     )
     key = keys.generate_key(KeyType.EC256)
     sans = [x509.DNSName("evil.example.com")]
-    csr = keys.build_csr(key, subject, sans)
+    csr = build_csr(key, subject, sans)
     req = PendingRequest(
         name="host:IRIS:term",
         hostname="host\u202e",
         instance="IRIS",
         filename="term",
-        contents=keys.csr_pem(csr),
+        contents=csr_pem(csr),
         subject="/CN=\x1b]0;title\x07",
         contact_name="Eve\u202emoc.elpmaxe",
         contact_phone="\x1b[2J",

@@ -23,7 +23,7 @@ import pytest
 
 from pki_soap.ca.authority import Usage
 from pki_soap.errors import InvalidCsr
-from pki_soap.server.tasks import SubmissionLimits
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.deviations import DEVIATIONS
 from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store

@@ -33,6 +33,7 @@ import requests
 from cryptography import x509
 
 from pki_soap.ca import keys, names
+from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.ca.keys import KeyType
 from tests.service_support import (
     ACTION,
@@ -79,10 +80,8 @@ class Ledger:
 
 def _csr_pem() -> str:
     key = keys.generate_key(KeyType.EC256)
-    csr = keys.build_csr(
-        key, names.subject_from_text(f"/O=pki-soap system test/CN={SUBMIT_HOST}"), []
-    )
-    return keys.csr_pem(csr)
+    csr = build_csr(key, names.subject_from_text(f"/O=pki-soap system test/CN={SUBMIT_HOST}"), [])
+    return csr_pem(csr)
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -357,9 +356,12 @@ class System:
 
     def admin_cli(self) -> None:
         server = ["server_app.py", "--data-dir", str(self.data_dir)]
+        # An issue and a deletion first in each phase, then at random: a loaded machine runs
+        # only a few commands in a phase, and the test must have issued and deleted.
+        firsts = [0.0, 0.4]
         while not self.stop.is_set():
-            choice = random.random()
             name = self._pick()
+            choice = firsts.pop(0) if firsts and name is not None else random.random()
             if choice < 0.35 and name is not None:
                 done = _run(*server, "issue", name, "--usage", "tls",
                             "--password-file", str(self.password_file))  # fmt: skip

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 
-from pki_soap.ca import names
-from pki_soap.ca.names import parse_fingerprint
+from pki_soap.ca import fingerprints
+from pki_soap.ca.fingerprints import parse_fingerprint
 from pki_soap.cli.client_app import main
+from pki_soap.client.configuration import PINNED_CA_FILE
 from pki_soap.client.soap_client import CAClient
-from pki_soap.client.tasks import PINNED_CA_FILE
 from pki_soap.errors import InvalidInput, UntrustedServer
 from pki_soap.store import Store
 from tests.engine_support import open_server
@@ -37,12 +37,12 @@ class CA:
 
     @property
     def sha256(self) -> str:
-        return "SHA256:" + names.sha256_fingerprint(self.certificate)
+        return "SHA256:" + fingerprints.sha256_fingerprint(self.certificate)
 
     @property
     def sha1(self) -> str:
         """The SHA-1 form the original shows (no prefix)."""
-        return names.fingerprint(self.certificate)
+        return fingerprints.fingerprint(self.certificate)
 
     @property
     def cer(self) -> Path:
@@ -121,7 +121,7 @@ def configure(capsys: pytest.CaptureFixture[str], data_dir: Path, server: str) -
     ids=["prefixed", "lower-no-colons", "spaced", "bare-256", "bare-sha1", "sha1-lower"],
 )
 def test_fingerprints_are_read_as_people_copy_them(ours: CA, text: str, algorithm: str) -> None:
-    sha256 = names.sha256_fingerprint(ours.certificate)
+    sha256 = fingerprints.sha256_fingerprint(ours.certificate)
     given = text.format(
         sha256=sha256,
         sha256_plain=sha256.replace(":", "").lower(),

@@ -25,9 +25,10 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from pki_soap.ca import keys, names
+from pki_soap.ca import fingerprints, keys, names
 from pki_soap.ca.authority import Usage
-from pki_soap.cli.serve import add_serve_parser, renewal_action
+from pki_soap.cli.https_certificate import renewal_action
+from pki_soap.cli.server_app import build_parser
 from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidInput, ServerUnreachable
 from pki_soap.server import tls
@@ -334,7 +335,7 @@ def test_first_start_issues_a_certificate_that_later_starts_keep(tmp_path: Path)
     assert not keys.key_is_encrypted(files.key.read_bytes())
     with open_server(data_dir) as server:
         listed = [(c.number, c.filename, c.usage) for c in server.certificates()]
-        fingerprint = names.sha256_fingerprint(server.authority().certificate)
+        fingerprint = fingerprints.sha256_fingerprint(server.authority().certificate)
     assert listed == [(1, "https", "tls")]
     assert f"client_app.py get-ca --fingerprint SHA256:{fingerprint}" in again_output
     leaf = write_pem(tmp_path / "leaf.cer", x509.load_pem_x509_certificates(issued)[0])
@@ -392,9 +393,7 @@ def test_other_names_make_a_new_certificate(tmp_path: Path) -> None:
 
 
 def _serve_args(data_dir: Path, *options: str | Path) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", type=Path)
-    add_serve_parser(parser.add_subparsers(dest="command"))
+    parser, _ = build_parser()
     return parser.parse_args(["--data-dir", str(data_dir), "serve", *map(str, options)])
 
 
@@ -432,11 +431,11 @@ def test_a_due_certificate_is_renewed_in_its_own_process_and_served_at_once(
     wanted = tls.server_names("127.0.0.1", ["localhost"])
     try:
         before = tls.read_server_certificate(tls.ServerFiles.of(data_dir))
-        renewal_action(_serve_args(data_dir, "--tls"), data_dir, wanted)("the names changed")
+        renewal_action(_serve_args(data_dir, "--tls"), wanted)("the names changed")
         without_password = capsys.readouterr().err
-        renewal_action(
-            _serve_args(data_dir, "--tls", "--password-file", password), data_dir, wanted
-        )("the names changed")
+        renewal_action(_serve_args(data_dir, "--tls", "--password-file", password), wanted)(
+            "the names changed"
+        )
         renewed = capsys.readouterr().err
         served = s_client(running.port, "-CAfile", running.ca_file, "-verify_hostname", "localhost")
     finally:

@@ -33,7 +33,7 @@ import pytest
 from cryptography import x509
 
 from pki_soap.ca import names
-from pki_soap.client.tasks import PINNED_CA_FILE
+from pki_soap.client.configuration import PINNED_CA_FILE
 from tests.test_interop_languages import TOOLKITS, ensure_node_modules
 
 REPO = Path(__file__).resolve().parents[1]

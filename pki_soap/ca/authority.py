@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import datetime
 import enum
-import ipaddress
 import logging
 import os
-import stat
-from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from pki_soap import files
-from pki_soap.ca import keys, names, policy
+from pki_soap.ca import ca_files, extensions, fingerprints, keys, names, policy
+from pki_soap.ca.ca_files import CAPaths
+from pki_soap.ca.csr import cert_pem, check_csr, requested_sans
+from pki_soap.ca.extensions import PlannedExtension, RevocationUrls
 from pki_soap.ca.keys import KeyType, PrivateKey
 from pki_soap.ca.serial import MAX_SERIAL, SerialCounter
-from pki_soap.errors import CAFileError, InvalidCsr, InvalidInput
+from pki_soap.errors import CAFileError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -42,93 +39,12 @@ class Usage(enum.Enum):
         """The original's portal label."""
         return _USAGE_LABELS[self]
 
-    @property
-    def cert_type(self) -> int:
-        """The original's ``certType`` number (1 TLS, 2 intermediate CA, 3 code signing)."""
-        return list(Usage).index(self) + 1
-
-    @classmethod
-    def from_cert_type(cls, number: int) -> Usage:
-        """The usage with the original's ``certType`` number.
-
-        Raises:
-            InvalidInput: not 1, 2 or 3.
-        """
-        if number not in (1, 2, 3):
-            raise InvalidInput(f"certificate usage {number} is not 1, 2 or 3")
-        return list(cls)[number - 1]
-
 
 _USAGE_LABELS = {
     Usage.TLS: "TLS/SSL and XML security",
     Usage.INTERMEDIATE: "Intermediate Certificate Authority",
     Usage.CODESIGN: "Code signing",
 }
-
-
-@dataclass(frozen=True)
-class CAPaths:
-    """Where a CA's files live: ``<directory>/<root>.cer``, ``.key`` and ``.srl``.
-
-    ``directory`` is used as given; making a relative one relative to the data
-    directory is the caller's job.
-
-    Raises:
-        InvalidRoot: ``root`` breaks the file-name root rules (names.check_root).
-    """
-
-    directory: Path
-    root: str
-
-    def __post_init__(self) -> None:
-        names.check_root(self.root)
-        object.__setattr__(self, "directory", Path(self.directory))
-
-    @property
-    def cer(self) -> Path:
-        """The PEM CA certificate."""
-        return self.directory / f"{self.root}.cer"
-
-    @property
-    def key(self) -> Path:
-        """The PEM (normally encrypted PKCS#8) CA private key, mode 0600."""
-        return self.directory / f"{self.root}.key"
-
-    @property
-    def srl(self) -> Path:
-        """The serial counter file."""
-        return self.directory / f"{self.root}.srl"
-
-    @property
-    def crlnumber(self) -> Path:
-        """The CRL number counter file (kept like the serial file, beside it)."""
-        return self.directory / f"{self.root}.crlnumber"
-
-    def old(self, path: Path) -> Path:
-        """Where a lone ``path`` is moved aside: ``<name>.old`` (``.old.1``, ... if taken)."""
-        candidate = path.with_name(path.name + ".old")
-        counter = 0
-        while candidate.exists() or candidate.is_symlink():
-            counter += 1
-            candidate = path.with_name(f"{path.name}.old.{counter}")
-        return candidate
-
-
-@dataclass(frozen=True)
-class RevocationUrls:
-    """Where relying parties check an issued certificate: its CRL and the OCSP responder."""
-
-    crl: str
-    ocsp: str
-
-
-@dataclass(frozen=True)
-class _Planned:
-    """One extension ``sign`` will add, and how it reads for a person."""
-
-    value: x509.ExtensionType
-    critical: bool
-    text: str
 
 
 def _now() -> datetime.datetime:
@@ -139,10 +55,6 @@ def check_days(days: int, what: str) -> None:
     """Refuse a validity that is not a whole number of days from 1 to MAX_DAYS (InvalidInput)."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise InvalidInput(f"{what} must be a whole number of days from 1 to {MAX_DAYS}")
-
-
-def _ski_text(ski: x509.SubjectKeyIdentifier) -> str:
-    return ":".join(f"{byte:02X}" for byte in ski.digest)
 
 
 class CertificateAuthority:
@@ -192,7 +104,7 @@ class CertificateAuthority:
         for existing in (paths.cer, paths.key):
             if existing.exists() or existing.is_symlink():
                 raise CAFileError(f"{existing} already exists; it is never overwritten")
-        _make_private_directory(paths.directory)
+        ca_files.make_private_directory(paths.directory)
 
         key = keys.generate_key(key_type)
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -206,7 +118,7 @@ class CertificateAuthority:
             .not_valid_before(now - CLOCK_SKEW)
             .not_valid_after(now + datetime.timedelta(days=ca_days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+            .add_extension(extensions.key_usage(key_cert_sign=True, crl_sign=True), critical=True)
             .add_extension(ski, critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
@@ -218,7 +130,7 @@ class CertificateAuthority:
             # Key first: a crash between the two writes leaves a lone key, which the
             # next configure moves aside to <root>.key.old rather than losing.
             files.write_private_file(paths.key, keys.key_pem(key, password))
-            files.write_public_file(paths.cer, keys.cert_pem(certificate).encode("ascii"))
+            files.write_public_file(paths.cer, cert_pem(certificate).encode("ascii"))
         except OSError as exc:
             raise CAFileError(f"cannot write the CA files in {paths.directory}: {exc}") from exc
         authority = cls(paths, certificate)
@@ -237,11 +149,11 @@ class CertificateAuthority:
                 certificate, or the key and certificate do not belong together.
             WrongPassword: ``password`` does not decrypt the key.
         """
-        certificate = _read_ca_certificate(paths.cer)
-        key_pem = _read_key_file(paths.key)
+        certificate = ca_files.read_ca_certificate(paths.cer)
+        key_pem = ca_files.read_key_file(paths.key)
         if password is not None or not keys.key_is_encrypted(key_pem):
             key = keys.load_key(key_pem, password)
-            _check_pair(paths, certificate, key)
+            ca_files.check_pair(paths, certificate, key)
         authority = cls(paths, certificate)
         authority.serials.create()
         return authority
@@ -301,14 +213,14 @@ class CertificateAuthority:
             CAFileError: the key file is missing, unreadable, not the certificate's key, or
                 not encrypted (a CA key that any password opens is refused).
         """
-        key_pem = _read_key_file(self.paths.key)
+        key_pem = ca_files.read_key_file(self.paths.key)
         if not keys.key_is_encrypted(key_pem):
             raise CAFileError(
                 f"the CA key {self.paths.key} is not encrypted; encrypt it with "
                 "`server_app.py configure --root ROOT --dir DIR --password-file FILE`"
             )
         key = keys.load_key(key_pem, password)
-        _check_pair(self.paths, self.certificate, key)
+        ca_files.check_pair(self.paths, self.certificate, key)
         return key
 
     @property
@@ -318,7 +230,7 @@ class CertificateAuthority:
         Raises:
             CAFileError: the key file is missing or unreadable.
         """
-        return keys.key_is_encrypted(_read_key_file(self.paths.key))
+        return keys.key_is_encrypted(ca_files.read_key_file(self.paths.key))
 
     def encrypt_key(self, password: bytes | None) -> bool:
         """Encrypt an unencrypted ``<root>.key`` in place with ``password``.
@@ -331,7 +243,7 @@ class CertificateAuthority:
             InvalidInput: no password (or an empty one).
             CAFileError: the key is unreadable, not the certificate's, or cannot be rewritten.
         """
-        key_pem = _read_key_file(self.paths.key)
+        key_pem = ca_files.read_key_file(self.paths.key)
         if keys.key_is_encrypted(key_pem):
             return False
         if not password:
@@ -339,7 +251,7 @@ class CertificateAuthority:
                 f"the CA key {self.paths.key} is not encrypted: give a password to encrypt it"
             )
         key = keys.load_key(key_pem, None)
-        _check_pair(self.paths, self.certificate, key)
+        ca_files.check_pair(self.paths, self.certificate, key)
         try:
             files.write_private_file(self.paths.key, keys.key_pem(key, password))
         except OSError as exc:
@@ -352,7 +264,7 @@ class CertificateAuthority:
     @property
     def fingerprint(self) -> str:
         """SHA-1 fingerprint of the CA certificate, ``E3:FB:...``."""
-        return names.fingerprint(self.certificate)
+        return fingerprints.fingerprint(self.certificate)
 
     @property
     def subject_text(self) -> str:
@@ -362,7 +274,7 @@ class CertificateAuthority:
     @property
     def certificate_pem(self) -> str:
         """The CA certificate as PEM text."""
-        return keys.cert_pem(self.certificate)
+        return cert_pem(self.certificate)
 
     @property
     def not_after(self) -> datetime.datetime:
@@ -426,95 +338,35 @@ class CertificateAuthority:
             InvalidCsr, UnacceptableKey, InvalidInput: as :meth:`sign` would.
         """
         lines = [item.text for item in self._plan(csr, usage)]
-        ignored = [name for name in keys.requested_sans(csr) if not _copyable_san(name)]
+        ignored = [name for name in requested_sans(csr) if not extensions.copyable_san(name)]
         if usage is Usage.TLS and ignored:
             lines.append(f"Not copied from the request: {names.sans_text(ignored)}")
         return lines
 
-    def _plan(self, csr: x509.CertificateSigningRequest, usage: Usage) -> list[_Planned]:
-        keys.check_csr(csr)
+    def _plan(self, csr: x509.CertificateSigningRequest, usage: Usage) -> list[PlannedExtension]:
+        check_csr(csr)
         # Also here, not only at submission: a request may have been stored as received.
         policy.check(csr)
         public_key = csr.public_key()
-        planned: list[_Planned] = []
         if usage is Usage.INTERMEDIATE:
             own = self._basic_constraints()
             if own is not None and own.path_length == 0:
                 raise InvalidInput(
                     "this CA's path length constraint is 0: it cannot issue intermediate CAs"
                 )
-            planned.append(
-                _Planned(
-                    x509.BasicConstraints(ca=True, path_length=0),
-                    True,
-                    "Basic constraints (critical): CA:TRUE, pathlen:0",
-                )
-            )
-            planned.append(
-                _Planned(
-                    _key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
-                    True,
-                    "Key usage (critical): Digital Signature, Certificate Sign, CRL Sign",
-                )
-            )
+            planned = extensions.intermediate_ca()
+        elif usage is Usage.TLS:
+            planned = extensions.tls_endpoint(csr)
         else:
-            planned.append(
-                _Planned(
-                    x509.BasicConstraints(ca=False, path_length=None),
-                    True,
-                    "Basic constraints (critical): CA:FALSE",
-                )
-            )
-            if usage is Usage.TLS:
-                encipherment = isinstance(public_key, rsa.RSAPublicKey)
-                planned.append(
-                    _Planned(
-                        _key_usage(digital_signature=True, key_encipherment=encipherment),
-                        True,
-                        "Key usage (critical): Digital Signature"
-                        + (", Key Encipherment" if encipherment else ""),
-                    )
-                )
-                planned.append(
-                    _Planned(
-                        x509.ExtendedKeyUsage(
-                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                        ),
-                        False,
-                        "Extended key usage: TLS Web Server Authentication, "
-                        "TLS Web Client Authentication",
-                    )
-                )
-                sans = _tls_sans(csr)
-                if sans:
-                    planned.append(
-                        _Planned(
-                            x509.SubjectAlternativeName(sans),
-                            False,
-                            f"Subject alternative name: {names.sans_text(sans)}",
-                        )
-                    )
-            else:
-                planned.append(
-                    _Planned(
-                        _key_usage(digital_signature=True),
-                        True,
-                        "Key usage (critical): Digital Signature",
-                    )
-                )
-                planned.append(
-                    _Planned(
-                        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
-                        False,
-                        "Extended key usage: Code Signing",
-                    )
-                )
+            planned = extensions.code_signing()
         ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-        planned.append(_Planned(ski, False, f"Subject key identifier: {_ski_text(ski)}"))
+        planned.append(
+            PlannedExtension(ski, False, f"Subject key identifier: {extensions.ski_text(ski)}")
+        )
         aki, aki_text = self._authority_key_identifier()
-        planned.append(_Planned(aki, False, f"Authority key identifier: {aki_text}"))
+        planned.append(PlannedExtension(aki, False, f"Authority key identifier: {aki_text}"))
         if self.revocation_urls is not None:
-            planned += _revocation_extensions(self.revocation_urls)
+            planned += extensions.revocation_extensions(self.revocation_urls)
         return planned
 
     @property
@@ -538,138 +390,5 @@ class CertificateAuthority:
             ski = x509.SubjectKeyIdentifier.from_public_key(self.certificate.public_key())
         return (
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-            _ski_text(ski),
+            extensions.ski_text(ski),
         )
-
-
-def _key_usage(
-    *,
-    digital_signature: bool = False,
-    key_encipherment: bool = False,
-    key_cert_sign: bool = False,
-    crl_sign: bool = False,
-) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=key_encipherment,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=key_cert_sign,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _revocation_extensions(urls: RevocationUrls) -> list[_Planned]:
-    crl = x509.UniformResourceIdentifier(urls.crl)
-    ocsp = x509.UniformResourceIdentifier(urls.ocsp)
-    return [
-        _Planned(
-            x509.CRLDistributionPoints([x509.DistributionPoint([crl], None, None, None)]),
-            False,
-            f"CRL distribution point: {urls.crl}",
-        ),
-        _Planned(
-            x509.AuthorityInformationAccess(
-                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp)]
-            ),
-            False,
-            f"Authority information access: OCSP {urls.ocsp}",
-        ),
-    ]
-
-
-def _copyable_san(name: x509.GeneralName) -> bool:
-    return isinstance(name, x509.DNSName | x509.IPAddress)
-
-
-def _tls_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
-    """The CSR's DNS and IP names (validated), else one for the CN if it is a host or IP."""
-    sans: list[x509.GeneralName] = []
-    for name in keys.requested_sans(csr):
-        if isinstance(name, x509.DNSName) and not names.is_hostname(name.value):
-            raise InvalidCsr(f"requested subjectAltName DNS:{name.value!r} is not a host name")
-        if isinstance(name, x509.IPAddress) and not isinstance(
-            name.value, ipaddress.IPv4Address | ipaddress.IPv6Address
-        ):
-            # IP networks are for name constraints, never for a subjectAltName.
-            raise InvalidCsr(f"requested subjectAltName IP:{name.value} is not an address")
-        if _copyable_san(name) and name not in sans:
-            sans.append(name)
-    if sans:
-        return sans
-    cn = names.common_name(csr.subject)
-    if cn:
-        try:
-            return [x509.IPAddress(ipaddress.ip_address(cn))]
-        except ValueError:
-            pass
-        if names.is_hostname(cn):
-            return [x509.DNSName(cn)]
-    return []
-
-
-def _make_private_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        if not directory.is_dir():
-            raise CAFileError(f"{directory} exists and is not a directory") from None
-        return
-    except OSError as exc:
-        raise CAFileError(f"cannot create the CA directory {directory}: {exc}") from exc
-    # mkdir's mode is narrowed by the umask; make it exactly owner-only.
-    directory.chmod(0o700)
-
-
-def _read_ca_certificate(path: Path) -> x509.Certificate:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CAFileError(f"the CA certificate {path} does not exist") from exc
-    except OSError as exc:
-        raise CAFileError(f"cannot read the CA certificate {path}: {exc}") from exc
-    try:
-        # A file from a commercial CA may carry its chain after it; the first one counts.
-        certificate = x509.load_pem_x509_certificates(data)[0]
-    except ValueError as exc:
-        raise CAFileError(f"{path} is not a PEM certificate: {exc}") from exc
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-        is_ca = constraints.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    except ValueError as exc:
-        raise CAFileError(f"{path} has unreadable extensions: {exc}") from exc
-    if not is_ca:
-        raise CAFileError(f"{path} is not a CA certificate (basicConstraints CA:TRUE is missing)")
-    try:
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            raise CAFileError(f"{path} may not sign certificates (keyUsage lacks keyCertSign)")
-    except x509.ExtensionNotFound:
-        pass
-    return certificate
-
-
-def _read_key_file(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CAFileError(f"the CA private key {path} does not exist") from exc
-    except OSError as exc:
-        raise CAFileError(f"cannot read the CA private key {path}: {exc}") from exc
-    try:
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            # A key placed by hand may be readable by others; it is ours now.
-            path.chmod(0o600)
-    except OSError:
-        pass  # owned by another user: readable, but its mode is not ours to change
-    return data
-
-
-def _check_pair(paths: CAPaths, certificate: x509.Certificate, key: PrivateKey) -> None:
-    if not keys.same_public_key(key.public_key(), certificate.public_key()):
-        raise CAFileError(f"{paths.key} is not the private key of {paths.cer}")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
 from pki_soap.ca import keys, names
+from pki_soap.ca.csr import cert_pem
 from pki_soap.errors import InvalidInput, NotFound
 
 PKCS12_KDF_ROUNDS = 100_000
@@ -107,7 +108,7 @@ def chain(
 
 def pem_bundle(certs: Sequence[x509.Certificate]) -> bytes:
     """The certificates as concatenated PEM blocks."""
-    return "".join(keys.cert_pem(cert) for cert in certs).encode("ascii")
+    return "".join(cert_pem(cert) for cert in certs).encode("ascii")
 
 
 def pkcs12_bytes(

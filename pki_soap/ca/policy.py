@@ -9,7 +9,7 @@ Rules from RFC 5280 and the CA/Browser Forum Baseline Requirements, where they f
   exactly what was asked for;
 * at most one CN, and each subject attribute within its RFC 5280 upper bound (CN 64);
 * no control, bidi or other invisible character in any subject attribute;
-* (the CSR's signature hash, MD5 or SHA-1, is checked with the signature: keys.check_csr).
+* (the CSR's signature hash, MD5 or SHA-1, is checked with the signature: check_csr).
 
 :func:`refusals` lists every reason (for ``show`` and the portal, before the administrator
 chooses); :func:`check` raises on the first pass through them.  Both the submission and the
@@ -24,7 +24,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pki_soap import escaping
-from pki_soap.ca import keys, names
+from pki_soap.ca import names
+from pki_soap.ca.csr import requested_sans
 from pki_soap.errors import InvalidCsr, PolicyViolation
 
 # RFC 5280 Appendix A upper bounds (ub-*) of the attributes the original knows, in characters.
@@ -47,7 +48,7 @@ def refusals(csr: x509.CertificateSigningRequest) -> list[str]:
     """
     reasons = _subject_refusals(csr.subject)
     try:
-        requested = keys.requested_sans(csr)
+        requested = requested_sans(csr)
     except InvalidCsr as exc:
         return [*reasons, exc.message]
     for name in requested:

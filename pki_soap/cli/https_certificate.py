@@ -1,43 +1,49 @@
-"""``server_app.py https-certificate``: issue or renew the server's own HTTPS certificate.
+"""The server's own HTTPS certificate: ``server_app.py https-certificate`` and ``serve --tls``.
 
-It checks ``<data-dir>/tls/`` (pki_soap/server/tls.py) and issues a new certificate only when one is
-needed (none yet, due for renewal, other names, another CA) or ``--force`` says so; the CA key
-password is asked only then.  ``serve --tls`` runs the same check at start, and its renewal
-thread runs this command in a process of its own when the certificate falls due: a running
-server picks the new files up at its next connection.
+The command checks ``<data-dir>/tls/`` (pki_soap/server/tls.py) and issues a new certificate
+only when one is needed (none yet, due for renewal, other names, another CA) or ``--force``
+says so; the CA key password is asked only then.  ``serve --tls`` runs the same check at
+start, and its renewal thread runs this command in a process of its own when the certificate
+falls due: a running server picks the new files up at its next connection.
+
+The running server does not keep the CA key password.  So renewal happens without a person
+only when the password can be read again: from ``--password-file`` (read anew at each
+renewal, never kept in memory), the environment variable, or the demo CA's password file;
+otherwise the log says a restart is due.  The renewal runs in a process of its own: gunicorn's
+master never holds a database connection while it forks workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from pki_soap.ca import names
-from pki_soap.cli import server_app as server_cli
-from pki_soap.errors import PkiError
+import pki_soap
+from pki_soap.ca import fingerprints, names
+from pki_soap.cli import Commands, admin, demo
 from pki_soap.server import tls
 from pki_soap.server.datadir import open_data_directory
 
-MODULE = "pki_soap.cli.https_certificate"
+ENTRY_MODULE = "pki_soap.cli.server_app"
+"""What the renewal process runs (``python -m``)."""
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``https-certificate`` command to ``subparsers``."""
-    command: argparse.ArgumentParser = subparsers.add_parser(
+def add_commands(commands: Commands) -> None:
+    """Add ``https-certificate``."""
+    command = commands.add(
         "https-certificate",
-        help="issue or renew the server's own HTTPS certificate (serve --tls does at start)",
-        description=(
-            "Check the server's HTTPS certificate in <data-dir>/tls/ and issue a new one when "
-            "needed (none yet, due for renewal, other names, another CA) or with --force. "
-            "A running serve --tls serves the new one from its next connection on."
-        ),
+        "issue or renew the server's own HTTPS certificate (serve --tls does at start)",
+        _run,
     )
-    command.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR")
     command.add_argument(
         "--name",
         action="append",
@@ -49,12 +55,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--password-file",
         type=Path,
         metavar="FILE",
-        help=f"file holding the CA key password (or ${server_cli.CA_PASSWORD_ENV}, or a prompt)",
+        help=f"file holding the CA key password (or ${admin.CA_PASSWORD_ENV}, or a prompt)",
     )
     command.add_argument(
         "--force", action="store_true", help="issue a new certificate even if this one is good"
     )
-    return command
 
 
 def ensure(
@@ -94,31 +99,102 @@ def ensure(
     return ca_certificate
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``https-certificate``; 0 once the certificate is good.
-
-    Raises:
-        PkiError: as :func:`ensure`.
+def _run(args: argparse.Namespace) -> int:
+    """Check the server's HTTPS certificate in <data-dir>/tls/ and issue a new one when
+    needed (none yet, due for renewal, other names, another CA) or with --force. A running
+    serve --tls serves the new one from its next connection on.
     """
-    data_dir: Path = getattr(args, "data_dir", server_cli.DEFAULT_DATA_DIR)
     wanted = tls.server_names(args.name[0], args.name[1:])
-    ensure(data_dir, wanted, lambda: server_cli.ca_password(args.password_file), force=args.force)
+    ensure(args.data_dir, wanted, lambda: admin.ca_password(args.password_file), force=args.force)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pki_soap.cli.https_certificate [options]``: the command on its own."""
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.add_argument("--data-dir", type=Path, default=server_cli.DEFAULT_DATA_DIR, metavar="DIR")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(["https-certificate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run(args)
-    except PkiError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+@dataclass(frozen=True)
+class Https:
+    """What ``serve`` serves HTTPS with."""
+
+    certfile: Path
+    keyfile: Path
+    renewer: tls.Renewer | None
+    """Keeps our own certificate fresh; None for ``--certfile/--keyfile``."""
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def prepare_https(args: argparse.Namespace, public_url: str) -> Https:
+    """Check ``--certfile/--keyfile``, or make sure our own certificate is there and fresh.
+
+    Raises:
+        InvalidInput: unusable files or names, or no CA key password when one is needed.
+        NotConfigured: no CA is configured (nobody could issue our certificate).
+        WrongPassword, CAFileError: the CA key cannot sign.
+    """
+    if args.certfile is not None:
+        tls.check_files(args.certfile, args.keyfile)
+        print(f"HTTPS with {args.certfile} (reloaded when it changes)", flush=True)
+        return Https(args.certfile, args.keyfile, None)
+    data_dir: Path = args.data_dir
+    host = urlsplit(public_url).hostname or ""
+    wanted = tls.server_names(host, args.tls_name)
+    # Opened and closed here, before gunicorn forks (as the demo set-up).
+    ca_certificate = ensure(
+        data_dir, wanted, lambda: admin.ca_password(demo.password_file(args, data_dir))
+    )
+    print(
+        "Clients trust this CA with:\n  client_app.py get-ca --fingerprint "
+        f"SHA256:{fingerprints.sha256_fingerprint(ca_certificate)}",
+        flush=True,
+    )
+    files = tls.ServerFiles.of(data_dir)
+    renewer = tls.Renewer(files, ca_certificate, wanted, renewal_action(args, wanted))
+    return Https(files.cer, files.key, renewer)
+
+
+def renewal_action(
+    args: argparse.Namespace, wanted: list[x509.GeneralName]
+) -> Callable[[str], None]:
+    """What the renewal thread does when the certificate falls due.
+
+    It runs ``https-certificate`` in a process of its own, which reads the password anew from
+    the password file (or the demo CA's), else from the environment; a prompt's answer is
+    never kept, so without a file or variable it only says that a restart is due.
+    """
+    data_dir: Path = args.data_dir
+    password_file = demo.password_file(args, data_dir)
+    unattended = password_file is not None or bool(os.environb.get(admin.CA_PASSWORD_ENV.encode()))
+    command = [sys.executable, "-m", ENTRY_MODULE, "--data-dir", str(data_dir.resolve())]
+    command.append("https-certificate")
+    for name in wanted:
+        command += ["--name", str(name.value)]
+    if password_file is not None:
+        command += ["--password-file", str(password_file.resolve())]
+    # The same package, wherever the server was started from.
+    package_parent = str(Path(pki_soap.__file__).resolve().parent.parent)
+    python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+
+    def renew(why: str) -> None:
+        if not unattended:
+            _report(
+                f"the HTTPS certificate must be renewed ({why}), but there is no password "
+                "file or environment variable to read the CA key password from: restart "
+                "serve --tls, or start it with --password-file"
+            )
+            return
+        _report(f"renewing the HTTPS certificate ({why})")
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": python_path},
+            check=False,
+        )
+        for line in (done.stdout + done.stderr).splitlines():
+            _report(line)
+
+    return renew
+
+
+def _report(line: str) -> None:
+    """One line of the running server's log (stderr, as gunicorn's)."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+    print(f"[{stamp}] [{os.getpid()}] [pki-soap] {line}", file=sys.stderr, flush=True)

@@ -1,10 +1,11 @@
 """CAClient: talks SOAP to any PKI.CAServer (ours or a real InterSystems one) through zeep.
 
 zeep builds the requests from the IRIS-faithful WSDL (the server's ``?WSDL`` when it serves a
-usable one, else the packaged ``wire/CAServer.wsdl``) and sends them; the answers are read here
-with a locked-down lxml parser instead of zeep's typed parsing, because a real IRIS server's
-answers are looser than any WSDL says (string-ordered DataSets, extra schema siblings, a result
-element whose name is not significant) and a fault's meaning is in its ``<detail>`` text.
+usable one, else the packaged ``soap/CAServer.wsdl``) and sends them; the answers are read
+(pki_soap.client.answers) with a locked-down lxml parser instead of zeep's typed parsing,
+because a real IRIS server's answers are looser than any WSDL says (string-ordered DataSets,
+extra schema siblings, a result element whose name is not significant) and a fault's meaning
+is in its ``<detail>`` text.
 
 Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 ``http://pki.intersystems.com/PKI.CAServer.<Method>`` unquoted and always present,
@@ -15,9 +16,6 @@ Requests look like an InterSystems client's (wire-protocol.md §8): SOAPAction
 from __future__ import annotations
 
 import contextlib
-import http.client
-import re
-import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -40,8 +38,16 @@ from lxml import etree
 
 from pki_soap import __version__
 from pki_soap.ca.names import CSR_FIELD_LIMITS, check_root
+from pki_soap.client.answers import children, invalid_answer, local_name, read_answer
+from pki_soap.client.transport import (
+    VerifyingAdapter,
+    WireExchange,
+    network_reason,
+    never_sent,
+    tls_reason,
+    tracer,
+)
 from pki_soap.errors import (
-    BadSoapRequest,
     InvalidField,
     InvalidInput,
     InvalidRoot,
@@ -49,48 +55,22 @@ from pki_soap.errors import (
     PkiError,
     ServerUnreachable,
     UntrustedServer,
-    error_for_number,
 )
 from pki_soap.escaping import has_control
 from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, read_dataset
+from pki_soap.soap.envelope import CONTENT_TYPE, SERVICE_NS
 
-TNS = "http://pki.intersystems.com"
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-BINDING = f"{{{TNS}}}CAServerSoap"
-SOAP_ACTION_PREFIX = f"{TNS}/PKI.CAServer."
-CONTENT_TYPE = "text/xml; charset=UTF-8"
+BINDING = f"{{{SERVICE_NS}}}CAServerSoap"
+SOAP_ACTION_PREFIX = f"{SERVICE_NS}/PKI.CAServer."
 USER_AGENT = f"pki-soap/{__version__} (CAClient)"
 DEFAULT_PATH = "/isc/pki/PKI.CAServer.cls"
 # The packaged copy of the WSDL a real IRIS server generates (wire-protocol.md §6).
 PACKAGED_WSDL = WSDL_FILE
 
-_ERROR_TEXT = re.compile(r"ERROR\s*#\s*(\d+)\s*:\s*(.*)", re.DOTALL)
-# faultstrings that say nothing: the IRIS engine's own; the detail text is the real message.
-_GENERIC_FAULTSTRINGS = {
-    "",
-    "server application error",
-    "internal server error",
-    "badly formed soap message",
-}
-_XML_MEDIA_TYPES = ("text/xml", "application/soap+xml", "application/xml")
 _METHODS = frozenset({"GetCertificate", "ListCertificates", "SubmitCSR"})
 _LIST_MY = LIST_MY_COLUMNS
 _LIST_ALL = LIST_ALL_COLUMNS
-
-
-@dataclass(frozen=True)
-class WireExchange:
-    """One HTTP request the client sent and the answer it got, as bytes (for ``--trace``)."""
-
-    method: str
-    url: str
-    request_headers: list[tuple[str, str]]
-    request: bytes
-    status: int
-    reason: str
-    answer_headers: list[tuple[str, str]]
-    answer: bytes
 
 
 @dataclass(frozen=True)
@@ -120,33 +100,6 @@ class RemoteCertificate:
         return x509.load_pem_x509_certificate(self.contents.encode("utf-8"))
 
 
-class _Verifying(requests.adapters.HTTPAdapter):
-    """HTTPS that verifies exactly as the CAClient was told.
-
-    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's ``verify``
-    (psf/requests#3829), which would quietly trade the pinned CA for the system's; the
-    transport adapter has the last word on every request.
-    """
-
-    def __init__(self, verify: str | bool) -> None:
-        super().__init__()
-        self._verify = verify
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
-    ) -> requests.Response:
-        """Send ``request`` with this adapter's verification, whatever was asked."""
-        return super().send(
-            request, stream=stream, timeout=timeout, verify=self._verify, cert=cert, proxies=proxies
-        )
-
-
 class _IrisHeaders(zeep.plugins.Plugin):
     """Sends the HTTP headers an InterSystems client sends (zeep quotes the SOAPAction)."""
 
@@ -157,141 +110,10 @@ class _IrisHeaders(zeep.plugins.Plugin):
         operation: Any,
         binding_options: Any,
     ) -> tuple[etree._Element, dict[str, str]]:
+        """Set SOAPAction (unquoted) and Content-Type as an InterSystems client does."""
         http_headers["SOAPAction"] = SOAP_ACTION_PREFIX + operation.name
         http_headers["Content-Type"] = CONTENT_TYPE
         return envelope, http_headers
-
-
-def _tracer(trace: Callable[[WireExchange], object]) -> Callable[..., None]:
-    """A requests response hook handing each exchange's bytes to ``trace``."""
-
-    def hook(response: requests.Response, *args: object, **kwargs: object) -> None:
-        request = response.request
-        body = request.body or b""
-        sent = body.encode("utf-8") if isinstance(body, str) else body
-        trace(
-            WireExchange(
-                method=str(request.method),
-                url=str(request.url),
-                request_headers=[(k, _text(v)) for k, v in request.headers.items()],
-                request=sent if isinstance(sent, bytes) else b"(a streamed body)",
-                status=response.status_code,
-                reason=response.reason or "",
-                answer_headers=list(response.headers.items()),
-                answer=response.content,
-            )
-        )
-
-    return hook
-
-
-def _text(value: str | bytes) -> str:
-    return value if isinstance(value, str) else value.decode("latin-1")
-
-
-def _safe_parser() -> etree.XMLParser:
-    # No DTDs, no entities, no network, libxml2's size and depth limits kept.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server (no connection was made)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        reason = getattr(current, "reason", None)
-        nested = reason if isinstance(reason, BaseException) else None
-        args = [arg for arg in current.args if isinstance(arg, BaseException)]
-        current = current.__cause__ or current.__context__ or nested or (args[0] if args else None)
-    return False
-
-
-def _network_reason(exc: BaseException, timeout: float) -> str:
-    """A short human reason for a requests failure (the OS error deep in the chain)."""
-    if isinstance(exc, requests.Timeout):
-        return f"no answer within {timeout:g} seconds"
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        # An HTTPS server closes a plain-HTTP connection; one that has not read all of the
-        # request yet (gevent workers) resets it: the same cause either way.
-        if isinstance(current, http.client.RemoteDisconnected | ConnectionResetError):
-            return (
-                "the server closed the connection without an answer (as an HTTPS server does "
-                "to plain HTTP: is the client configured for TLS?)"
-            )
-        if isinstance(current, OSError) and current.strerror:
-            return str(current.strerror)
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return type(exc).__name__
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it wraps (causes, contexts, reasons, arguments)."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        stack.extend(current.args)
-
-
-# OpenSSL's X509_V_ERR_* codes that mean "not issued by a CA we trust".
-_UNTRUSTED_ISSUER = {2, 18, 19, 20, 21}
-_HOST_MISMATCH = {62, 64}  # host name, IP address
-_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
-
-
-def _tls_reason(exc: BaseException) -> str | None:
-    """Why a TLS handshake failed, in words; None when ``exc`` is not a TLS failure."""
-    for current in _causes(exc):
-        if isinstance(current, ssl.SSLCertVerificationError):
-            code, detail = current.verify_code, current.verify_message
-            if code in _HOST_MISMATCH:
-                return f"its certificate does not name the host connected to ({detail})"
-            if code in _UNTRUSTED_ISSUER:
-                return f"its certificate was not issued by the trusted CA certificate ({detail})"
-            if code == 10:
-                return "its certificate has expired"
-            return f"its certificate does not verify ({detail})"
-        if isinstance(current, ssl.SSLError):
-            if current.reason in _NOT_TLS:
-                return "it does not speak TLS on this port (plain HTTP? then configure without TLS)"
-            return f"the TLS handshake failed ({current.reason or current})"
-    return None
-
-
-def _local(element: etree._Element) -> str:
-    return str(etree.QName(element).localname)
-
-
-def _children(element: etree._Element) -> Iterator[etree._Element]:
-    """Element children only (no comments or processing instructions)."""
-    for child in element:
-        if isinstance(child.tag, str):
-            yield child
 
 
 class CAClient:
@@ -339,9 +161,9 @@ class CAClient:
         self._session = session or requests.Session()
         self._verify = verify
         if cafile is not None or not verify:
-            self._session.mount("https://", _Verifying(str(cafile) if cafile else False))
+            self._session.mount("https://", VerifyingAdapter(str(cafile) if cafile else False))
         if trace is not None:
-            self._session.hooks["response"].append(_tracer(trace))
+            self._session.hooks["response"].append(tracer(trace))
         self._lock = threading.Lock()
         self._service: zeep.proxy.ServiceProxy | None = None
         self._csr_fields: frozenset[str] = frozenset()
@@ -394,7 +216,7 @@ class CAClient:
         }
         csr = self._csr_argument(fields)
         wrapper = self._call("SubmitCSR", csr=csr)
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None or not (result.text or "").strip():
             raise self._invalid("SubmitCSR returned no result")
         return (result.text or "").strip()
@@ -418,7 +240,7 @@ class CAClient:
         wrapper = self._call(
             "ListCertificates", hostname=hostname or None, instance=instance or None
         )
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None:
             raise self._invalid("ListCertificates returned no DataSet")
         try:
@@ -454,12 +276,12 @@ class CAClient:
             raise InvalidInput(f"certificate number {str(number)!r} is not a decimal number")
         wanted = int(text)
         wrapper = self._call("GetCertificate", number=str(wanted))
-        result = next(_children(wrapper), None)
+        result = next(children(wrapper), None)
         if result is None:
             return None  # IRIS answers an unknown number with an empty response (§10 Q4)
         values: dict[str, str] = {}
-        for child in _children(result):
-            values.setdefault(_local(child), child.text or "")
+        for child in children(result):
+            values.setdefault(local_name(child), child.text or "")
         missing = [key for key in ("Number", "Filename", "Contents") if not values.get(key)]
         if missing:
             raise self._invalid(f"GetCertificate result lacks {', '.join(missing)}")
@@ -511,9 +333,7 @@ class CAClient:
         )
 
     def _invalid(self, reason: str) -> ServerUnreachable:
-        return ServerUnreachable(
-            f"CA server at {self.url} gave an invalid answer: {reason}", maybe_received=True
-        )
+        return invalid_answer(self.url, reason)
 
     def _row(self, columns: list[str], row: Mapping[str, str]) -> CertificateRow:
         number_text = row.get("Number", "").strip()
@@ -554,88 +374,16 @@ class CAClient:
             with self._unverified_quietly():
                 response = getattr(service, method)(**arguments)
         except requests.RequestException as exc:
-            tls_failure = _tls_reason(exc)
+            tls_failure = tls_reason(exc)
             if tls_failure is not None:
                 raise self._untrusted(tls_failure) from exc
             raise self._unreachable(
-                _network_reason(exc, self.timeout), maybe_received=not _never_sent(exc)
+                network_reason(exc, self.timeout), maybe_received=not never_sent(exc)
             ) from exc
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request from the server's WSDL.
             raise InvalidInput(f"{method} request could not be built: {exc}") from exc
-        return self._read_response(method, response)
-
-    def _read_response(self, method: str, response: requests.Response) -> etree._Element:
-        status = response.status_code
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        summary = f"HTTP {status} {response.reason or ''}".rstrip()
-        if media_type not in _XML_MEDIA_TYPES:
-            raise self._invalid(f"{summary} with Content-Type {media_type or 'none'!r}, not SOAP")
-        try:
-            root = etree.fromstring(response.content, parser=_safe_parser())
-        except etree.XMLSyntaxError as exc:
-            raise self._invalid(f"{summary}, malformed XML: {exc.msg or exc}") from exc
-        if root.getroottree().docinfo.doctype:
-            raise self._invalid("the answer carries a DTD")
-        body = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
-        if body is None:
-            raise self._invalid(f"{summary}, not a SOAP 1.1 envelope")
-        first = next(_children(body), None)
-        if first is not None and first.tag == f"{{{SOAP_ENV}}}Fault":
-            raise self._fault(first)
-        if status not in (200, 201):
-            raise self._invalid(f"{summary} without a SOAP fault")
-        if first is None:
-            raise self._invalid(f"{method} answer has an empty Body")
-        namespace = etree.QName(first).namespace
-        if namespace not in (TNS, None):
-            raise self._invalid(f"{method} answer wrapper is in namespace {namespace!r}")
-        return first
-
-    def _fault(self, fault: etree._Element) -> PkiError:
-        """The PkiError for a SOAP 1.1 Fault (class by the detail's ``ERROR #n``)."""
-
-        def text_of(name: str) -> str:
-            node = fault.find(name)
-            return "" if node is None else "".join(node.itertext()).strip()
-
-        code = text_of("faultcode")
-        faultstring = text_of("faultstring")
-        detail = fault.find("detail")
-        texts: list[str] = []
-        if detail is not None:
-            texts = [
-                "".join(node.itertext()).strip()
-                for node in detail.iter()
-                if isinstance(node.tag, str) and _local(node) == "text"
-            ]
-            if not texts and "".join(detail.itertext()).strip():
-                texts = ["".join(detail.itertext()).strip()]
-        number: int | None = None
-        detail_messages: list[str] = []
-        for text in texts:
-            match = _ERROR_TEXT.match(text)
-            if match:
-                number = number if number is not None else int(match.group(1))
-                detail_messages.append(match.group(2).strip())
-            elif text:
-                detail_messages.append(text)
-        own = _ERROR_TEXT.match(faultstring)
-        if own:
-            number = number if number is not None else int(own.group(1))
-            faultstring = own.group(2).strip()
-        if faultstring.lower() in _GENERIC_FAULTSTRINGS and detail_messages:
-            message = "; ".join(detail_messages)
-        else:
-            message = faultstring or f"the CA server answered with a {code or 'SOAP'} fault"
-        client_side = code.split(":")[-1].startswith("Client")
-        if number is not None:
-            cls = error_for_number(number)
-            if cls is PkiError and client_side:
-                cls = InvalidInput
-        else:
-            cls = BadSoapRequest if client_side else PkiError
-        return cls(message)
+        return read_answer(self.url, method, response)
 
     def _ensure_service(self) -> zeep.proxy.ServiceProxy:
         with self._lock:
@@ -646,7 +394,7 @@ class CAClient:
     def _build_service(self) -> zeep.proxy.ServiceProxy:
         settings = zeep.settings.Settings(
             strict=True,
-            raw_response=True,  # answers are read by _read_response, see the module docstring
+            raw_response=True,  # answers are read by answers.read_answer
             forbid_dtd=True,
             forbid_external=True,
             forbid_entities=True,
@@ -666,17 +414,17 @@ class CAClient:
             if missing:
                 raise LookupError(f"the binding lacks {', '.join(sorted(missing))}")
             service = client.create_service(BINDING, self.url)  # type: ignore[no-untyped-call]
-            csr_type = client.get_type(f"{{{TNS}}}CSR")  # type: ignore[no-untyped-call]
+            csr_type = client.get_type(f"{{{SERVICE_NS}}}CSR")  # type: ignore[no-untyped-call]
             return service, frozenset(name for name, _ in csr_type.elements)
 
         location = self._wsdl or self.url + ("&" if "?" in self.url else "?") + "WSDL"
         try:
             service, self._csr_fields = stub_for(location)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            tls_failure = _tls_reason(exc)
+            tls_failure = tls_reason(exc)
             if tls_failure is not None:
                 raise self._untrusted(tls_failure) from exc
-            raise self._unreachable(_network_reason(exc, self.timeout)) from exc
+            raise self._unreachable(network_reason(exc, self.timeout)) from exc
         except Exception as exc:
             if self._wsdl is not None:
                 raise InvalidInput(f"WSDL {location} is unusable: {exc}") from exc

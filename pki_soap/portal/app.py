@@ -68,6 +68,7 @@ class FormErrors:
         return bool(self.fields or self.general)
 
     def add(self, name: str | None, message: str) -> None:
+        """Note ``message`` for the field ``name`` (its first one stays), or for the whole form."""
         if name is None:
             self.general.append(message)
         else:
@@ -109,9 +110,11 @@ class Page:
         self.session.flashes.append((kind, text))
 
     def redirect(self, endpoint: str, **values: Any) -> Response:
+        """A 303 to ``endpoint``: after a POST the browser asks again with GET."""
         return Response(status=303, headers={"Location": self.url_for(endpoint, **values)})
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        """Render ``template`` with the page's links, CSRF token and messages (shown once)."""
         flashes, self.session.flashes = self.session.flashes, []
         body = self.portal.templates.get_template(template).render(
             url_for=self.url_for,
@@ -123,12 +126,18 @@ class Page:
         )
         return Response(body, status=status, mimetype="text/html")
 
+    def render_form(self, template: str, errors: FormErrors, **context: Any) -> Response:
+        """Render a page with a form: status 400 when ``errors`` holds any, else 200."""
+        return self.render(template, status=400 if errors else 200, errors=errors, **context)
+
     @property
     def store(self) -> Store:
+        """The data directory's store (opened once per process)."""
         return self.portal.store()
 
     @property
     def server(self) -> CAServer:
+        """The data directory's CA server (opened once per process)."""
         return self.portal.ca_server()
 
 

@@ -1,11 +1,12 @@
 """The portal's safety: administrator password, signed session cookies, CSRF tokens, networks.
 
 The administrator password is kept as an Argon2id hash in ``portal.json`` (mode 0600) in the
-data directory, beside the store.  Sessions live in a signed cookie (HMAC-SHA256 with a random
-key kept in ``portal-session.secret``, mode 0600) that names a session id the store keeps
-while the session is open, so every gunicorn worker accepts every other worker's sessions and
-a session ends on the server: at sign-out (a copied cookie stops working too) and when a new
-password is set (every session).  The signature also covers a tag of the password hash.
+data directory, beside the store.  Sessions live in a cookie signed by itsdangerous
+(HMAC-SHA256 with a random key kept in ``portal-session.secret``, mode 0600) that names a
+session id the store keeps while the session is open, so every gunicorn worker accepts every
+other worker's sessions and a session ends on the server: at sign-out (a copied cookie stops
+working too) and when a new password is set (every session).  The signature also covers a tag
+of the password hash.
 
 Failed sign-ins are counted in the store per client address and for the account
 (:class:`LoginThrottle`): past a few, each further try must wait a delay that doubles.
@@ -13,10 +14,8 @@ Failed sign-ins are counted in the store per client address and for the account
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import hashlib
-import hmac
 import ipaddress
 import json
 import math
@@ -30,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from pki_soap.errors import InvalidInput, PkiError
-from pki_soap.files import write_private_file
+from pki_soap.files import fsync_directory, write_private_file
 
 if TYPE_CHECKING:
     from pki_soap.store import Store
@@ -109,29 +109,33 @@ def load_secret(data_dir: Path) -> bytes:
         raise PkiError(f"cannot read {path}: {exc.strerror}") from exc
     if len(secret) >= 32:
         return secret
-    candidate = secrets.token_bytes(32)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(candidate)
-            handle.flush()
-            os.fsync(handle.fileno())
         if path.exists():
-            os.replace(temp, path)  # a short or empty leftover: replace it
+            write_private_file(path, secrets.token_bytes(32))  # a short or empty leftover
         else:
-            # link() refuses to overwrite: of two workers starting together, one key wins.
-            try:
-                os.link(temp, path)
-            except FileExistsError:
-                pass
-            temp.unlink(missing_ok=True)
+            _create_once(path, secrets.token_bytes(32))
         secret = path.read_bytes()
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise PkiError(f"cannot create {path}: {exc.strerror}") from exc
     return secret
+
+
+def _create_once(path: Path, data: bytes) -> None:
+    """Create ``path`` (0600) holding ``data`` unless another process created it first.
+
+    write_private_file replaces whatever is there, which would let two workers starting
+    together each keep a key of their own; link() refuses to overwrite, so one key wins
+    and both read it.  The file to link is written, 0600 and fsynced, by write_private_file.
+    """
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    try:
+        write_private_file(temp, data)
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
 
 
 def parse_networks(networks: Iterable[str] | None) -> list[IPNetwork]:
@@ -185,6 +189,7 @@ class Session:
     id: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The session with one-letter keys: the cookie stays far below browsers' 4 KB."""
         return {
             "c": self.csrf,
             "a": self.authenticated,
@@ -197,6 +202,7 @@ class Session:
 
     @classmethod
     def from_json(cls, data: Any) -> Session | None:
+        """The session :meth:`to_json` wrote; None for anything else."""
         try:
             return cls(
                 csrf=str(data["c"]),
@@ -226,6 +232,7 @@ class ThrottleRule:
     longest: float
 
     def delay(self, failures: int) -> float:
+        """Seconds to wait after the last of ``failures`` failed sign-ins in a row."""
         if failures < self.free:
             return 0.0
         return min(self.first * 2.0 ** (failures - self.free), self.longest)
@@ -254,7 +261,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(address: str | None) -> list[tuple[str, ThrottleRule]]:
-        from pki_soap.server.tasks import client_key
+        from pki_soap.server.tasks.submit import client_key
 
         by_address = f"address:{client_key(address) or '?'}"
         return [(by_address, ADDRESS_RULE), (_ACCOUNT_KEY, ACCOUNT_RULE)]
@@ -285,32 +292,29 @@ class LoginThrottle:
 
 
 class SessionSigner:
-    """Turns a :class:`Session` into a tamper-proof cookie value and back."""
+    """Turns a :class:`Session` into a tamper-proof cookie value and back.
+
+    itsdangerous signs the JSON with HMAC-SHA256 under a key derived from the data
+    directory's secret and a salt that is the cookie's purpose.
+    """
 
     def __init__(self, secret: bytes) -> None:
-        self._key = hashlib.sha256(b"pki-soap portal session\0" + secret).digest()
+        self._serializer = URLSafeSerializer(
+            secret,
+            salt="pki-soap portal session",
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
 
     def dumps(self, session: Session) -> str:
-        payload = base64.urlsafe_b64encode(
-            json.dumps(session.to_json(), separators=(",", ":")).encode()
-        ).rstrip(b"=")
-        mac = base64.urlsafe_b64encode(
-            hmac.new(self._key, payload, hashlib.sha256).digest()
-        ).rstrip(b"=")
-        return (payload + b"." + mac).decode("ascii")
+        """The signed cookie value holding ``session``."""
+        return self._serializer.dumps(session.to_json())
 
     def loads(self, value: str | None) -> Session | None:
         """The session in ``value``, or None if absent, forged or malformed."""
         if not value or len(value) > 3800:
             return None
-        payload, _, mac = value.encode("ascii", "replace").partition(b".")
-        expected = base64.urlsafe_b64encode(
-            hmac.new(self._key, payload, hashlib.sha256).digest()
-        ).rstrip(b"=")
-        if not hmac.compare_digest(mac, expected):
-            return None
         try:
-            data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-        except (ValueError, binascii.Error):
+            data = self._serializer.loads(value)
+        except BadSignature:
             return None
         return Session.from_json(data)

@@ -7,8 +7,8 @@ from pathlib import Path
 from werkzeug.wrappers import Response
 
 from pki_soap import messages
-from pki_soap.ca import names
-from pki_soap.client import tasks as client_tasks
+from pki_soap.ca import fingerprints, names
+from pki_soap.client import configuration, fetching, submission
 from pki_soap.client.soap_client import CertificateRow
 from pki_soap.errors import InvalidRoot, PkiError
 from pki_soap.portal import forms
@@ -71,7 +71,7 @@ def configure(page: Page) -> Response:
             errors.add("contact_email", "Enter an e-mail address such as someone@example.com.")
         if not errors and port is not None:
             try:
-                client_tasks.configure(
+                configuration.configure(
                     store,
                     server=values["server"],
                     port=port,
@@ -91,12 +91,11 @@ def configure(page: Page) -> Response:
                 saved = store.client_config()
                 if saved is not None:
                     values["hostname"], values["instance"] = saved.hostname, saved.instance
-    return page.render(
+    return page.render_form(
         "client_configure.html",
-        status=400 if errors else 200,
+        errors,
         values=values,
         tls=tls,
-        errors=errors,
         result=result,
     )
 
@@ -148,7 +147,7 @@ def submit(page: Page) -> Response:
             errors.add(None, "Configure the Certificate Authority client first.")
         if not errors and root is not None and subject is not None:
             try:
-                result = client_tasks.submit(
+                result = submission.submit(
                     store,
                     page.data_dir,
                     root=root,
@@ -161,11 +160,10 @@ def submit(page: Page) -> Response:
                 errors.add("root", forms.sentence(exc.message))
             except PkiError as exc:
                 errors.add(None, forms.sentence(exc.message))
-    return page.render(
+    return page.render_form(
         "client_submit.html",
-        status=400 if errors else 200,
+        errors,
         values=values,
-        errors=errors,
         result=result,
         configured=config is not None,
     )
@@ -183,12 +181,12 @@ def ca_certificate(page: Page) -> Response:
         expected = None
         if values["fingerprint"]:
             try:
-                expected = names.parse_fingerprint(values["fingerprint"])
+                expected = fingerprints.parse_fingerprint(values["fingerprint"])
             except PkiError as exc:
                 errors.add("fingerprint", forms.sentence(exc.message))
         if not errors:
             try:
-                path, fingerprint = client_tasks.get_ca_certificate(
+                path, fingerprint = fetching.get_ca_certificate(
                     page.store,
                     page.data_dir,
                     force=page.request.form.get("force") == "yes",
@@ -200,17 +198,16 @@ def ca_certificate(page: Page) -> Response:
                 result = messages.ca_certificate_saved(fingerprint, path)
                 saved = path.name
     config = page.store.client_config()
-    pinned = client_tasks.pinned_ca(page.data_dir)
-    return page.render(
+    pinned = configuration.pinned_ca(page.data_dir)
+    return page.render_form(
         "client_ca_certificate.html",
-        status=400 if errors else 200,
-        errors=errors,
+        errors,
         values=values,
         result=result,
         saved=saved,
         configured=config is not None,
         tls=config is not None and config.tls,
-        pinned=names.sha256_fingerprint(pinned) if pinned is not None else None,
+        pinned=fingerprints.sha256_fingerprint(pinned) if pinned is not None else None,
     )
 
 
@@ -228,7 +225,7 @@ def certificates(page: Page) -> Response:
             errors.add(None, "Choose a certificate to get.")
         else:
             try:
-                path, fingerprint, number = client_tasks.get_certificate(
+                path, fingerprint, number = fetching.get_certificate(
                     store,
                     page.data_dir,
                     int(number_text),
@@ -242,13 +239,12 @@ def certificates(page: Page) -> Response:
     rows: list[CertificateRow] = []
     if config is not None:
         try:
-            rows = client_tasks.list_certificates(store, page.data_dir, all=show_all)
+            rows = fetching.list_certificates(store, page.data_dir, all=show_all)
         except PkiError as exc:
             errors.add(None, _portal_wording(exc))
-    return page.render(
+    return page.render_form(
         "client_certificates.html",
-        status=400 if errors else 200,
-        errors=errors,
+        errors,
         rows=rows,
         show_all=show_all,
         result=result,

@@ -6,7 +6,7 @@ Every front end gets its CA server from here: each CLI command opens the data di
 two sets of SQLite connections to one database, and nothing but SQLite opens or closes the
 database files: closing any descriptor of a database file drops every POSIX lock the process
 holds on it, which is how a second opener used to let another process delete the WAL under
-the server (docs/architecture.md, "SQLite's corruption list").
+the server (docs/decisions.md, "SQLite's corruption list").
 
 A server process opens its data directory lazily, at the first request after the fork, and
 never uses connections made before a fork: connections carried across ``fork()`` share lock

@@ -11,10 +11,8 @@ at once, then at most one message per :data:`DIGEST_INTERVAL` listing everything
 that arrived meanwhile (queued by the retry pass), so a flood of submissions
 cannot flood the administrator's mailbox through the CA's SMTP account.
 
-Everything a SOAP client chose is a stranger's text here: each value is written
-with :func:`pki_soap.escaping.for_mail_body` / ``for_mail_header``, and each
-command we suggest quotes it with ``for_shell``, so a pasted line runs exactly
-the command shown.
+What each notice says is :mod:`pki_soap.server.notices`' business (a stranger's text made
+safe there); how one SMTP session goes is :mod:`pki_soap.server.smtp`'s.
 
 Exactly once: only the holder of an exclusive lock on ``pki.sqlite3.mail.lock``
 (an ``flock``, so it works across threads and processes) sends, and it reads
@@ -23,12 +21,8 @@ the SMTP server accepted it, before ``QUIT``.  The only window left is a crash
 between the server's ``250`` reply and that mark.  The ``Message-ID`` is stable
 across attempts, so a receiving system can still drop such a duplicate.
 
-Transport: SMTP on the configured port (25 by default; 465 means TLS from the
-first byte), STARTTLS whenever the server offers it (the default SSL context,
-optionally trusting an extra CA file: ``Notifier(cafile=...)``, which the
-command line takes from the ``PKI_SMTP_CAFILE`` environment variable), and
-``AUTH`` when a user and password are configured — never over an unencrypted
-connection.
+An extra CA file trusted for the SMTP server is given as ``Notifier(cafile=...)``; the command
+line takes it from the ``PKI_SMTP_CAFILE`` environment variable.
 """
 
 from __future__ import annotations
@@ -37,19 +31,14 @@ import fcntl
 import logging
 import os
 import smtplib
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
-from pki_soap.ca import names
-from pki_soap.escaping import for_mail_body, for_mail_header, for_shell
+from pki_soap.server import notices, smtp
 from pki_soap.store import IssuedCertificate, Mail, PendingRequest, Revocation, ServerConfig, Store
 
 log = logging.getLogger(__name__)
@@ -57,8 +46,6 @@ log = logging.getLogger(__name__)
 SMTP_CAFILE_ENV = "PKI_SMTP_CAFILE"
 """Environment variable the command line reads for an extra CA file trusted for the SMTP server."""
 
-DEFAULT_SMTP_PORT = 25
-IMPLICIT_TLS_PORT = 465
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
 RETRY_INTERVAL = 30.0
@@ -68,10 +55,6 @@ RETRY_INTERVAL = 30.0
 LOCK_WAIT = 30.0
 DIGEST_INTERVAL = timedelta(minutes=5)
 """At most one new-CSR message to the administrator per this interval."""
-DIGEST_DETAILED = 20
-"""Requests a digest describes in full; the next ones get one line each."""
-DIGEST_LISTED = 200
-"""Requests a digest names at all; beyond, it only counts them."""
 
 
 def _utc_now() -> datetime:
@@ -83,10 +66,6 @@ def retry_delay(attempts: int) -> timedelta:
     exponent = min(max(attempts - 1, 0), 12)  # 2**12 minutes is far past the cap
     delay: timedelta = FIRST_RETRY * (2**exponent)
     return min(delay, LONGEST_RETRY)
-
-
-class _DeliveryFailed(Exception):
-    """Internal: one SMTP attempt failed; the text is what `status` shows."""
 
 
 class Notifier:
@@ -139,22 +118,7 @@ class Notifier:
         """
         if not cfg.smtp_server or not cfg.admin_email:
             return None
-        where = _where(cfg)
-        body = "\n".join(
-            [
-                f"The Certificate Authority server {where} has been configured.",
-                "",
-                f"CA certificate file:   {_ca_file(cfg)}",
-                "Certificate Authority Certificate SHA-1 fingerprint:",
-                f"  {fingerprint}",
-                f"Issued certificates are valid for {cfg.days} days.",
-                "",
-                "This address receives a notice for every new Certificate Signing Request.",
-                "Compare the fingerprint above with the one CA clients report when they",
-                "download the CA certificate.",
-            ]
-        )
-        self._notify(cfg.admin_email, "Certificate Authority server configured", body, cfg)
+        self._notify(cfg.admin_email, *notices.configured(cfg, fingerprint), cfg)
         return cfg.admin_email
 
     def request_received(self, req: PendingRequest, fingerprint: str) -> None:
@@ -193,7 +157,7 @@ class Notifier:
             arrivals = self._store.take_arrivals()
             if not arrivals:
                 return None
-            subject, body = _digest(cfg, arrivals)
+            subject, body = notices.digest(cfg, arrivals)
             mail_id = self._store.queue_mail(cfg.admin_email, subject, body)
             self._store.set_digest_sent(now)
         return mail_id
@@ -204,27 +168,7 @@ class Notifier:
         Raises:
             Nothing: delivery problems stay in the outbox.
         """
-        cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not _mailable(req.contact_email):
-            return
-        body = "\n".join(
-            [
-                *_to_contact(req, "was approved by the Certificate Authority"),
-                f"{_where(cfg)}.",
-                "",
-                f"Certificate number: {cert.number}",
-                f"File name:          {for_mail_body(cert.filename)}",
-                f"Subject:            {for_mail_body(cert.subject or req.subject or '(none)')}",
-                "",
-                "Download it with the CA client:",
-                f"  client_app.py get {cert.number}",
-                "(or with the GetCertificate web method, number "
-                f"{cert.number}), and the CA certificate with",
-                "  client_app.py get-ca",
-            ]
-        )
-        subject = for_mail_header(f'Certificate number {cert.number} issued for "{req.filename}"')
-        self._notify(req.contact_email or "", subject, body, cfg)
+        self._tell(req.contact_email, lambda cfg: notices.issued(cfg, cert, req))
 
     def request_deleted(self, req: PendingRequest) -> None:
         """Tell the request's contact that the request was not approved.
@@ -232,21 +176,7 @@ class Notifier:
         Raises:
             Nothing: delivery problems stay in the outbox.
         """
-        cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not _mailable(req.contact_email):
-            return
-        body = "\n".join(
-            [
-                *_to_contact(req, "was not approved: the Certificate Authority"),
-                f"{_where(cfg)} deleted it without issuing a certificate.",
-                "",
-                "Please contact the Certificate Authority administrator"
-                + (f" ({cfg.admin_email})" if cfg.admin_email else "")
-                + " before submitting a new request.",
-            ]
-        )
-        subject = for_mail_header(f'Certificate Signing Request "{req.filename}" not approved')
-        self._notify(req.contact_email or "", subject, body, cfg)
+        self._tell(req.contact_email, lambda cfg: notices.deleted(cfg, req))
 
     def certificate_revoked(self, cert: IssuedCertificate, revocation: Revocation) -> None:
         """Tell the certificate's contact it was revoked (or put on hold), when and why.
@@ -256,33 +186,7 @@ class Notifier:
         Raises:
             Nothing: delivery problems stay in the outbox.
         """
-        cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not cert.contact_email:
-            return
-        hold = revocation.reason == "certificateHold"
-        body = "\n".join(
-            [
-                f"Dear {cert.contact_name or 'certificate holder'},",
-                "",
-                f"Certificate number {cert.number} (file name {cert.filename}, host "
-                f"{cert.hostname}, instance {cert.instance})",
-                f"was {'put on hold' if hold else 'revoked'} by the Certificate Authority "
-                f"{_where(cfg)}.",
-                "",
-                f"Subject:         {cert.subject or '(none)'}",
-                f"Revoked at:      {revocation.revoked:%Y-%m-%d %H:%M:%S} UTC",
-                f"Reason:          {revocation.reason}",
-                "",
-                "Relying parties that check the CRL or ask the OCSP responder now refuse it."
-                if not hold
-                else "Relying parties refuse it until the hold is released.",
-                "Please contact the Certificate Authority administrator"
-                + (f" ({cfg.admin_email})" if cfg.admin_email else "")
-                + " with any question, and submit a new request if you need a certificate.",
-            ]
-        )
-        verb = "put on hold" if hold else "revoked"
-        self._notify(cert.contact_email, f"Certificate number {cert.number} {verb}", body, cfg)
+        self._tell(cert.contact_email, lambda cfg: notices.revoked(cfg, cert, revocation))
 
     def hold_released(self, cert: IssuedCertificate) -> None:
         """Tell the certificate's contact that its hold was released: it is valid again.
@@ -290,20 +194,17 @@ class Notifier:
         Raises:
             Nothing: delivery problems stay in the outbox.
         """
+        self._tell(cert.contact_email, lambda cfg: notices.released(cfg, cert))
+
+    def _tell(
+        self, contact: str | None, compose: Callable[[ServerConfig], tuple[str, str]]
+    ) -> None:
+        """Queue (and send) the notice ``compose`` writes, if mail is set up and ``contact``
+        is one address."""
         cfg = self._store.server_config()
-        if cfg is None or not cfg.smtp_server or not cert.contact_email:
+        if cfg is None or not cfg.smtp_server or not notices.mailable(contact):
             return
-        body = "\n".join(
-            [
-                f"Dear {cert.contact_name or 'certificate holder'},",
-                "",
-                f"The hold on certificate number {cert.number} (file name {cert.filename}, host",
-                f"{cert.hostname}, instance {cert.instance}) was released by the Certificate",
-                f"Authority {_where(cfg)}: it is valid again.",
-            ]
-        )
-        subject = f"Certificate number {cert.number} valid again"
-        self._notify(cert.contact_email, subject, body, cfg)
+        self._notify(contact, *compose(cfg), cfg)
 
     # -- the outbox --------------------------------------------------------
 
@@ -437,11 +338,11 @@ class Notifier:
         delivered = 0
         remaining = list(mails)
         try:
-            with self._connection(cfg) as smtp:
+            with smtp.session(cfg, cafile=self._cafile, timeout=self._timeout) as session:
                 while remaining:
                     mail = remaining[0]
                     try:
-                        smtp.send_message(self._message(cfg, mail))
+                        session.send_message(smtp.message(cfg, mail))
                     except (
                         smtplib.SMTPRecipientsRefused,
                         smtplib.SMTPSenderRefused,
@@ -450,14 +351,14 @@ class Notifier:
                         # This message only (smtplib reset the transaction): the next one
                         # may still go through on the same connection.
                         remaining.pop(0)
-                        self._failed(mail, _smtp_error_text(exc))
+                        self._failed(mail, smtp.error_text(exc))
                         continue
                     remaining.pop(0)
                     self._store.mail_sent(mail.id)
                     delivered += 1
                     self.last_error = None
-        except (_DeliveryFailed, smtplib.SMTPException, OSError) as exc:
-            reason = _smtp_error_text(exc)
+        except (smtp.DeliveryFailed, smtplib.SMTPException, OSError) as exc:
+            reason = smtp.error_text(exc)
             for mail in remaining:
                 self._failed(mail, reason)
         return delivered
@@ -475,171 +376,3 @@ class Notifier:
             reason,
         )
         self._store.mail_failed(mail.id, reason, next_attempt)
-
-    def _message(self, cfg: ServerConfig, mail: Mail) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = _sender(cfg)
-        message["To"] = mail.recipient
-        message["Subject"] = mail.subject
-        message["Date"] = format_datetime(_utc_now())
-        # Stable across retries, so a receiving system can drop a rare duplicate.
-        message["Message-ID"] = f"<pki-soap.{mail.id}.{_created_stamp(mail)}@{_mail_domain(cfg)}>"
-        message.set_content(mail.body)
-        return message
-
-    @contextmanager
-    def _connection(self, cfg: ServerConfig) -> Iterator[smtplib.SMTP]:
-        host = cfg.smtp_server or ""
-        port = cfg.smtp_port or DEFAULT_SMTP_PORT
-        context = ssl.create_default_context(cafile=self._cafile)
-        smtp: smtplib.SMTP
-        try:
-            if port == IMPLICIT_TLS_PORT:
-                smtp = smtplib.SMTP_SSL(host, port, timeout=self._timeout, context=context)
-            else:
-                smtp = smtplib.SMTP(host, port, timeout=self._timeout)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise _DeliveryFailed(f"cannot connect to SMTP server {host}:{port}: {exc}") from exc
-        try:
-            smtp.ehlo()
-            encrypted = port == IMPLICIT_TLS_PORT
-            if not encrypted and smtp.has_extn("starttls"):
-                smtp.starttls(context=context)
-                smtp.ehlo()
-                encrypted = True
-            if cfg.smtp_user and cfg.smtp_password:
-                if not encrypted:
-                    raise _DeliveryFailed(
-                        f"SMTP server {host}:{port} does not offer STARTTLS; "
-                        "refusing to send the SMTP password unencrypted"
-                    )
-                smtp.login(cfg.smtp_user, cfg.smtp_password)
-            yield smtp
-        finally:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
-
-
-def _to_contact(req: PendingRequest, verdict: str) -> list[str]:
-    """The opening lines of a notice to a request's contact: greeting, which request, verdict."""
-    filename, hostname = for_mail_body(req.filename), for_mail_body(req.hostname)
-    return [
-        f"Dear {for_mail_body(req.contact_name)},",
-        "",
-        f'Your Certificate Signing Request "{filename}" (host {hostname},',
-        f"instance {for_mail_body(req.instance)}) {verdict}",
-    ]
-
-
-def _mailable(address: str | None) -> bool:
-    """A contact address we send to: exactly one valid address (a list, or a name, never)."""
-    if not address:
-        return False
-    if names.is_email_address(address):
-        return True
-    log.info("no notice to %s: not one e-mail address", for_mail_header(address))
-    return False
-
-
-def _digest(cfg: ServerConfig, arrivals: list[tuple[PendingRequest, str]]) -> tuple[str, str]:
-    """Subject and body of the administrator's new-CSR message for ``arrivals``."""
-    if len(arrivals) == 1:
-        req = arrivals[0][0]
-        subject = f'New Certificate Signing Request "{req.filename}" from {req.hostname}'
-        lines = [
-            "A Certificate Signing Request was submitted to the Certificate Authority",
-            f"{_where(cfg)}.",
-        ]
-    else:
-        subject = f"{len(arrivals)} new Certificate Signing Requests"
-        lines = [
-            f"{len(arrivals)} Certificate Signing Requests were submitted to the Certificate",
-            f"Authority {_where(cfg)} since the last notice.",
-        ]
-    lines += [
-        "",
-        "Verify each requester's identity and fingerprint with the contact (by phone or",
-        "in person) before issuing a certificate.",
-    ]
-    for req, fingerprint in arrivals[:DIGEST_DETAILED]:
-        name = for_shell(req.name)
-        lines += [
-            "",
-            f"Request name:   {for_mail_body(req.name)}",
-            f"Host name:      {for_mail_body(req.hostname)}",
-            f"Instance:       {for_mail_body(req.instance)}",
-            f"File name:      {for_mail_body(req.filename)}",
-            f"Subject:        {for_mail_body(req.subject or '(none given)')}",
-            f"Contact name:   {for_mail_body(req.contact_name)}",
-            f"Contact phone:  {for_mail_body(req.contact_phone or '(none given)')}",
-            f"Contact e-mail: {for_mail_body(req.contact_email or '(none given)')}",
-            "SHA-1 fingerprint of the request:",
-            f"  {for_mail_body(fingerprint)}",
-            "Show it, issue it (or --usage intermediate, --usage codesign), or reject it:",
-            for_mail_body(f"  server_app.py show {name}"),
-            for_mail_body(f"  server_app.py issue {name} --usage tls"),
-            for_mail_body(f"  server_app.py delete {name}"),
-        ]
-    rest = arrivals[DIGEST_DETAILED:]
-    if rest:
-        lines += ["", f"Also received ({len(rest)}; `server_app.py pending` lists them all):"]
-        for req, fingerprint in rest[: DIGEST_LISTED - DIGEST_DETAILED]:
-            lines.append(
-                f"  {for_mail_body(req.name)}  from {for_mail_body(req.hostname)}"
-                f"  SHA-1 {for_mail_body(fingerprint)}"
-            )
-        unnamed = len(rest) - (DIGEST_LISTED - DIGEST_DETAILED)
-        if unnamed > 0:
-            lines.append(f"  ... and {unnamed} more.")
-    return for_mail_header(subject), "\n".join(lines)
-
-
-def _where(cfg: ServerConfig) -> str:
-    return f"at instance {cfg.instance} on node {cfg.node}"
-
-
-def _ca_file(cfg: ServerConfig) -> str:
-    return str(Path(cfg.directory) / f"{cfg.root}.cer")
-
-
-def _mail_domain(cfg: ServerConfig) -> str:
-    if cfg.admin_email and "@" in cfg.admin_email:
-        return cfg.admin_email.rsplit("@", 1)[1]
-    return cfg.node or socket.getfqdn()
-
-
-def _sender(cfg: ServerConfig) -> str:
-    # Replies to a notice should reach the CA administrator.
-    if cfg.admin_email:
-        return cfg.admin_email
-    return f"pki-ca@{_mail_domain(cfg)}"
-
-
-def _created_stamp(mail: Mail) -> str:
-    created = mail.created
-    return created.strftime("%Y%m%d%H%M%S") if isinstance(created, datetime) else "0"
-
-
-def _smtp_error_text(exc: BaseException) -> str:
-    """One line for `status`: what went wrong, with the SMTP reply when there is one."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        parts = [
-            f"{recipient}: {code} {_decode(reply)}"
-            for recipient, (code, reply) in exc.recipients.items()
-        ]
-        return "recipient refused: " + "; ".join(parts)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return f"SMTP error {exc.smtp_code}: {_decode(exc.smtp_error)}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate of the SMTP server not trusted: {exc.verify_message}"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "SMTP server did not answer in time"
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _decode(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())

@@ -42,13 +42,8 @@ from werkzeug.wrappers import Request, Response
 
 from pki_soap.ca.authority import CertificateAuthority
 from pki_soap.errors import CAFileError, NotConfigured, PkiError
-from pki_soap.server.revocation import (
-    OCSP_HASHES,
-    OCSP_PATH,
-    OcspSigner,
-    Revocations,
-    issuer_hashes,
-)
+from pki_soap.server.ocsp_signer import OCSP_HASHES, OcspSigner, issuer_hashes
+from pki_soap.server.revocation import OCSP_PATH, Revocations
 from pki_soap.store import CertId, StoredCrl
 from pki_soap.web import not_found, plain, read_body
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pki_soap.errors import InvalidInput
-from pki_soap.server.exchanges import RecordLimits
-from pki_soap.store import Store
+from pki_soap.store import RecordLimits, Store
 
 STRICT_IRIS = "strict_iris"
 RECORD = "record"

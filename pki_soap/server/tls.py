@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from pki_soap.ca import keys, names
+from pki_soap.ca.csr import build_csr
 from pki_soap.errors import InvalidInput, PkiError
 from pki_soap.files import write_private_file, write_public_file
 from pki_soap.server.tasks import CAServer
@@ -290,7 +291,7 @@ def issue(
     common_name = host if len(host) <= 64 else "pki-soap HTTPS"
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     key = keys.generate_key(keys.KeyType.EC256)
-    csr = keys.build_csr(key, subject, list(wanted))
+    csr = build_csr(key, subject, list(wanted))
     issued = server.issue_own(
         csr,
         hostname=host[:100],

@@ -29,7 +29,7 @@ environ under :data:`ROUTED_METHOD` for the exchange recorder.
 
 Only spyne's public parts are used: the ``Soap11`` methods overridden here, a model's
 ``get_flat_type_info``, ``get_orig`` and ``get_deserialization_instance``, and the
-protocol's ``get_cls_attrs``; no private attribute is read.  tests/test_wire_protocol.py
+protocol's ``get_cls_attrs``; no private attribute is read.  tests/test_spyne_contract.py
 pins the spyne release and checks these parts, and that our reading equals spyne's own.
 """
 

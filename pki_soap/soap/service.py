@@ -28,7 +28,8 @@ from pki_soap.errors import (
     TooManyRequests,
 )
 from pki_soap.server.datadir import ServerDataDirectory
-from pki_soap.server.tasks import CAServer, SubmissionLimits
+from pki_soap.server.tasks import CAServer
+from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, LIST_MY_COLUMNS, DataSet
 from pki_soap.soap.envelope import SERVICE_NS
 from pki_soap.soap.protocol import SERVER_APPLICATION_ERROR, IrisFault, IrisSoap11
