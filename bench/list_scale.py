@@ -110,7 +110,7 @@ def profile_list_all(data_dir: Path) -> list[str]:
 
     from soap_throughput import _call, _environ
 
-    from pki_soap.soap.service import make_app
+    from pki_soap.wsgi import make_app
 
     app = make_app(data_dir, public_url="http://127.0.0.1:1", portal=False)
     environ = _environ("ListCertificates", envelopes.list_certificates())

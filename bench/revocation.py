@@ -228,7 +228,7 @@ def in_process_ocsp(
     """Our OCSP endpoint called directly (no HTTP server): microseconds per answer."""
     from werkzeug.test import EnvironBuilder
 
-    from pki_soap.soap.service import make_app
+    from pki_soap.wsgi import make_app
 
     app = make_app(data_dir, public_url="http://127.0.0.1:1", portal=False)
 

@@ -101,7 +101,7 @@ def profile_in_process(
     import time
 
     from pki_soap.server.tasks.submit import SubmissionLimits
-    from pki_soap.soap.service import make_app
+    from pki_soap.wsgi import make_app
 
     # As the servers run here: without submission limits (bench/servers.py says why).
     unlimited = SubmissionLimits(per_address=0, pending=0, pending_per_host=0)

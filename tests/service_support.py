@@ -45,8 +45,10 @@ from werkzeug.serving import make_server
 
 from pki_soap.ca import names
 from pki_soap.server import tls
-from pki_soap.soap.service import SERVICE_PATH, WSDL_FILE, make_app
+from pki_soap.soap import WSDL_FILE
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import Exchange, Store
+from pki_soap.wsgi import make_app
 from tests.engine_support import open_server
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -123,7 +123,7 @@ def test_a_new_database_and_its_journal_files_are_0600_from_creation(tmp_path: P
 def test_the_service_and_the_portal_of_a_process_share_one_open_data_directory(
     tmp_path: Path,
 ) -> None:
-    from pki_soap.soap.service import make_app
+    from pki_soap.wsgi import make_app
 
     data = tmp_path / "data"
     configure_ca(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import Store
 from tests.engine_support import make_csr
 from tests.service_support import (

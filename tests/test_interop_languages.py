@@ -33,7 +33,7 @@ from pki_soap.ca.csr import build_csr, csr_pem, load_csr
 from pki_soap.client.soap_client import CAClient
 from pki_soap.errors import InvalidCsr
 from pki_soap.server.tasks import CAServer
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import IRIS, TOOLKIT, Exchange, RecordLimits
 from tests.conftest import CA_DIRECTORY, CA_INSTANCE, CA_NODE, CA_ROOT
 from tests.engine_support import make_ca

@@ -21,7 +21,7 @@ from pki_soap.server.mail import DIGEST_INTERVAL, Notifier
 from pki_soap.server.tasks import CAServer
 from pki_soap.server.tasks.submit import SubmissionLimits, client_key
 from pki_soap.soap.envelope import fault_bytes
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import PendingRequest, Store
 from tests.service_support import (
     ACTION,

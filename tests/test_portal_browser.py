@@ -27,8 +27,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from pki_soap.portal.auth import set_password
-from pki_soap.soap.service import make_app
 from pki_soap.store import RecordLimits, Store
+from pki_soap.wsgi import make_app
 from tests.service_support import ACTION, iris_get_certificate, soap_post, wait_for_exchanges
 
 CHROMIUM = "/usr/bin/chromium"

@@ -22,7 +22,7 @@ from pki_soap.ca.csr import cert_pem
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
 from pki_soap.server.tasks import CAServer
-from pki_soap.soap.service import make_app
+from pki_soap.wsgi import make_app
 from tests.engine_support import make_ca
 from tests.service_support import https_context, live_server
 

@@ -27,7 +27,7 @@ from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
 from pki_soap.server.exchanges import readable
 from pki_soap.soap.recorder import CSR_MEMBERS, PARAMETERS
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import (
     BODY_KEPT,
     IRIS,
@@ -206,11 +206,11 @@ def test_the_model_tables_of_the_recorder_are_the_services() -> None:
     from pki_soap.soap.service import CSR, CAServerService
 
     methods = {
-        descriptor.name: tuple(descriptor.in_message._type_info)
+        descriptor.name: tuple(descriptor.in_message.get_flat_type_info(descriptor.in_message))
         for descriptor in CAServerService.public_methods.values()
     }
     assert methods == PARAMETERS
-    assert tuple(CSR._type_info) == CSR_MEMBERS
+    assert tuple(CSR.get_flat_type_info(CSR)) == CSR_MEMBERS
 
 
 # -- what IRIS would have done differently --------------------------------------------------------

@@ -13,9 +13,10 @@ import pytest
 from lxml import etree
 
 from pki_soap.errors import InvalidInput
+from pki_soap.soap import WSDL_FILE
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
-from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_bytes
-from pki_soap.soap.service import SERVICE_PATH, WSDL_FILE, endpoint_url, load_wsdl
+from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_chunks
+from pki_soap.soap.wsdl import SERVICE_PATH, endpoint_url, load_wsdl
 from pki_soap.store import IssuedCertificate, Store
 from tests.service_support import (
     ACTION,
@@ -348,14 +349,12 @@ def _deleted_files_open() -> set[str]:
 
 def test_long_list_all_is_sent_whole_with_its_content_length(data_dir: Path) -> None:
     rows = _long_store(data_dir, "last")
-    expected = response_bytes(
-        "ListCertificates",
-        [
-            "<ListCertificatesResult>",
-            *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
-            "</ListCertificatesResult>",
-        ],
-    )
+    result = [
+        "<ListCertificatesResult>",
+        *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
+        "</ListCertificatesResult>",
+    ]
+    expected = "".join(response_chunks("ListCertificates", result)).encode("utf-8")
     before = _deleted_files_open()
     with live_server(data_dir, portal=False) as url:
         answer = soap_post(url, iris_list_certificates(), ACTION + "ListCertificates")

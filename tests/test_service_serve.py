@@ -19,9 +19,9 @@ from pki_soap.cli.demo import DEMO_PASSWORD_FILE, configure_demo
 from pki_soap.cli.serve import default_public_url, run_serve
 from pki_soap.cli.server_app import build_parser
 from pki_soap.errors import InvalidInput
-from pki_soap.soap import service
+from pki_soap.soap import front, wsdl
 from pki_soap.soap.dataset import LIST_ALL_COLUMNS, DataSet, dataset_chunks
-from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_bytes
+from pki_soap.soap.envelope import SPOOL_MEMORY_LIMIT, response_chunks
 from pki_soap.store import IssuedCertificate, Store
 from tests.engine_support import open_server
 from tests.service_support import (
@@ -44,8 +44,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_serve_defaults_are_the_services() -> None:
     # The options module does not import the service (spyne) to build the parser.
     assert (serve_options.DEFAULT_PORT, serve_options.DEFAULT_MAX_BODY) == (
-        service.DEFAULT_PORT,
-        service.DEFAULT_MAX_BODY,
+        wsdl.DEFAULT_PORT,
+        front.DEFAULT_MAX_BODY,
     )
 
 
@@ -172,14 +172,12 @@ def test_long_list_all_under_gunicorn_comes_whole_from_its_spool_file(data_dir: 
                 )
             )
             rows.append((str(number), hostname, "IRIS", f"file{number}"))
-    expected = response_bytes(
-        "ListCertificates",
-        [
-            "<ListCertificatesResult>",
-            *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
-            "</ListCertificatesResult>",
-        ],
-    )
+    result = [
+        "<ListCertificatesResult>",
+        *dataset_chunks(DataSet("ListAll", LIST_ALL_COLUMNS, rows)),
+        "</ListCertificatesResult>",
+    ]
+    expected = "".join(response_chunks("ListCertificates", result)).encode("utf-8")
     port = free_port()
     process = start_serve(data_dir, port, "--workers", "1", "--no-portal")
     url = f"http://127.0.0.1:{port}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.wsdl import SERVICE_PATH
 from tests.service_support import (
     ACTION,
     configure_ca,

@@ -24,8 +24,8 @@ import pytest
 from pki_soap.ca.authority import Usage
 from pki_soap.errors import InvalidCsr
 from pki_soap.server.tasks.submit import SubmissionLimits
-from pki_soap.soap.protocol import DEVIATIONS
-from pki_soap.soap.service import SERVICE_PATH
+from pki_soap.soap.deviations import DEVIATIONS
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import IssuedCertificate, Store
 from tests.engine_support import open_server
 from tests.service_support import (

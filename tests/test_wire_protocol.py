@@ -14,8 +14,10 @@ from spyne.server.wsgi import WsgiMethodContext
 from werkzeug.test import EnvironBuilder
 
 from pki_soap.soap.envelope import CONTENT_TYPE
-from pki_soap.soap.service import CSR, SERVICE_PATH, PkiSoapApp, make_app
+from pki_soap.soap.service import CSR
+from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import Store
+from pki_soap.wsgi import PkiSoapApp, make_app
 from tests.service_support import (
     ACTION,
     TNS,
@@ -361,7 +363,7 @@ def _readings(app: PkiSoapApp, ctx: WsgiMethodContext) -> tuple[list[Any], list[
 
 def _comparable(value: Any) -> Any:
     if isinstance(value, CSR):
-        return type(value), {field: getattr(value, field) for field in CSR._type_info}
+        return type(value), {field: getattr(value, field) for field in CSR.get_flat_type_info(CSR)}
     return value
 
 

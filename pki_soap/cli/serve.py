@@ -31,8 +31,9 @@ from pki_soap.server import settings, tls
 from pki_soap.server.datadir import check_writable, open_data_directory
 from pki_soap.server.mail import SMTP_CAFILE_ENV
 from pki_soap.server.tasks.submit import SubmissionLimits
-from pki_soap.soap.service import PkiSoapApp, endpoint_url, make_app
+from pki_soap.soap.wsdl import endpoint_url
 from pki_soap.store import DATABASE_NAME
+from pki_soap.wsgi import PkiSoapApp, make_app
 
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 

@@ -37,7 +37,7 @@ from pki_soap.cli.serve_options import (
     DEFAULT_WORKER_CONNECTIONS,
 )
 from pki_soap.errors import PkiError
-from pki_soap.soap.service import PkiSoapApp
+from pki_soap.wsgi import PkiSoapApp
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 ``POST /isc/pki/ocsp`` (RFC 6960, body: a DER OCSPRequest) and ``GET /isc/pki/ocsp/<base64
 of the DER request, URL-encoded>`` (RFC 5019) answer good, revoked (time and reason) or
 unknown for the configured CA; a request naming another issuer gets ``unauthorized``, one
-that cannot be read ``malformedRequest``, a body over :data:`MAX_REQUEST_BYTES` HTTP 413.
+that cannot be read ``malformedRequest``, a body over :data:`MAX_REQUEST_BYTES` HTTP 413
+(read through werkzeug's request limits, :func:`pki_soap.web.read_body`).
 Answers come from the store's cache of pre-signed responses (pki_soap.server.revocation); only a
 request with a nonce (echoed), a serial not cached yet, or an answer due for re-signing
 costs a signature.  A daemon thread per process keeps the cache fresh.
@@ -36,12 +37,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
 
 from pki_soap.ca.authority import CertificateAuthority
 from pki_soap.errors import CAFileError, NotConfigured, PkiError
 from pki_soap.server.ocsp_signer import OCSP_HASHES, OcspSigner, issuer_hashes
-from pki_soap.server.revocation import CRL_PATH, OCSP_PATH, Revocations
+from pki_soap.server.revocation import OCSP_PATH, Revocations
 from pki_soap.store import CertId, StoredCrl
+from pki_soap.web import not_found, plain, read_body
 
 if TYPE_CHECKING:
     from pki_soap.server.tasks import CAServer
@@ -308,11 +312,6 @@ def _exclusive(path: Path) -> Iterator[bool]:
 # -- HTTP -----------------------------------------------------------------------------------
 
 
-def is_revocation_path(path: str) -> bool:
-    """True for the paths :class:`RevocationEndpoints` answers."""
-    return path == OCSP_PATH or path.startswith(OCSP_PATH + "/") or path.startswith(CRL_PATH)
-
-
 def _http_date(moment: datetime.datetime) -> str:
     return format_datetime(moment.astimezone(datetime.UTC), usegmt=True)
 
@@ -324,52 +323,6 @@ def _answer_headers(
     """Last-Modified, Expires and ETag of a cached answer: the same for every request of it."""
     etag = '"' + hashlib.sha1(der).hexdigest() + '"'
     return _http_date(this_update), _http_date(next_update), etag
-
-
-def _plain(
-    start_response: StartResponse, status: str, text: str, headers: Iterable[tuple[str, str]] = ()
-) -> list[bytes]:
-    body = text.encode("utf-8")
-    start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *headers,
-        ],
-    )
-    return [body]
-
-
-class _TooLarge(Exception):
-    """The request body is over the limit."""
-
-
-def _body(environ: dict[str, Any], limit: int) -> bytes:
-    """The whole request body, at most ``limit`` bytes (chunked or with a Content-Length).
-
-    Raises:
-        _TooLarge: the body is longer.
-        ValueError: the Content-Length is not a number or the body is shorter than it says.
-    """
-    stream = environ["wsgi.input"]
-    length_text = str(environ.get("CONTENT_LENGTH") or "").strip()
-    if length_text:
-        if not length_text.isdigit():
-            raise ValueError("the Content-Length header is not a number")
-        length = int(length_text)
-        if length > limit:
-            raise _TooLarge
-        body = stream.read(length) if length else b""
-        if len(body) < length:
-            raise ValueError("the request body is shorter than its Content-Length")
-        return bytes(body)
-    if environ.get("wsgi.input_terminated"):
-        body = stream.read(limit + 1)
-        if len(body) > limit:
-            raise _TooLarge
-        return bytes(body)
-    return b""
 
 
 def _decode_get(encoded: str) -> bytes:
@@ -388,7 +341,10 @@ def _decode_get(encoded: str) -> bytes:
 
 
 class RevocationEndpoints:
-    """WSGI answers for :data:`OCSP_PATH` and :data:`CRL_PATH` of one data directory."""
+    """The WSGI applications mounted at ``OCSP_PATH`` and ``CRL_PATH``.
+
+    Mounted (pki_soap.wsgi): ``PATH_INFO`` is what follows the mount point.
+    """
 
     def __init__(self, server: Callable[[], CAServer], *, refresh: bool = True) -> None:
         self._server = server
@@ -398,12 +354,20 @@ class RevocationEndpoints:
         self._crl_lock = threading.Lock()
         self._crl: dict[str, StoredCrl] = {}
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO") or "/"
-        if path.startswith(CRL_PATH):
-            return self._crl_answer(environ, start_response, path[len(CRL_PATH) :])
+    def ocsp(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The OCSP responder (GET and POST), mounted at ``OCSP_PATH``."""
         self._start_refresher()
-        return self._ocsp_answer(environ, start_response, path[len(OCSP_PATH) :])
+        request = Request(environ)
+        return self._ocsp_answer(request, request.environ.get("PATH_INFO") or "")(
+            environ, start_response
+        )
+
+    def crl(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The CRL download, mounted at ``CRL_PATH`` without its slash."""
+        path = environ.get("PATH_INFO") or ""
+        if not path.startswith("/"):
+            return not_found(environ, start_response)
+        return self._crl_answer(Request(environ), path[1:])(environ, start_response)
 
     def _start_refresher(self) -> None:
         if not self._refresh:
@@ -417,49 +381,38 @@ class RevocationEndpoints:
 
     # -- OCSP ---------------------------------------------------------------------------
 
-    def _ocsp_answer(
-        self, environ: dict[str, Any], start_response: StartResponse, rest: str
-    ) -> Iterable[bytes]:
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        allow = [("Allow", "GET, POST")]
+    def _ocsp_answer(self, request: Request, rest: str) -> Response:
+        method = request.method
         if method == "POST":
             if rest not in ("", "/"):
-                return _plain(
-                    start_response, "404 Not Found", "POST OCSP requests to " + OCSP_PATH + "\n"
-                )
+                return plain("404 Not Found", "POST OCSP requests to " + OCSP_PATH + "\n")
             try:
-                der = _body(environ, MAX_REQUEST_BYTES)
-            except _TooLarge:
-                return _plain(
-                    start_response,
+                der = read_body(request.environ, MAX_REQUEST_BYTES)
+            except RequestEntityTooLarge:
+                return plain(
                     "413 Request Entity Too Large",
                     f"an OCSP request is at most {MAX_REQUEST_BYTES} bytes\n",
                     [("Connection", "close")],
                 )
-            except ValueError as exc:
-                return _plain(start_response, "400 Bad Request", f"{exc}\n")
-            return self._send(start_response, self.responder.respond(der), cacheable=False)
+            except BadRequest as exc:
+                return plain("400 Bad Request", f"{exc.description}\n")
+            return self._send(self.responder.respond(der), cacheable=False)
         if method == "GET":
             encoded = rest[1:] if rest.startswith("/") else rest
             if len(encoded) > 2 * MAX_REQUEST_BYTES:
-                return _plain(
-                    start_response, "413 Request Entity Too Large", "the OCSP request is too long\n"
-                )
+                return plain("413 Request Entity Too Large", "the OCSP request is too long\n")
             try:
                 der = _decode_get(encoded)
             except _Malformed:
-                return self._send(start_response, Answer(MALFORMED), cacheable=False)
-            return self._send(start_response, self.responder.respond(der), cacheable=True)
-        return _plain(
-            start_response,
+                return self._send(Answer(MALFORMED), cacheable=False)
+            return self._send(self.responder.respond(der), cacheable=True)
+        return plain(
             "405 Method Not Allowed",
             "OCSP requests use POST, or GET with the base64 request in the path\n",
-            allow,
+            [("Allow", "GET, POST")],
         )
 
-    def _send(
-        self, start_response: StartResponse, answer: Answer, *, cacheable: bool
-    ) -> list[bytes]:
+    def _send(self, answer: Answer, *, cacheable: bool) -> Response:
         headers = [
             ("Content-Type", "application/ocsp-response"),
             ("Content-Length", str(len(answer.der))),
@@ -479,18 +432,13 @@ class RevocationEndpoints:
             ]
         else:
             headers.append(("Cache-Control", "no-store"))
-        start_response("200 OK", headers)
-        return [answer.der]
+        return Response(answer.der, "200 OK", headers)
 
     # -- CRL ----------------------------------------------------------------------------
 
-    def _crl_answer(
-        self, environ: dict[str, Any], start_response: StartResponse, name: str
-    ) -> Iterable[bytes]:
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        if method not in ("GET", "HEAD"):
-            return _plain(
-                start_response,
+    def _crl_answer(self, request: Request, name: str) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return plain(
                 "405 Method Not Allowed",
                 "the CRL is downloaded with GET\n",
                 [("Allow", "GET, HEAD")],
@@ -500,22 +448,19 @@ class RevocationEndpoints:
         elif name.endswith(".crl"):
             root, pem = name[: -len(".crl")], False
         else:
-            return _plain(
-                start_response, "404 Not Found", "CRLs are at <root>.crl or <root>.crl.pem\n"
-            )
+            return plain("404 Not Found", "CRLs are at <root>.crl or <root>.crl.pem\n")
         try:
             server = self._server()
             cfg = server.store.server_config()
             if cfg is None or cfg.root != root:
-                return _plain(start_response, "404 Not Found", "no CA by that name\n")
+                return plain("404 Not Found", "no CA by that name\n")
             revocations = self.responder.context().revocations
             crl = self._latest_crl(revocations)
         except PkiError as exc:
             log.error("CRL download failed: %s: %s", type(exc).__name__, exc.message)
-            return _plain(start_response, "503 Service Unavailable", "the CRL is not available\n")
+            return plain("503 Service Unavailable", "the CRL is not available\n")
         if crl is None:
-            return _plain(
-                start_response,
+            return plain(
                 "404 Not Found",
                 "no CRL has been signed yet (the administrator's `server_app.py crl` signs one)\n",
             )
@@ -529,7 +474,8 @@ class RevocationEndpoints:
             content_type = "application/x-pem-file"
         else:
             body, content_type = crl.der, "application/pkix-crl"
-        start_response(
+        return Response(
+            body,
             "200 OK",
             [
                 ("Content-Type", content_type),
@@ -539,7 +485,6 @@ class RevocationEndpoints:
                 ("ETag", f'"{revocations.issuer[:16]}-{crl.number}{"-pem" if pem else ""}"'),
             ],
         )
-        return [b""] if method == "HEAD" else [body]
 
     def _latest_crl(self, revocations: Revocations) -> StoredCrl | None:
         """The latest CRL, from this process's copy while its number is still the latest."""

@@ -2,7 +2,7 @@
 
 lxml cannot write these bytes (CR LF line ends, single-quoted envelope attributes, the space
 before ``>`` of a fault's envelope), so they are written here by hand, as text.  A response is
-encoded into a :class:`SpooledAnswer` as it is written (memory while small, an unnamed
+encoded into a spooled temporary file as it is written (memory while small, an unnamed
 temporary file beyond that), so a long ListCertificates answer is never held twice and a
 failure while writing can still become a fault before any header is sent.  Nothing in this
 module knows spyne: the protocol (:mod:`pki_soap.soap.protocol`) hands in plain strings.
@@ -11,9 +11,8 @@ module knows spyne: the protocol (:mod:`pki_soap.soap.protocol`) hands in plain 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
-from typing import IO
+from tempfile import SpooledTemporaryFile
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -87,137 +86,10 @@ def response_chunks(method: str, result: Iterable[str] | None) -> Iterator[str]:
     yield _RESPONSE_END
 
 
-def response_bytes(method: str, result: Iterable[str] | None) -> bytes:
-    """The success envelope for ``method`` as UTF-8 bytes (see :func:`response_chunks`).
-
-    Raises:
-        UnwritableValue: propagated from the code producing ``result``.
-    """
-    return "".join(response_chunks(method, result)).encode("utf-8")
-
-
 #: Answers up to this size stay in memory; a longer one continues in a temporary file.
 SPOOL_MEMORY_LIMIT = 1024 * 1024
-# Text is encoded in pieces of about this many characters (and file blocks are this size).
+# Text is encoded and written in pieces of about this many characters.
 _ENCODE_BATCH = 64 * 1024
-
-
-class SpooledAnswer:
-    """An answer's UTF-8 bytes, encoded as they are written, of known length when complete.
-
-    Text handed to :meth:`write` is encoded in pieces of about 64 KiB.  The bytes stay in
-    memory up to ``memory_limit``; beyond it they all move to an unnamed temporary file
-    (``tempfile.TemporaryFile``, honouring ``TMPDIR``), so the answer exists once, as bytes,
-    and mostly on disk.  After :meth:`finish`, ``len()`` is its size in bytes and the
-    bytes are read back with :meth:`blocks` (or, on disk, :attr:`file` for
-    ``wsgi.file_wrapper``).  :meth:`close` releases the file; it is idempotent.
-    """
-
-    def __init__(self, memory_limit: int = SPOOL_MEMORY_LIMIT) -> None:
-        self._memory_limit = memory_limit
-        self._text: list[str] = []
-        self._text_length = 0
-        self._memory: list[bytes] = []
-        self._size = 0
-        self._file: IO[bytes] | None = None
-        self._finished = False
-
-    def write(self, text: str) -> None:
-        """Add ``text`` to the answer.
-
-        Raises:
-            OSError: the temporary file cannot be created or written (disk full).
-            ValueError: the answer is already finished or closed.
-        """
-        if self._finished:
-            raise ValueError("the answer is already finished")
-        self._text.append(text)
-        self._text_length += len(text)
-        if self._text_length >= _ENCODE_BATCH:
-            self._encode()
-
-    def write_all(self, texts: Iterable[str]) -> None:
-        """Add each of ``texts`` to the answer, in order (as :meth:`write` does).
-
-        Raises:
-            OSError: the temporary file cannot be created or written (disk full).
-            ValueError: the answer is already finished or closed.
-        """
-        if self._finished:
-            raise ValueError("the answer is already finished")
-        pending = self._text
-        for text in texts:
-            pending.append(text)
-            self._text_length += len(text)
-            if self._text_length >= _ENCODE_BATCH:
-                self._encode()
-
-    def _encode(self) -> None:
-        data = "".join(self._text).encode("utf-8")
-        self._text.clear()
-        self._text_length = 0
-        self._size += len(data)
-        if self._file is not None:
-            self._file.write(data)
-            return
-        self._memory.append(data)
-        if self._size > self._memory_limit:
-            self._file = tempfile.TemporaryFile()
-            for block in self._memory:
-                self._file.write(block)
-            self._memory.clear()
-
-    def finish(self) -> SpooledAnswer:
-        """Encode what is left and make the answer readable from its start; returns it.
-
-        Raises:
-            OSError: the temporary file cannot be written (disk full).
-        """
-        if not self._finished:
-            if self._text:
-                self._encode()
-            if self._file is not None:
-                self._file.flush()
-                self._file.seek(0)
-            self._finished = True
-        return self
-
-    @property
-    def in_memory(self) -> bool:
-        """True while the whole answer is held in memory (no temporary file)."""
-        return self._file is None
-
-    @property
-    def file(self) -> IO[bytes] | None:
-        """The temporary file holding the finished answer (at its start), or None in memory."""
-        return self._file
-
-    def memory_blocks(self) -> list[bytes]:
-        """The finished answer's bytes when it is held in memory (else an empty list)."""
-        return self._memory
-
-    def blocks(self, size: int = _ENCODE_BATCH) -> Iterator[bytes]:
-        """The finished answer's bytes, in memory blocks or file blocks of ``size`` bytes.
-
-        Raises:
-            OSError: the temporary file cannot be read.
-        """
-        if self._file is None:
-            yield from self._memory
-            return
-        while block := self._file.read(size):
-            yield block
-
-    def __len__(self) -> int:
-        return self._size
-
-    def close(self) -> None:
-        """Drop the bytes and remove the temporary file, if any."""
-        self._finished = True
-        self._text.clear()
-        self._memory.clear()
-        if self._file is not None:
-            self._file.close()
 
 
 def spool_response(
@@ -225,27 +97,34 @@ def spool_response(
     result: Iterable[str] | None,
     *,
     memory_limit: int = SPOOL_MEMORY_LIMIT,
-) -> SpooledAnswer:
-    """The success envelope for ``method`` (:func:`response_chunks`), finished and spooled.
+) -> SpooledTemporaryFile[bytes]:
+    """The success envelope for ``method`` (:func:`response_chunks`), encoded as written.
 
-    The bytes are the same as :func:`response_bytes` gives; on failure nothing is kept.
+    The bytes go into a :class:`~tempfile.SpooledTemporaryFile`: in memory up to
+    ``memory_limit`` bytes, beyond that all in an unnamed temporary file (``TMPDIR``), so a
+    long answer exists once, mostly on disk.  It is returned at its end (``tell()`` is its
+    length); on failure it is closed and nothing is kept.
 
     Raises:
         UnwritableValue: propagated from the code producing ``result``.
         OSError: the temporary file cannot be written (disk full).
     """
-    answer = SpooledAnswer(memory_limit)
+    spool: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=memory_limit)
     try:
-        answer.write_all(response_chunks(method, result))
-        return answer.finish()
+        pending: list[str] = []
+        waiting = 0
+        for text in response_chunks(method, result):
+            pending.append(text)
+            waiting += len(text)
+            if waiting >= _ENCODE_BATCH:
+                spool.write("".join(pending).encode("utf-8"))
+                pending.clear()
+                waiting = 0
+        spool.write("".join(pending).encode("utf-8"))
     except BaseException:
-        answer.close()
+        spool.close()
         raise
-
-
-def result_element(method: str, content: str) -> str:
-    """``<{method}Result>content</{method}Result>`` with ``content`` already escaped."""
-    return f"<{method}Result>{content}</{method}Result>"
+    return spool
 
 
 def fault_bytes(faultcode: str, faultstring: str, details: Iterable[str] = ()) -> bytes:

@@ -22,10 +22,15 @@ without its per-element reading).  What IRIS does differently (wire-protocol.md 
   :mod:`.dataset`), faults with HTTP 400 for Client and 500 otherwise, and a response that
   cannot be written becomes a Server fault, never an empty 200.
 
-Where we differ from IRIS on purpose is listed in :data:`DEVIATIONS` (and, word for word, in
-the README); ``serve --strict-iris`` switches each one that can be switched to IRIS's
-behaviour.  The web method a request was routed to is left in the WSGI environ under
-:data:`ROUTED_METHOD` for the exchange recorder.
+Where we differ from IRIS on purpose is listed in :data:`~pki_soap.soap.deviations.DEVIATIONS`
+(and, word for word, in the README); ``serve --strict-iris`` switches each one that can be
+switched to IRIS's behaviour.  The web method a request was routed to is left in the WSGI
+environ under :data:`ROUTED_METHOD` for the exchange recorder.
+
+Only spyne's public parts are used: the ``Soap11`` methods overridden here, a model's
+``get_flat_type_info``, ``get_orig`` and ``get_deserialization_instance``, and the
+protocol's ``get_cls_attrs``; no private attribute is read.  tests/test_spyne_contract.py
+pins the spyne release and checks these parts, and that our reading equals spyne's own.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,8 +56,8 @@ from pki_soap.soap.envelope import (
     CONTENT_TYPE,
     SERVICE_NS,
     SOAP_ENV_NS,
+    SPOOL_MEMORY_LIMIT,
     XSI_NS,
-    SpooledAnswer,
     escape_value,
     fault_bytes,
     fault_status,
@@ -76,114 +82,6 @@ _SERVICE_PREFIX = f"{{{SERVICE_NS}}}"
 _SOAP11_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
 _SOAP12_ENVELOPE = f"{{{SOAP12_ENV_NS}}}Envelope"
 _SOAP11_BODY = f"{{{SOAP_ENV_NS}}}Body"
-
-
-# -- where we differ from IRIS on purpose -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Deviation:
-    """One place where this server behaves differently from IRIS on purpose.
-
-    ``kept`` says why ``--strict-iris`` keeps our behaviour; it is empty for the deviations
-    that strict mode switches to IRIS's.  The README's table says the same, word for word.
-    """
-
-    key: str
-    topic: str
-    ours: str
-    iris: str
-    kept: str = ""
-
-    @property
-    def switchable(self) -> bool:
-        """True when ``--strict-iris`` switches this one to IRIS's behaviour."""
-        return not self.kept
-
-
-DEVIATIONS: tuple[Deviation, ...] = (
-    Deviation(
-        "no-soapaction",
-        "A request without a SOAPAction header",
-        "routed by its body element",
-        "not taken as SOAP: it is the web service's test page, which needs the %Development"
-        " privilege, so the caller gets an HTML error page, no SOAP answer",
-    ),
-    Deviation(
-        "list-order",
-        "Order of the ListCertificates rows",
-        "numeric, so the newest certificate is always last",
-        'Number sorted as text: "10" before "9"',
-    ),
-    Deviation(
-        "csr-check",
-        "The CSR in SubmitCSR",
-        "checked before anything is stored (one PEM CSR, valid signature, RSA >= 2048 or"
-        " EC/Ed25519, the issuance policy) and stored as canonical PEM",
-        "stored as received; checked only when the administrator issues",
-    ),
-    Deviation(
-        "csr-unknown-element",
-        "An unknown element inside csr",
-        "dropped and logged (older and newer clients differ: Subject)",
-        "Client fault `Unexpected tag in XML input: <name>`",
-    ),
-    Deviation(
-        "soap12",
-        "A SOAP 1.2 envelope",
-        "VersionMismatch fault",
-        "answered in SOAP 1.2",
-        kept="IRIS's SOAP 1.2 bytes are not known, and its WSDL offers SOAP 1.1 only",
-    ),
-    Deviation(
-        "doctype",
-        "A DOCTYPE in the request",
-        "Client fault",
-        "not known",
-        kept="a DTD can expand entities or reach for external files",
-    ),
-    Deviation(
-        "body-limit",
-        "A request body over the limit (`--max-body`, 256 KiB)",
-        "HTTP 413 with a Client fault",
-        "no limit known",
-        kept="a CSR is a few KB; an unbounded body is a denial of service",
-    ),
-    Deviation(
-        "field-checks",
-        "Control characters in a field, a Filename that is not a file-name root",
-        "Client fault at SubmitCSR",
-        "stored",
-        kept="these values reach terminals, e-mail headers and the clients' file names",
-    ),
-    Deviation(
-        "submission-limits",
-        "Submissions from one address, pending requests",
-        "at most 20 a minute per address, 1000 pending, 50 per Hostname: Server fault"
-        " `ERROR #8140` beyond",
-        "no limit known",
-        kept="an anonymous flood would fill the store and the administrator's mailbox",
-    ),
-    Deviation(
-        "contact-email",
-        "ContactEmail",
-        "one address, or a value without `@` (kept, never mailed); a list is a Client fault",
-        "stored as sent",
-        kept="a notice goes to one person",
-    ),
-)
-
-
-def deviation(key: str) -> Deviation:
-    """The entry of :data:`DEVIATIONS` called ``key``.
-
-    Raises:
-        KeyError: no such deviation.
-    """
-    for entry in DEVIATIONS:
-        if entry.key == key:
-            return entry
-    raise KeyError(key)
 
 
 #: What IRIS-strict mode answers a request without SOAPAction (wire-protocol.md §1.1, Q15):
@@ -316,7 +214,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     mime_type = CONTENT_TYPE
 
     def __init__(self, app: Any = None, *, strict_iris: bool = False) -> None:
-        #: IRIS-strict mode (``serve --strict-iris``): see :data:`DEVIATIONS`.
+        #: IRIS-strict mode (``serve --strict-iris``): see ``soap.deviations.DEVIATIONS``.
         self.strict_iris = strict_iris
         super().__init__(
             app,
@@ -523,7 +421,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         arguments: dict[str, _DirectArgument] | None = {}
         if not self._is_flat_complex(model):
             arguments = None
-        for position, (field, member) in enumerate(model._type_info.items()):
+        for position, (field, member) in enumerate(model.get_flat_type_info(model).items()):
             if arguments is None:
                 break
             if self._is_plain_string(member):
@@ -541,13 +439,15 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         return arguments
 
     def _is_single_value(self, member: Any) -> bool:
-        # No default to fill in, set when read, at most one element.
+        # No default to fill in, set when read, at most one element, under its own name.
         attributes = self.get_cls_attrs(member)
         return (
             attributes.default is None
             and attributes.default_factory is None
             and not attributes.read_only
             and attributes.max_occurs == 1
+            and attributes.sub_name is None
+            and attributes.sub_ns is None
         )
 
     def _is_plain_string(self, member: Any) -> bool:
@@ -559,16 +459,12 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         )
 
     def _is_flat_complex(self, model: Any) -> bool:
-        # A plain ComplexModel: built by cls(), no body-as-text member, no alternative names.
+        # A plain ComplexModel, not a customized copy of one.  Its members are checked one
+        # by one (plain strings only), which leaves out XmlData and XmlAttribute members too.
         if not (isinstance(model, type) and issubclass(model, ComplexModelBase)):
             return False
         spyne_model: Any = model
-        return (
-            not issubclass(spyne_model, Array)
-            and spyne_model.__orig__ is None
-            and self.get_cls_attrs(spyne_model)._xml_tag_body_as is None
-            and not spyne_model._type_info_alt
-        )
+        return not issubclass(spyne_model, Array) and spyne_model.get_orig() is spyne_model
 
     # -- response side --------------------------------------------------------------------
 
@@ -596,22 +492,30 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
     def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
         """Write the response or fault bytes and set the HTTP status to match.
 
-        The response is written whole before spyne sends any header: into memory when it
-        is small (``out_string`` is then its bytes), else into a temporary file
-        (``out_string`` is then one :class:`SpooledAnswer`, whose ``len()`` gives the
-        Content-Length and which the WSGI app unwraps).  A response that cannot be written
+        The response is written whole before any header is sent: into memory when it is
+        small (``out_string`` is then a list of its bytes), else into a temporary file
+        (``out_string`` is then that file, rewound, an iterable of bytes; its length is set
+        as the Content-Length header).  A response that cannot be written
         (a value XML cannot carry, a failing row source, a full disk) becomes a Server
         fault with status 500 - spyne has already chosen 200 by then.
         """
         method = ctx.descriptor.name if ctx.descriptor is not None else "?"
         if ctx.out_error is None:
             try:
-                answer = self._response(ctx)
-                ctx.out_string = answer.memory_blocks() if answer.in_memory else [answer]
-                return
+                spool = self._response(ctx)
             except Exception:
                 logger.exception("could not write the %s response", method)
                 ctx.out_error = IrisFault(PkiError(SERVER_APPLICATION_ERROR))
+            else:
+                size = spool.tell()
+                spool.seek(0)
+                if size <= SPOOL_MEMORY_LIMIT:  # never left memory
+                    with spool:
+                        ctx.out_string = [spool.read()]
+                else:
+                    ctx.out_string = spool
+                    ctx.transport.resp_headers["Content-Length"] = str(size)
+                return
         faultcode, faultstring, detail = _fault_parts(ctx.out_error)
         if faultcode == "Client":
             logger.info("%s: Client fault: %s", method, detail)
@@ -640,7 +544,7 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             self._answers[descriptor] = answer
         return answer
 
-    def _response(self, ctx: Any) -> SpooledAnswer:
+    def _response(self, ctx: Any) -> SpooledTemporaryFile[bytes]:
         shape = self._answer_shape(ctx.descriptor)
         value = ctx.out_object[0] if ctx.out_object else None
         if value is None:
@@ -704,18 +608,15 @@ def _fault_parts(fault: Any) -> tuple[str, str, str]:
 
 
 __all__ = [
-    "DEVIATIONS",
     "NO_SOAPACTION_CONTENT_TYPE",
     "NO_SOAPACTION_PAGE",
     "NO_SOAPACTION_STATUS",
     "ROUTED_METHOD",
     "SERVER_APPLICATION_ERROR",
     "SERVICE_CLASS",
-    "Deviation",
     "IrisFault",
     "IrisSoap11",
     "client_fault",
-    "deviation",
     "is_soap_request",
     "quiet_spyne_loggers",
 ]

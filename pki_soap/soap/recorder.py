@@ -23,8 +23,9 @@ from typing import Any
 from lxml import etree
 
 from pki_soap.ca.names import CSR_FIELD_LIMITS
+from pki_soap.soap.deviations import Deviation, deviation
 from pki_soap.soap.envelope import SERVICE_NS, SOAP_ENV_NS, XSI_NS
-from pki_soap.soap.protocol import ROUTED_METHOD, SOAP12_ENV_NS, Deviation, deviation
+from pki_soap.soap.protocol import ROUTED_METHOD, SOAP12_ENV_NS
 from pki_soap.soap.toolkits import identify
 from pki_soap.store import BODY_KEPT, IRIS, TOOLKIT, Exchange, Note, RecordLimits, Store
 
