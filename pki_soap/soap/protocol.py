@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
@@ -225,8 +224,11 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
             no_network=True,
             huge_tree=False,
         )
-        # lxml parsers must not be shared between threads; one per thread is reused.
-        self._parsers = threading.local()
+        # An lxml parser must not parse two documents at once.  Idle parsers wait here: a
+        # request takes one (or makes one) and gives it back, so a parser is reused across
+        # requests whatever runs them (threads, or gevent's greenlets, each of which would
+        # have a thread-local of its own).  list.pop and list.append are atomic.
+        self._idle_parsers: list[etree.XMLParser] = []
         # Filled at first use (the app is set after __init__); read-only afterwards.
         self._routes: tuple[frozenset[str], dict[str, str]] | None = None
         self._shapes: dict[Any, _Shape] = {}
@@ -245,13 +247,16 @@ class IrisSoap11(Soap11):  # type: ignore[misc]  # spyne has no type information
         )
         if not body.strip():
             raise client_fault("Badly formed SOAP Message: the request body is empty")
-        parser = getattr(self._parsers, "parser", None)
-        if parser is None:
-            parser = self._parsers.parser = etree.XMLParser(**self.parser_kwargs)
+        try:
+            parser = self._idle_parsers.pop()
+        except IndexError:
+            parser = etree.XMLParser(**self.parser_kwargs)
         try:
             root = etree.fromstring(body, parser)
         except etree.XMLSyntaxError as exc:
             raise client_fault(f"Badly formed SOAP Message: {exc.msg}") from exc
+        finally:
+            self._idle_parsers.append(parser)
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:
             raise client_fault("Badly formed SOAP Message: a DOCTYPE is not allowed")
