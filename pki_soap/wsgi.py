@@ -2,7 +2,7 @@
 
 Mounted with werkzeug's ``DispatcherMiddleware``: the SOAP endpoint at
 ``/isc/pki/PKI.CAServer.cls`` (:mod:`pki_soap.soap.front`), the OCSP responder at
-``/isc/pki/ocsp`` and the CRLs under ``/isc/pki/crl/`` (:mod:`pki_soap.server.ocsp`), and,
+``/isc/pki/ocsp`` and the CRLs under ``/isc/pki/crl/`` (:mod:`pki_soap.server.endpoints`), and,
 when asked, the portal under ``/pki/``.  Every part shares the process's one open data
 directory.  Anything else is 404.
 """
@@ -17,7 +17,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from pki_soap.errors import InvalidInput
 from pki_soap.server.datadir import ServerDataDirectory
-from pki_soap.server.ocsp import RevocationEndpoints
+from pki_soap.server.endpoints import RevocationEndpoints
 from pki_soap.server.revocation import CRL_PATH, OCSP_PATH
 from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.front import DEFAULT_MAX_BODY, SoapEndpoint, SoapTransport

@@ -26,7 +26,7 @@ from werkzeug.test import Client
 from pki_soap.portal import make_portal
 from pki_soap.portal.auth import set_password
 from pki_soap.server.exchanges import readable
-from pki_soap.soap.recorder import CSR_MEMBERS, PARAMETERS
+from pki_soap.soap.annotations import CSR_MEMBERS, PARAMETERS
 from pki_soap.soap.wsdl import SERVICE_PATH
 from pki_soap.store import (
     BODY_KEPT,

@@ -19,10 +19,10 @@ from werkzeug.test import EnvironBuilder
 
 from pki_soap.server.datadir import ServerDataDirectory
 from pki_soap.server.tasks.submit import SubmissionLimits
+from pki_soap.soap.annotations import CSR_MEMBERS
 from pki_soap.soap.envelope import CONTENT_TYPE
 from pki_soap.soap.front import SoapTransport
 from pki_soap.soap.protocol import IrisSoap11
-from pki_soap.soap.recorder import CSR_MEMBERS
 from pki_soap.soap.service import CSR, ServiceData, soap_application
 from pki_soap.soap.wsdl import SERVICE_PATH
 from tests.service_support import ACTION, TNS, configure_ca
