@@ -39,11 +39,12 @@ def deadline_kept() -> Iterator[None]:
 
 
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The whole request body, at most ``limit`` bytes, through werkzeug's limited stream.
+    """The whole request body, at most ``limit`` bytes.
 
-    werkzeug stops a body without a Content-Length (chunked) quietly at its maximum, so the
-    maximum given it is one byte more: a longer body is refused, never cut.  A body without
-    a Content-Length that the server does not delimit either is empty (HTTP/1.1).
+    A body without a Content-Length (chunked) is read through werkzeug's limited stream,
+    which stops quietly at its maximum, so the maximum given it is one byte more: a longer
+    body is refused, never cut.  A body without a Content-Length that the server does not
+    delimit either is empty (HTTP/1.1).
 
     Raises:
         RequestEntityTooLarge: the body is longer than ``limit``.
@@ -53,6 +54,17 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     length = str(environ.get("CONTENT_LENGTH") or "").strip()
     if length and not length.isdigit():
         raise BadRequest(NOT_A_NUMBER)
+    if length:
+        # A body of known length, as every SOAP toolkit sends, is read in one call: the
+        # server ends the input at the Content-Length.  werkzeug's limited stream costs
+        # 9 µs for it, a plain read 1 µs (of a 170 µs GetCertificate).
+        size = int(length)
+        if size > limit:
+            raise RequestEntityTooLarge
+        body: bytes = environ["wsgi.input"].read(size)
+        if len(body) < size:
+            raise BadRequest(SHORT_BODY)
+        return body
     try:
         with deadline_kept():
             body = get_input_stream(environ, max_content_length=limit + 1).read()

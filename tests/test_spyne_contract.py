@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 from spyne import Unicode
+from spyne.evmgr import EventManager
 from spyne.server import ServerBase
 from spyne.server.wsgi import WsgiApplication
 from werkzeug.test import EnvironBuilder
@@ -22,7 +23,7 @@ from pki_soap.server.tasks.submit import SubmissionLimits
 from pki_soap.soap.annotations import CSR_MEMBERS
 from pki_soap.soap.envelope import CONTENT_TYPE
 from pki_soap.soap.front import SoapTransport
-from pki_soap.soap.protocol import IrisSoap11
+from pki_soap.soap.protocol import IrisSoap11, QuietEventManager
 from pki_soap.soap.service import CSR, ServiceData, soap_application
 from pki_soap.soap.wsdl import SERVICE_PATH
 from tests.service_support import ACTION, TNS, configure_ca
@@ -113,3 +114,46 @@ def test_our_transport_answers_as_spynes_wsgi_transport(
         assert dict(header_list) == dict(seen[0][1])
     finally:
         data.close()
+
+
+def test_quiet_event_managers_run_every_listener_as_spynes_do(tmp_path: Path) -> None:
+    # soap_application swaps spyne's event managers for QuietEventManager (no empty ordered
+    # set per unheard event); listeners added through spyne's public add_listener still run,
+    # in the order added, and spyne's own EventManager still has the fire_event we override.
+    assert "fire_event" in vars(EventManager) and "fire_event" in vars(QuietEventManager)
+    data_dir = tmp_path / "pki-data"
+    configure_ca(data_dir)
+    data = ServerDataDirectory(data_dir)
+    application = soap_application(strict_iris=False)
+    service_class = application.services[0]
+    heard: list[str] = []
+    try:
+        transport = SoapTransport(application, ServiceData(data, SubmissionLimits()))
+        managers = {
+            "application": application.event_manager,
+            "service": service_class.event_manager,
+            "protocol": application.in_protocol.event_manager,
+            "transport": transport.event_manager,
+        }
+        assert all(isinstance(m, QuietEventManager) for m in managers.values())
+        for where in ("application", "service"):
+            for event in ("method_call", "method_return_object"):
+                managers[where].add_listener(
+                    event, lambda ctx, w=where, e=event: heard.append(f"{w} {e}")
+                )
+        built = EnvironBuilder(
+            path=SERVICE_PATH,
+            method="POST",
+            data=envelope(GET_CA),
+            headers={"Content-Type": CONTENT_TYPE, "SOAPAction": ACTION + "GetCertificate"},
+        )
+        status, _, _ = transport.answer(built.get_environ(), envelope(GET_CA))
+    finally:
+        data.close()
+    assert status.startswith("200")
+    assert heard == [
+        "application method_call",
+        "service method_call",
+        "application method_return_object",
+        "service method_return_object",
+    ]

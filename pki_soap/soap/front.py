@@ -31,6 +31,7 @@ from pki_soap.soap.protocol import (
     NO_SOAPACTION_PAGE,
     NO_SOAPACTION_STATUS,
     SERVER_APPLICATION_ERROR,
+    QuietEventManager,
     is_soap_request,
 )
 from pki_soap.web import deadline_kept, plain, read_body
@@ -65,6 +66,7 @@ class SoapTransport(ServerBase):  # type: ignore[misc]  # spyne has no type info
 
     def __init__(self, app: Application, udc: object) -> None:
         super().__init__(app)
+        self.event_manager = QuietEventManager(self)
         self.udc = udc
 
     def answer(self, environ: dict[str, Any], body: bytes) -> Answer:
