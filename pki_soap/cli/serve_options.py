@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pki_soap.cli import Commands, admin
@@ -30,9 +31,9 @@ DEFAULT_BODY_TIMEOUT = 30
 _LIMITS = SubmissionLimits()
 
 
-def add_commands(commands: Commands) -> None:
-    """Add ``serve``."""
-    serve = commands.add("serve", "serve the CA over SOAP and the portal (the default)", _serve)
+def add_commands(commands: Commands, run: Callable[[argparse.Namespace], int]) -> None:
+    """Add ``serve``, run by ``run`` (cli/server_app.py's, which imports cli/serve.py then)."""
+    serve = commands.add("serve", "serve the CA over SOAP and the portal (the default)", run)
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
@@ -209,13 +210,3 @@ def check_options(args: argparse.Namespace) -> None:
             raise InvalidInput("--http-port serves plain HTTP beside HTTPS: add --tls")
         if not 0 < args.http_port < 65536 or args.http_port == args.port:
             raise InvalidInput(f"--http-port {args.http_port} must be a port other than --port")
-
-
-def _serve(args: argparse.Namespace) -> int:
-    """Serve PKI.CAServer at POST /isc/pki/PKI.CAServer.cls (WSDL: ?WSDL) and the portal at
-    /pki/, with gunicorn gevent workers.
-    """
-    # Imported only to serve (see the module docstring).
-    from pki_soap.cli.serve import run_serve
-
-    return run_serve(args)

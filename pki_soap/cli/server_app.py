@@ -11,6 +11,7 @@ e-mail, ...) are printed after its result.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,13 +31,24 @@ from pki_soap.cli import (
 )
 from pki_soap.errors import NotConfigured, PkiError
 
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve PKI.CAServer at POST /isc/pki/PKI.CAServer.cls (WSDL: ?WSDL) and the portal at
+    /pki/, with gunicorn gevent workers.
+    """
+    # Imported only to serve: spyne, gunicorn and the portal (cli/serve_options.py).
+    from pki_soap.cli.serve import run_serve
+
+    return run_serve(args)
+
+
 _ADD_COMMANDS: tuple[Callable[[Commands], None], ...] = (
     setup.add_commands,
     review.add_commands,
     certificates.add_commands,
     status.add_commands,
     recording.add_commands,
-    serve_options.add_commands,
+    functools.partial(serve_options.add_commands, run=_serve),
     https_certificate.add_commands,
     portal_password.add_commands,
 )
