@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -16,12 +17,10 @@ LIBRARIES = ("spyne", "lxml", "zeep", "cryptography", "gunicorn", "Werkzeug", "r
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (``platform.processor()`` is often empty)."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -39,13 +40,11 @@ class Memory:
 def memory_of(pid: int) -> Memory:
     """VmRSS and VmHWM of ``pid`` from /proc (zeros when it is gone)."""
     values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
+    with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, rest = line.partition(":")
             if key in values:
                 values[key] = int(rest.split()[0]) / 1024
-    except (OSError, ValueError):
-        pass
     return Memory(values["VmRSS"], values["VmHWM"])
 
 

@@ -14,6 +14,7 @@ For each gunicorn worker class ``serve`` offers (``sync``: the setup before issu
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -70,10 +71,8 @@ class _Attack:
             for sock, data in [(s, f"X-{line}: a\r\n".encode()) for s in self.slowloris] + [
                 (s, b" ") for s in self.bodies
             ]:
-                try:
+                with contextlib.suppress(OSError):  # a socket the server closed
                     sock.sendall(data)
-                except OSError:
-                    pass
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()

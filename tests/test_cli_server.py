@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,6 +26,7 @@ from pki_soap.ca.csr import build_csr, csr_pem
 from pki_soap.cli.server_app import main
 from pki_soap.store import PendingRequest, Store
 from tests.engine_support import make_ca, make_csr, open_server, openssl_verify
+from tests.service_support import start_serve
 from tests.smtp_support import PASSWORD, USER, MailServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1018,18 +1021,15 @@ def test_help_lists_every_command() -> None:
 # -- the whole flow: `server_app.py serve` in one process, `client_app.py` in another -------
 
 
-def _wait_for_service(port: int, serve: subprocess.Popen[str]) -> None:
+def _wait_for_service(port: int, serve: subprocess.Popen[Any]) -> None:
     url = f"http://127.0.0.1:{port}/isc/pki/PKI.CAServer.cls?WSDL"
     for _ in range(300):
         if serve.poll() is not None:
             output = serve.stdout.read() if serve.stdout else ""
-            pytest.fail(f"serve exited with {serve.returncode}: {output}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
+            pytest.fail(f"serve exited with {serve.returncode}: {output!r}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
         time.sleep(0.1)
     pytest.fail("the service did not start within 30 s")
 
@@ -1063,27 +1063,7 @@ def test_two_processes_submit_issue_get_verify(
     )
     assert configure.returncode == 0, configure.stderr
     port = free_port()
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "server_app.py",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-portal",
-        ],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    serve = start_serve(data_dir, port, "--workers", "1", "--no-portal")
     client_dir = tmp_path / "client-data"
     try:
         _wait_for_service(port, serve)

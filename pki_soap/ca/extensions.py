@@ -6,6 +6,7 @@ validation (:func:`tls_sans`).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -183,10 +184,8 @@ def tls_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         return sans
     cn = names.common_name(csr.subject)
     if cn:
-        try:
+        with contextlib.suppress(ValueError):  # not an IP address: perhaps a host name
             return [x509.IPAddress(ipaddress.ip_address(cn))]
-        except ValueError:
-            pass
         if names.is_hostname(cn):
             return [x509.DNSName(cn)]
     return []

@@ -9,7 +9,6 @@ from pathlib import Path
 from pki_soap import files
 from pki_soap.ca import names
 from pki_soap.cli.passwords import from_file
-from pki_soap.errors import NotConfigured
 from pki_soap.server.datadir import open_data_directory
 
 DEMO_ROOT = "DemoCA"
@@ -32,11 +31,7 @@ def configure_demo(data_dir: Path) -> tuple[bool, str]:
     """
     with open_data_directory(data_dir, create=True) as opened:
         server = opened.server
-        try:
-            server.config()
-        except NotConfigured:
-            pass
-        else:
+        if opened.store.server_config() is not None:
             return False, server.authority().fingerprint
         password_file = data_dir / DEMO_PASSWORD_FILE
         if password_file.exists():

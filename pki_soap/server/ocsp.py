@@ -9,6 +9,7 @@ signature.  A daemon thread per process (:class:`Refresher`) keeps the cache fre
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import logging
@@ -262,13 +263,12 @@ class Refresher:
             if responder is None:
                 return
             try:
-                with _exclusive(self._lock_path) as mine:
+                # Not configured yet: nothing to sign, ask again at the next pass.
+                with contextlib.suppress(NotConfigured), _exclusive(self._lock_path) as mine:
                     if mine:
                         signed = responder.refresh()
                         if signed:
                             log.info("OCSP: %d answer(s) signed ahead", signed)
-            except NotConfigured:
-                pass
             except Exception as exc:  # the thread must survive anything
                 log.warning("OCSP refresh failed: %s: %s", type(exc).__name__, exc)
             del responder

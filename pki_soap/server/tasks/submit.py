@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
@@ -219,10 +220,8 @@ class SubmitTasks(TaskBase):
             UnknownRequest: no pending CSR fits.
             InvalidInput: several fit (the message lists their Names).
         """
-        try:
+        with contextlib.suppress(UnknownRequest):
             return self.store.request(text)
-        except UnknownRequest:
-            pass
         fits = [r for r in self.store.requests() if r.filename == text or r.name.startswith(text)]
         if len(fits) == 1:
             return fits[0]
